@@ -1,0 +1,22 @@
+/* Earliest departure time. fq holds each packet until skb->tstamp (CLOCK_MONOTONIC).
+ * TCP already stamps paced packets; starting from max(tstamp, now) keeps a flow's stamps
+ * monotonic for a constant delay (both inputs are monotonic), so no per-flow state is
+ * needed. Jitter reorders on purpose, as a real path would. */
+#pragma once
+
+/* Returns the departure time, or 0 when it lies beyond the horizon (the caller drops). */
+static __always_inline __u64 tardy_departure(__u64 stamped, __u64 now, const struct tardy_rule *r)
+{
+    __u64 base = stamped > now ? stamped : now;
+    __u64 delay = r->delay_ns;
+
+    if (r->jitter_ns) {
+        __u64 j = r->jitter_ns > delay ? delay : r->jitter_ns;
+
+        delay = delay - j + tardy_rand_below(2 * j + 1);
+    }
+    base += delay;
+    if (base - now > TARDY_HORIZON_NS)
+        return 0;
+    return base;
+}

@@ -1,0 +1,54 @@
+/* The one definition of every map key, value, enum and limit shared by the BPF programs
+ * (bpf/) and user space (user/). It defines no integer types itself: each side includes
+ * its own __u32/__u64 first (vmlinux.h in BPF, <linux/types.h> in C++).
+ *
+ * Units and byte order are in the field names; every struct is padded explicitly so both
+ * compilers agree on the layout (user space checks sizes and offsets with static_assert).
+ */
+#ifndef TARDY_ABI_H
+#define TARDY_ABI_H
+
+/* Limits. */
+#define TARDY_MAX_RULES 16384        /* active rules (one per target cgroup) */
+#define TARDY_CGROUP_CACHE 65536     /* cgroup id -> matching rule, LRU */
+#define TARDY_MAX_CGROUP_LEVEL 32    /* ancestors walked on a cache miss */
+#define TARDY_PPM 1000000u           /* loss_ppm of 100% */
+#define TARDY_MAX_DELAY_NS 5000000000ull   /* delay + jitter accepted by the CLI (5 s) */
+#define TARDY_HORIZON_NS 8000000000ull     /* a departure further out is dropped (fq's is 10 s) */
+
+/* Verdicts. TCX_NEXT (-1) lets later TC programs run; it is also TC_ACT_UNSPEC for clsact. */
+#define TARDY_TC_NEXT (-1)
+#define TARDY_TC_DROP 2
+
+/* Pinned control map: one entry at key 0. Every program reads it before anything else. */
+struct tardy_control {
+    __u32 armed;             /* 0: every program passes everything untouched (kill switch) */
+    __u32 generation;        /* bumped by the agent on any rule change: invalidates the cache */
+    __u64 lease_deadline_ns; /* CLOCK_MONOTONIC; past it the agent is presumed hung: pass */
+};
+
+/* Value of the rules map, keyed by the target's cgroup id (__u64). */
+struct tardy_rule {
+    __u32 slot;       /* index of this rule's counters */
+    __u32 loss_ppm;   /* 0..TARDY_PPM */
+    __u64 delay_ns;
+    __u64 jitter_ns;  /* uniform in [-jitter_ns, +jitter_ns] around delay_ns */
+    __u64 expires_ns; /* CLOCK_MONOTONIC; the rule is ignored from then on */
+};
+
+/* Per-CPU counters, indexed by tardy_rule.slot. */
+struct tardy_counters {
+    __u64 matched; /* packets of the target seen while the rule was live */
+    __u64 delayed; /* packets given a later departure time */
+    __u64 dropped; /* packets dropped by loss or by the horizon */
+    __u64 bytes;   /* bytes of matched packets */
+};
+
+/* Value of the cgroup cache, keyed by a packet's cgroup id. */
+struct tardy_cg_match {
+    __u32 generation; /* tardy_control.generation when computed */
+    __u32 pad;
+    __u64 rule_cgid;  /* the cgroup id whose rule applies (itself or an ancestor), 0: none */
+};
+
+#endif /* TARDY_ABI_H */

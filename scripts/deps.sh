@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what tardy needs to build, test and demo, from Debian's archive. Idempotent: it
+# does nothing when everything is there.
+set -euo pipefail
+pkgs=(make clang llvm g++ libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev libcli11-dev nlohmann-json3-dev
+      libgtest-dev libgmock-dev iproute2 qemu-system-x86 busybox-static cpio kmod)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "deps: missing ${missing[*]}; run as root (sudo make ...) to install them" >&2
+    exit 2
+  fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

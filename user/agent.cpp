@@ -1,0 +1,557 @@
+#include "agent.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cgroup.hpp"
+#include "fd.hpp"
+#include "journal.hpp"
+#include "netns.hpp"
+#include "qdisc.hpp"
+#include "spec.hpp"
+#include "tc_object.hpp"
+#include "units.hpp"
+
+using nlohmann::json;
+
+namespace tardy {
+namespace {
+
+uint64_t mono_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + ts.tv_nsec;
+}
+
+void log(const std::string& msg) {
+    char when[32];
+    std::time_t t = std::time(nullptr);
+    std::strftime(when, sizeof when, "%F %T", std::localtime(&t));
+    std::fprintf(stderr, "%s tardy-agent[%d]: %s\n", when, getpid(), msg.c_str());
+    std::fflush(stderr);
+}
+
+json fail(const Error& e) { return {{"ok", false}, {"user", e.is_user()}, {"error", e.message}}; }
+
+struct DeviceKey {
+    uint64_t netns = 0;
+    int ifindex = 0;
+    auto operator<=>(const DeviceKey&) const = default;
+};
+
+// One device our program is attached to, shared by the injections that use it.
+struct Device {
+    std::string ifname;
+    Fd nsfd;
+    std::optional<TcAttachment> attachment;
+    uint64_t attach_jid = 0;  // journal entry of a clsact filter, 0 for TCX
+    int refs = 0;
+    int fq_refs = 0;
+    uint64_t qdisc_jid = 0;   // journal entry of the replaced root qdisc, 0 when fq was there
+};
+
+struct Injection {
+    std::string name;
+    Cgroup cg;
+    NetFaults net;
+    uint64_t expires_ns = 0;
+    uint64_t for_ns = 0;
+    uint32_t slot = 0;
+    std::vector<DeviceKey> devices;
+};
+
+class Agent {
+public:
+    Agent(const AgentOptions& o, std::unique_ptr<TcObject> obj)
+        : o_(o), obj_(std::move(obj)), journal_(o.paths.journal()) {
+        for (uint32_t s = TARDY_MAX_RULES; s > 0; s--) free_slots_.push_back(s - 1);
+    }
+
+    json handle(const json& req);
+    void tick();
+    void end_all();
+    void arm() { __atomic_store_n(&obj_->control()->armed, 1u, __ATOMIC_SEQ_CST); }
+    bool idle() const { return injections_.empty(); }
+    uint64_t last_activity_ns = mono_ns();
+
+private:
+    json inject(const json& req);
+    json list();
+    json stop(const json& req);
+    Result<void> end(const std::string& name);
+    Result<void> acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq);
+    Result<void> release(const DeviceKey& k, bool had_fq);
+
+    AgentOptions o_;
+    std::unique_ptr<TcObject> obj_;
+    Journal journal_;
+    std::map<DeviceKey, Device> devices_;
+    std::map<std::string, Injection> injections_;
+    std::vector<uint32_t> free_slots_;
+    uint64_t next_auto_name_ = 1;
+};
+
+Result<void> Agent::acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq) {
+    Device& d = devices_[k];
+    if (!d.nsfd.valid()) {
+        d.nsfd = Fd(fcntl(nsfd, F_DUPFD_CLOEXEC, 0));
+        d.ifname = ifname;
+    }
+    bool installed_fq = false;
+    if (need_fq && d.fq_refs == 0) {
+        auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+            auto snap = root_qdisc(k.ifindex);
+            if (!snap) return snap.error();
+            if (snap->kind == "fq") return ok();  // already enforcing departure times
+            TARDY_TRY(check_restorable(*snap));
+            auto jid = journal_.record({0, "qdisc", k.netns, k.ifindex, ifname, encode(*snap)});
+            if (!jid) return jid.error();
+            if (auto rr = replace_root_qdisc(k.ifindex, "fq"); !rr) {
+                (void)journal_.done(*jid);
+                return rr.error();
+            }
+            d.qdisc_jid = *jid;
+            installed_fq = true;
+            return ok();
+        });
+        if (!r) {
+            if (d.refs == 0) devices_.erase(k);
+            return r;
+        }
+        if (installed_fq) log("installed fq as root qdisc of " + ifname);
+    }
+    if (d.refs == 0) {
+        auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+            auto a = TcAttachment::attach_egress(
+                obj_->egress_prog_fd(), k.ifindex, [&](uint32_t h, uint32_t prio, bool created) -> Result<void> {
+                    char data[64];
+                    std::snprintf(data, sizeof data, "%x:%x:%d", h, prio, created ? 1 : 0);
+                    auto jid = journal_.record({0, "clsact", k.netns, k.ifindex, ifname, data});
+                    if (!jid) return jid.error();
+                    d.attach_jid = *jid;
+                    return ok();
+                });
+            if (!a) {
+                if (d.attach_jid) (void)journal_.done(std::exchange(d.attach_jid, 0));
+                return a.error();
+            }
+            d.attachment.emplace(std::move(*a));
+            return ok();
+        });
+        if (!r) {
+            if (need_fq) {
+                d.fq_refs++;
+                (void)release(k, true);
+            } else {
+                devices_.erase(k);
+            }
+            return r;
+        }
+        log("attached egress program to " + ifname +
+            (d.attachment->kind() == TcAttachment::Kind::Tcx ? " (TCX link)" : " (clsact filter)"));
+    }
+    d.refs++;
+    if (need_fq) d.fq_refs++;
+    return ok();
+}
+
+Result<void> Agent::release(const DeviceKey& k, bool had_fq) {
+    auto it = devices_.find(k);
+    if (it == devices_.end()) return ok();
+    Device& d = it->second;
+    Result<void> result = ok();
+    if (had_fq && --d.fq_refs == 0 && d.qdisc_jid) {
+        auto open = journal_.open_entries();
+        for (const auto& e : open) {
+            if (e.id != d.qdisc_jid) continue;
+            auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+                auto snap = decode(e.data);
+                if (!snap) return snap.error();
+                return restore_root_qdisc(*snap);
+            });
+            if (r) {
+                (void)journal_.done(d.qdisc_jid);
+                log("restored root qdisc of " + d.ifname);
+            } else {
+                log("restore root qdisc of " + d.ifname + ": " + r.error().message);
+                result = r;
+            }
+        }
+        d.qdisc_jid = 0;
+    }
+    if (d.refs > 0 && --d.refs == 0) {
+        if (d.attachment) {
+            auto r = d.attachment->kind() == TcAttachment::Kind::Tcx
+                         ? d.attachment->detach()
+                         : in_netns(d.nsfd.get(), [&] { return d.attachment->detach(); });
+            if (r && d.attach_jid) (void)journal_.done(d.attach_jid);
+            if (!r) {
+                log("detach from " + d.ifname + ": " + r.error().message);
+                result = r;
+            } else {
+                log("detached egress program from " + d.ifname);
+            }
+        }
+        if (d.fq_refs == 0) devices_.erase(it);
+    }
+    return result;
+}
+
+json Agent::inject(const json& req) {
+    Injection inj;
+    inj.name = req.value("name", std::string());
+    if (inj.name.empty()) {
+        do inj.name = "inj-" + std::to_string(next_auto_name_++);
+        while (injections_.count(inj.name));
+    } else if (injections_.count(inj.name)) {
+        return fail(Error::user("an injection named '" + inj.name + "' is active; pick another --name or `tardy stop " +
+                                inj.name + "` first"));
+    }
+    inj.cg.path = req.at("cgroup").at("path");
+    inj.cg.rel = req.at("cgroup").at("rel");
+    inj.cg.id = req.at("cgroup").at("id");
+    inj.net = req.at("net").get<NetFaults>();
+    inj.for_ns = req.at("for_ns");
+    for (const auto& [n, other] : injections_) {
+        if (other.cg.id == inj.cg.id)
+            return fail(Error::user("cgroup " + inj.cg.rel + " already has injection '" + n + "'; `tardy stop " + n +
+                                    "` first"));
+    }
+    if (free_slots_.empty()) return fail(Error::user("too many active injections; stop some first"));
+
+    struct Plan {
+        DeviceKey key;
+        int nsfd;
+        std::string ifname;
+    };
+    std::vector<Fd> nsfds;
+    std::vector<Plan> plan;
+    std::vector<std::string> want = req.value("devices", std::vector<std::string>{});
+    for (const auto& ns : req.at("netns")) {
+        NetnsRef ref{ns.at("ino"), ns.at("path")};
+        auto fd = open_netns(ref);
+        if (!fd) return fail(fd.error());
+        std::vector<NetDevice> devs;
+        auto r = in_netns(fd->get(), [&] {
+            devs = list_devices();
+            return ok();
+        });
+        if (!r) return fail(r.error());
+        std::vector<std::string> names;
+        for (const auto& d : devs) names.push_back(d.name);
+        for (const auto& w : want) {
+            bool found = false;
+            for (const auto& d : devs) found |= d.name == w;
+            if (!found) {
+                std::string have;
+                for (const auto& n : names) have += (have.empty() ? "" : ", ") + n;
+                return fail(Error::user("--device " + w + ": no such device in the target's network namespace (" +
+                                        ref.path + " has: " + have + ")"));
+            }
+        }
+        for (const auto& d : devs) {
+            bool chosen = want.empty() ? !d.loopback : std::find(want.begin(), want.end(), d.name) != want.end();
+            if (chosen) plan.push_back({{ref.ino, d.ifindex}, fd->get(), d.name});
+        }
+        nsfds.push_back(std::move(*fd));
+    }
+    if (plan.empty())
+        return fail(Error::user("the target's network namespace has no device but loopback; choose one with --device lo"));
+
+    bool need_fq = inj.net.delay_ns > 0;
+    if (need_fq) {
+        bool available = false;
+        auto r = in_netns(plan.front().nsfd, [&]() -> Result<void> {
+            auto a = qdisc_kind_available("fq");
+            if (!a) return a.error();
+            available = *a;
+            return ok();
+        });
+        if (!r) return fail(r.error());
+        if (!available)
+            return fail(Error::user("--delay needs the fq qdisc to enforce departure times, and this kernel has none "
+                                    "(sch_fq missing; see `tardy doctor`); --loss works without it"));
+    }
+
+    std::vector<DeviceKey> done;
+    for (const auto& p : plan) {
+        auto r = acquire(p.key, p.nsfd, p.ifname, need_fq);
+        if (!r) {
+            for (auto it = done.rbegin(); it != done.rend(); ++it) (void)release(*it, need_fq);
+            return fail(r.error());
+        }
+        done.push_back(p.key);
+    }
+    inj.devices = done;
+    inj.slot = free_slots_.back();
+    inj.expires_ns = mono_ns() + inj.for_ns;
+    tardy_rule rule{};
+    rule.slot = inj.slot;
+    rule.loss_ppm = inj.net.loss_ppm;
+    rule.delay_ns = inj.net.delay_ns;
+    rule.jitter_ns = inj.net.jitter_ns;
+    rule.expires_ns = inj.expires_ns;
+    auto rc = obj_->reset_counters(inj.slot);
+    if (rc) rc = obj_->put_rule(inj.cg.id, rule);
+    if (!rc) {
+        for (auto it = done.rbegin(); it != done.rend(); ++it) (void)release(*it, need_fq);
+        return fail(rc.error());
+    }
+    free_slots_.pop_back();
+    json devs = json::array();
+    for (const auto& p : plan) devs.push_back(p.ifname);
+    log("injection " + inj.name + " on " + inj.cg.rel + ": " + describe(inj.net) + " for " + format_duration(inj.for_ns));
+    std::string name = inj.name;
+    injections_.emplace(name, std::move(inj));
+    return {{"ok", true}, {"name", name}, {"devices", devs}};
+}
+
+Result<void> Agent::end(const std::string& name) {
+    auto it = injections_.find(name);
+    if (it == injections_.end()) return ok();
+    Injection& inj = it->second;
+    Result<void> result = obj_->delete_rule(inj.cg.id);
+    bool had_fq = inj.net.delay_ns > 0;
+    for (auto d = inj.devices.rbegin(); d != inj.devices.rend(); ++d) {
+        auto r = release(*d, had_fq);
+        if (!r) result = r;
+    }
+    free_slots_.push_back(inj.slot);
+    log("ended injection " + name);
+    injections_.erase(it);
+    (void)journal_.compact();
+    return result;
+}
+
+json Agent::list() {
+    json out = json::array();
+    uint64_t now = mono_ns();
+    for (const auto& [name, inj] : injections_) {
+        auto c = obj_->counters(inj.slot);
+        json devs = json::array();
+        for (const auto& k : inj.devices) {
+            auto d = devices_.find(k);
+            if (d != devices_.end()) devs.push_back(d->second.ifname);
+        }
+        out.push_back({{"name", name},
+                       {"cgroup", inj.cg.rel},
+                       {"cgroup_id", inj.cg.id},
+                       {"net", inj.net},
+                       {"faults", describe(inj.net)},
+                       {"left_ns", inj.expires_ns > now ? inj.expires_ns - now : 0},
+                       {"devices", devs},
+                       {"counters",
+                        {{"matched", c ? c->matched : 0},
+                         {"delayed", c ? c->delayed : 0},
+                         {"dropped", c ? c->dropped : 0},
+                         {"bytes", c ? c->bytes : 0}}}});
+    }
+    return {{"ok", true}, {"injections", out}, {"agent_pid", getpid()}};
+}
+
+json Agent::stop(const json& req) {
+    std::vector<std::string> names;
+    if (req.value("all", false)) {
+        for (const auto& [n, i] : injections_) names.push_back(n);
+    } else {
+        std::string n = req.value("name", std::string());
+        if (!injections_.count(n))
+            return fail(Error::user("no active injection named '" + n + "'; see `tardy list`"));
+        names.push_back(n);
+    }
+    std::string errors;
+    for (const auto& n : names) {
+        auto r = end(n);
+        if (!r) errors += (errors.empty() ? "" : "; ") + r.error().message;
+    }
+    if (!errors.empty()) return fail(Error::other(errors));
+    return {{"ok", true}, {"stopped", names}};
+}
+
+json Agent::handle(const json& req) {
+    last_activity_ns = mono_ns();
+    std::string op = req.value("op", std::string());
+    try {
+        if (op == "inject") return inject(req);
+        if (op == "list") return list();
+        if (op == "stop") return stop(req);
+        if (op == "ping") return {{"ok", true}, {"pid", getpid()}};
+    } catch (const json::exception& e) {
+        return fail(Error::other(std::string("malformed request: ") + e.what()));
+    }
+    return fail(Error::other("unknown request '" + op + "'"));
+}
+
+void Agent::tick() {
+    uint64_t now = mono_ns();
+    __atomic_store_n(&obj_->control()->lease_deadline_ns, now + kLeaseNs, __ATOMIC_SEQ_CST);
+    std::vector<std::string> expired;
+    for (const auto& [n, inj] : injections_)
+        if (now >= inj.expires_ns) expired.push_back(n);
+    for (const auto& n : expired) {
+        log("injection " + n + " reached its deadline");
+        (void)end(n);
+        last_activity_ns = now;
+    }
+}
+
+void Agent::end_all() {
+    std::vector<std::string> names;
+    for (const auto& [n, i] : injections_) names.push_back(n);
+    for (const auto& n : names) (void)end(n);
+}
+
+Result<Fd> listen_on(const std::string& path) {
+    Fd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!s.valid()) return Error::sys("socket", errno);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (path.size() >= sizeof a.sun_path) return Error::user("socket path too long: " + path);
+    std::strcpy(a.sun_path, path.c_str());
+    unlink(path.c_str());
+    if (bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return Error::sys("bind " + path, errno);
+    chmod(path.c_str(), 0600);
+    if (listen(s.get(), 16) != 0) return Error::sys("listen " + path, errno);
+    return s;
+}
+
+void serve_one(Agent& agent, int lfd) {
+    Fd c(accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
+    if (!c.valid()) return;
+    std::string in;
+    char buf[65536];
+    while (in.empty() || in.back() != '\n') {
+        pollfd p{c.get(), POLLIN, 0};
+        if (poll(&p, 1, 2000) <= 0) return;  // a client that sends nothing cannot hold us
+        ssize_t n = read(c.get(), buf, sizeof buf);
+        if (n <= 0) return;
+        in.append(buf, n);
+        if (in.size() > (1 << 20)) return;
+    }
+    auto req = json::parse(in, nullptr, false);
+    json rep = req.is_discarded() ? fail(Error::other("request is not JSON")) : agent.handle(req);
+    std::string out = rep.dump() + "\n";
+    (void)!send(c.get(), out.data(), out.size(), MSG_NOSIGNAL);
+}
+
+// Undo what a previous agent left behind (it died without cleaning up).
+void recover_journal(const Paths& p) {
+    Journal j(p.journal());
+    int corrupt = 0;
+    for (const auto& e : j.open_entries(&corrupt)) {
+        auto r = undo_journal_entry(e);
+        log(std::string(r ? "undid" : "could not undo") + " journal entry " + std::to_string(e.id) + " (" + e.kind +
+            " on " + e.ifname + ")" + (r ? "" : ": " + r.error().message));
+        if (r) (void)j.done(e.id);
+    }
+    if (corrupt) log("skipped " + std::to_string(corrupt) + " unreadable journal line(s)");
+    (void)j.compact();
+}
+
+}  // namespace
+
+int run_agent(const AgentOptions& o) {
+    const Paths& p = o.paths;
+    if (auto r = ensure_dir(p.run_dir); !r) {
+        log(r.error().message);
+        return 1;
+    }
+    Fd lock(open(p.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!lock.valid() || flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+        log("another agent holds " + p.lock_file() + "; leaving");
+        return 1;
+    }
+    recover_journal(p);
+    if (auto r = ensure_bpffs_dir(p.bpffs_dir); !r) {
+        log(r.error().message);
+        return 1;
+    }
+    auto obj = TcObject::load({p.bpffs_dir, o.rng_seed});
+    if (!obj) {
+        log(obj.error().message);
+        return 1;
+    }
+    Agent agent(o, std::move(*obj));
+    agent.tick();
+    // Armed after the lease is set: a fresh control map is zeroed, i.e. disarmed. `tardy
+    // kill` removes the pin, so a new agent never inherits a pulled switch; starting one is
+    // the explicit act of re-arming.
+    agent.arm();
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    Fd sfd(signalfd(-1, &mask, SFD_CLOEXEC));
+    Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+    itimerspec its{{0, 100'000'000}, {0, 100'000'000}};  // 100 ms: expiry resolution
+    timerfd_settime(tfd.get(), 0, &its, nullptr);
+    auto l = listen_on(p.socket());
+    if (!l) {
+        log(l.error().message);
+        return 1;
+    }
+    FILE* pf = std::fopen(p.pid_file().c_str(), "w");
+    if (pf) {
+        std::fprintf(pf, "%d\n", getpid());
+        std::fclose(pf);
+    }
+    log("ready on " + p.socket() + (o.exit_when_idle ? " (exits when idle)" : ""));
+
+    int code = 0;
+    for (bool running = true; running;) {
+        pollfd fds[3] = {{l->get(), POLLIN, 0}, {sfd.get(), POLLIN, 0}, {tfd.get(), POLLIN, 0}};
+        if (poll(fds, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            code = 1;
+            break;
+        }
+        if (fds[1].revents) {
+            signalfd_siginfo si{};
+            (void)!read(sfd.get(), &si, sizeof si);
+            log("signal " + std::to_string(si.ssi_signo) + ": ending every injection");
+            running = false;
+        }
+        if (fds[2].revents) {
+            uint64_t n;
+            (void)!read(tfd.get(), &n, sizeof n);
+            agent.tick();
+            if (o.exit_when_idle && agent.idle() && mono_ns() - agent.last_activity_ns > 2'000'000'000ULL) {
+                log("no injection left; leaving");
+                running = false;
+            }
+        }
+        if (fds[0].revents) serve_one(agent, l->get());
+    }
+    agent.end_all();
+    unlink(p.socket().c_str());
+    unlink(p.pid_file().c_str());
+    unlink(p.control_pin().c_str());
+    rmdir(p.bpffs_dir.c_str());
+    return code;
+}
+
+}  // namespace tardy

@@ -1,0 +1,247 @@
+// tardy: the command line. Thin: parsing and printing over the library.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "agent.hpp"
+#include "client.hpp"
+#include "demo.hpp"
+#include "doctor.hpp"
+#include "inject.hpp"
+#include "kill.hpp"
+#include "probe.hpp"
+#include "tc_object.hpp"
+#include "units.hpp"
+
+using nlohmann::json;
+using namespace tardy;
+
+namespace {
+
+constexpr int kExitUser = 2;
+
+int report(const Error& e) {
+    std::fprintf(stderr, "tardy: %s\n", e.message.c_str());
+    return e.is_user() ? kExitUser : 1;
+}
+
+std::string self_exe() {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, n) : "tardy";
+}
+
+int need_root() {
+    if (geteuid() != 0) {
+        std::fprintf(stderr, "tardy: this command needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); run it with sudo\n");
+        return kExitUser;
+    }
+    return 0;
+}
+
+int cmd_inject(const InjectArgs& a, const Paths& p) {
+    auto r = build_inject_request(a);
+    if (!r) return report(r.error());
+    if (int rc = need_root()) return rc;
+    auto cgfs = CgroupFs::detect();
+    if (!cgfs) return report(cgfs.error());
+    auto req = prepare_inject(*r, *cgfs);
+    if (!req) return report(req.error());
+    auto rep = submit_inject(p, *req, self_exe());
+    if (!rep) return report(rep.error());
+    std::string devs;
+    for (const auto& d : (*rep)["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
+    std::printf("%s\n", (*rep)["name"].get<std::string>().c_str());
+    std::fprintf(stderr, "tardy: %s on %s via %s for %s\n", describe(r->net).c_str(),
+                 (*req)["cgroup"]["rel"].get<std::string>().c_str(), devs.c_str(), format_duration(r->for_ns).c_str());
+    return 0;
+}
+
+std::string left(uint64_t ns) {
+    uint64_t s = ns / 1'000'000'000ULL;
+    char buf[32];
+    if (s >= 60)
+        std::snprintf(buf, sizeof buf, "%llum%02llus", static_cast<unsigned long long>(s / 60),
+                      static_cast<unsigned long long>(s % 60));
+    else
+        std::snprintf(buf, sizeof buf, "%.1fs", ns / 1e9);
+    return buf;
+}
+
+int cmd_list(bool as_json, const Paths& p) {
+    json injections = json::array();
+    if (agent_reachable(p)) {
+        auto rep = agent_call(p, {{"op", "list"}});
+        if (!rep) return report(rep.error());
+        auto r = reply_or_error(*rep);
+        if (!r) return report(r.error());
+        injections = (*r)["injections"];
+    }
+    if (as_json) {
+        std::cout << json{{"injections", injections}}.dump(2) << "\n";
+        return 0;
+    }
+    if (injections.empty()) {
+        std::printf("no active injections\n");
+        return 0;
+    }
+    std::printf("%-16s %-28s %-22s %-9s %-10s %9s %9s %9s %11s\n", "NAME", "CGROUP", "FAULTS", "LEFT", "DEVICES",
+                "MATCHED", "DELAYED", "DROPPED", "BYTES");
+    for (const auto& i : injections) {
+        std::string devs;
+        for (const auto& d : i["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
+        const auto& c = i["counters"];
+        std::printf("%-16s %-28s %-22s %-9s %-10s %9llu %9llu %9llu %11llu\n", i["name"].get<std::string>().c_str(),
+                    i["cgroup"].get<std::string>().c_str(), i["faults"].get<std::string>().c_str(),
+                    left(i["left_ns"].get<uint64_t>()).c_str(), devs.c_str(),
+                    static_cast<unsigned long long>(c["matched"].get<uint64_t>()),
+                    static_cast<unsigned long long>(c["delayed"].get<uint64_t>()),
+                    static_cast<unsigned long long>(c["dropped"].get<uint64_t>()),
+                    static_cast<unsigned long long>(c["bytes"].get<uint64_t>()));
+    }
+    return 0;
+}
+
+int cmd_stop(const std::string& name, bool all, const Paths& p) {
+    if (name.empty() == !all)
+        return report(Error::user("name one injection (tardy stop NAME) or use --all"));
+    if (!name.empty()) {
+        if (auto v = validate_name(name); !v) return report(v.error());
+    }
+    if (!agent_reachable(p)) {
+        if (all) {
+            std::printf("no active injections\n");
+            return 0;
+        }
+        return report(Error::user("no active injection named '" + name + "' (no agent is running)"));
+    }
+    json req = {{"op", "stop"}};
+    if (all)
+        req["all"] = true;
+    else
+        req["name"] = name;
+    auto rep = agent_call(p, req);
+    if (!rep) return report(rep.error());
+    auto r = reply_or_error(*rep);
+    if (!r) return report(r.error());
+    for (const auto& n : (*r)["stopped"]) std::printf("stopped %s\n", n.get<std::string>().c_str());
+    if ((*r)["stopped"].empty()) std::printf("no active injections\n");
+    return 0;
+}
+
+int cmd_kill(const Paths& p) {
+    KillReport rep = pull_kill_switch(p);
+    for (const auto& d : rep.done) std::printf("%s\n", d.c_str());
+    for (const auto& e : rep.problems) std::fprintf(stderr, "tardy kill: %s\n", e.c_str());
+    if (rep.done.empty() && rep.clean()) std::printf("nothing to do: no agent, no pins, no journal\n");
+    if (rep.clean()) std::printf("clean: no fault of tardy's is active\n");
+    return rep.clean() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"tardy: kernel-level latency and fault injection for cgroups (eBPF)", "tardy"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("tardy 0.1.0"));
+    app.footer(
+        "Examples:\n"
+        "  sudo tardy inject --cgroup system.slice/api.service --loss 5% --for 2m\n"
+        "  sudo tardy inject --container 3f2a --delay 50ms --jitter 10ms --name slow-db\n"
+        "  sudo tardy list\n"
+        "  sudo tardy stop slow-db\n"
+        "  sudo tardy kill            # end every fault now, even with a hung agent\n"
+        "State: TARDY_RUN_DIR (default /run/tardy), TARDY_BPFFS (default /sys/fs/bpf/tardy).");
+    Paths paths = Paths::from_env();
+
+    InjectArgs ia;
+    auto* inject = app.add_subcommand("inject", "Inject faults into a target cgroup's traffic");
+    inject->add_option("--cgroup", ia.cgroup, "Target cgroup v2: path (absolute or below the mount) or numeric id");
+    inject->add_option("--pid", ia.pid, "Target the cgroup of this process");
+    inject->add_option("--container", ia.container, "Target a container by id (full or unique prefix)");
+    inject->add_option("--delay", ia.delay, "Delay egress packets, e.g. 50ms (needs the fq qdisc)");
+    inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay)");
+    inject->add_option("--loss", ia.loss, "Drop this share of egress packets, e.g. 5% or 0.01%");
+    inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
+    inject->add_option("--name", ia.name, "Name for list/stop (default: inj-N)");
+    inject->add_option("--device", ia.devices, "Attach on this device (repeatable; default: every non-loopback one)");
+    inject->add_option("--netns", ia.netns, "Target network namespace: NAME under /run/netns or a path "
+                                            "(default: those of the target's processes)");
+    inject->add_flag("--force", ia.force, "Allow the root cgroup or tardy's own cgroup as target");
+    inject->footer("Units: ns, us, ms, s, m, h (250us, 1.5s); percentages with % (5%, 0.01%).\n"
+                   "Example: sudo tardy inject --pid 4242 --loss 30% --for 1m --name flaky");
+
+    bool list_json = false;
+    auto* list = app.add_subcommand("list", "Show active injections, time left and counters");
+    list->add_flag("--json", list_json, "Print JSON");
+
+    std::string stop_name;
+    bool stop_all = false;
+    auto* stop = app.add_subcommand("stop", "End one injection (NAME) or all (--all)");
+    stop->add_option("name", stop_name, "Injection name (see tardy list)");
+    stop->add_flag("--all", stop_all, "End every injection");
+
+    auto* killc = app.add_subcommand("kill", "Kill switch: disarm every program, stop the agent, restore everything");
+
+    bool doctor_json = false;
+    auto* doctor = app.add_subcommand("doctor", "Say which faults this kernel can do, and why not");
+    doctor->add_flag("--json", doctor_json, "Print JSON");
+
+    AgentOptions ao{paths};
+    bool verbose = false;
+    auto* agent = app.add_subcommand("agent", "Run the agent in the foreground (inject starts one when needed)");
+    agent->add_flag("--exit-when-idle", ao.exit_when_idle, "Leave when the last injection ends");
+    agent->add_option("--rng-seed", ao.rng_seed, "Seed loss decisions reproducibly (tests)");
+    agent->add_flag("--verbose", verbose, "Log libbpf's messages");
+
+    DemoOptions dopt;
+    auto* demo = app.add_subcommand("demo", "Run the sandboxed experiment: control vs experiment cohort, kill switch");
+    demo->add_flag("--json", dopt.json, "Print JSON");
+    demo->add_option("--phase", dopt.phase_s, "Seconds to measure each phase (default 3)");
+
+    ProbeArgs pa;
+    auto* probe = app.add_subcommand("__probe", "");
+    probe->group("");  // internal: the demo's and tests' client
+    add_probe_options(probe, pa);
+    EchoArgs ea;
+    auto* echo = app.add_subcommand("__echo", "");
+    echo->group("");
+    add_echo_options(echo, ea);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "tardy: %s; see tardy --help\n", e.what());
+        return kExitUser;
+    }
+
+    if (*inject) return cmd_inject(ia, paths);
+    if (*list) return cmd_list(list_json, paths);
+    if (*stop) return cmd_stop(stop_name, stop_all, paths);
+    if (*killc) {
+        if (int rc = need_root()) return rc;
+        return cmd_kill(paths);
+    }
+    if (*doctor) return run_doctor(doctor_json);
+    if (*agent) {
+        if (int rc = need_root()) return rc;
+        set_libbpf_log(verbose ? 2 : 0);
+        return run_agent(ao);
+    }
+    if (*demo) {
+        if (int rc = need_root()) return rc;
+        return run_demo(dopt, self_exe());
+    }
+    if (*probe) return run_probe(pa);
+    if (*echo) return run_echo(ea);
+    return 0;
+}

@@ -1,0 +1,50 @@
+// Measuring clients and an echo server for the demo and the tests: a probe joins a cgroup
+// and a network namespace, then times UDP echoes or TCP connects.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "error.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace tardy {
+
+struct ProbeArgs {
+    std::string cgroup;  // absolute cgroup directory to join first (optional)
+    std::string netns;   // network namespace file to enter (optional)
+    std::string proto = "udp";  // udp | tcp
+    std::string to;      // server address, IPv4 or IPv6
+    int port = 7;
+    int count = 20;
+    int interval_ms = 20;
+    int timeout_ms = 500;
+};
+
+struct EchoArgs {
+    std::string netns;
+    int port = 7;
+};
+
+struct ProbeResult {
+    int sent = 0;
+    std::vector<std::optional<double>> rtt_ms;  // nullopt: no answer within the timeout
+    int answered() const;
+    double loss_ratio() const;
+    std::optional<double> median_ms() const;
+};
+
+// Runs in the calling process: it joins the cgroup and namespace for good.
+Result<ProbeResult> probe(const ProbeArgs& a);
+Result<void> join_cgroup_and_netns(const std::string& cgroup, const std::string& netns);
+
+void add_probe_options(CLI::App* app, ProbeArgs& a);
+void add_echo_options(CLI::App* app, EchoArgs& a);
+int run_probe(const ProbeArgs& a);  // prints the result as one JSON line
+int run_echo(const EchoArgs& a);    // serves UDP and TCP echo until SIGTERM; prints "ready"
+
+}  // namespace tardy

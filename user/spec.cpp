@@ -1,0 +1,102 @@
+#include "spec.hpp"
+
+#include <tardy_abi.hpp>
+
+#include "units.hpp"
+
+namespace tardy {
+
+Result<void> validate_name(const std::string& name) {
+    if (name.empty() || name.size() > 64)
+        return Error::user("--name '" + name + "': use 1 to 64 characters from [A-Za-z0-9._-]");
+    for (char c : name) {
+        bool okc = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '.' || c == '_' || c == '-';
+        if (!okc)
+            return Error::user("--name '" + name + "': use only letters, digits, '.', '_' and '-'");
+    }
+    return ok();
+}
+
+Result<InjectRequest> build_inject_request(const InjectArgs& a) {
+    InjectRequest r;
+    int targets = !a.cgroup.empty() + !a.pid.empty() + !a.container.empty();
+    if (targets != 1)
+        return Error::user("name exactly one target: --cgroup PATH|ID, --pid PID or --container ID");
+    if (!a.cgroup.empty()) r.target = {TargetRef::Kind::Cgroup, a.cgroup};
+    if (!a.pid.empty()) r.target = {TargetRef::Kind::Pid, a.pid};
+    if (!a.container.empty()) r.target = {TargetRef::Kind::Container, a.container};
+
+    if (!a.delay.empty()) {
+        auto d = parse_duration_ns(a.delay, "--delay");
+        if (!d) return d.error();
+        r.net.delay_ns = *d;
+    }
+    if (!a.jitter.empty()) {
+        if (a.delay.empty())
+            return Error::user("--jitter needs --delay: jitter varies a delay (e.g. --delay 50ms --jitter 10ms)");
+        auto j = parse_duration_ns(a.jitter, "--jitter");
+        if (!j) return j.error();
+        if (*j > r.net.delay_ns)
+            return Error::user("--jitter " + a.jitter + " exceeds --delay " + a.delay +
+                               ": a packet cannot leave before it was sent; use jitter <= delay");
+        r.net.jitter_ns = *j;
+    }
+    if (r.net.delay_ns + r.net.jitter_ns > TARDY_MAX_DELAY_NS)
+        return Error::user("--delay plus --jitter is over 5s: fq would drop such packets; use less");
+    if (!a.delay.empty() && r.net.delay_ns == 0)
+        return Error::user("--delay 0: nothing to inject; give a positive duration or leave it out");
+    if (!a.loss.empty()) {
+        auto l = parse_percent_ppm(a.loss, "--loss");
+        if (!l) return l.error();
+        r.net.loss_ppm = *l;
+        if (*l == 0)
+            return Error::user("--loss 0%: nothing to inject; give a positive percentage or leave it out");
+    }
+    if (!r.net.any())
+        return Error::user("no fault given: add --delay DUR and/or --loss PCT");
+    if (!a.for_dur.empty()) {
+        auto f = parse_duration_ns(a.for_dur, "--for");
+        if (!f) return f.error();
+        if (*f < 1'000'000)
+            return Error::user("--for " + a.for_dur + ": too short; use at least 1ms");
+        r.for_ns = *f;
+    }
+    if (!a.name.empty()) {
+        TARDY_TRY(validate_name(a.name));
+        r.name = a.name;
+    }
+    for (const auto& d : a.devices) {
+        if (d.empty() || d.size() >= 16 || d.find('/') != std::string::npos)
+            return Error::user("--device '" + d + "': not a network device name");
+    }
+    r.devices = a.devices;
+    r.netns = a.netns;
+    r.force = a.force;
+    return r;
+}
+
+std::string describe(const NetFaults& f) {
+    std::string s;
+    if (f.delay_ns) {
+        s += "delay " + format_duration(f.delay_ns);
+        if (f.jitter_ns) s += "±" + format_duration(f.jitter_ns);
+    }
+    if (f.loss_ppm) {
+        if (!s.empty()) s += ", ";
+        s += "loss " + format_ppm(f.loss_ppm);
+    }
+    return s;
+}
+
+void to_json(nlohmann::json& j, const NetFaults& f) {
+    j = {{"delay_ns", f.delay_ns}, {"jitter_ns", f.jitter_ns}, {"loss_ppm", f.loss_ppm}};
+}
+
+void from_json(const nlohmann::json& j, NetFaults& f) {
+    f.delay_ns = j.value("delay_ns", uint64_t{0});
+    f.jitter_ns = j.value("jitter_ns", uint64_t{0});
+    f.loss_ppm = j.value("loss_ppm", uint32_t{0});
+}
+
+}  // namespace tardy

@@ -1,0 +1,18 @@
+// C++ view of include/tardy/abi.h, with the layout checked at compile time so a change on
+// one side that the other does not follow fails the build instead of corrupting maps.
+#pragma once
+
+#include <linux/types.h>
+
+#include <cstddef>
+
+#include "tardy/abi.h"
+
+static_assert(sizeof(tardy_control) == 16);
+static_assert(offsetof(tardy_control, lease_deadline_ns) == 8);
+static_assert(sizeof(tardy_rule) == 32);
+static_assert(offsetof(tardy_rule, delay_ns) == 8);
+static_assert(offsetof(tardy_rule, expires_ns) == 24);
+static_assert(sizeof(tardy_counters) == 32);
+static_assert(sizeof(tardy_cg_match) == 16);
+static_assert(offsetof(tardy_cg_match, rule_cgid) == 8);
