@@ -110,7 +110,9 @@ Result<void> undo_journal_entry(const JournalEntry& e) {
         }
         auto snap = decode(e.data);
         if (!snap) return snap.error();
-        return restore_root_qdisc(*snap);
+        auto r = restore_root_qdisc(*snap);
+        if (!r && r.error().err == ENODEV) return ok();  // the device went, and its qdisc with it
+        return r;
     });
 }
 

@@ -13,6 +13,7 @@
 #include "inject.hpp"
 #include "kill.hpp"
 #include "probe.hpp"
+#include "qdisc.hpp"
 #include "tc_object.hpp"
 #include "units.hpp"
 
@@ -49,6 +50,15 @@ int cmd_inject(const InjectArgs& a, const Paths& p) {
     auto cgfs = CgroupFs::detect();
     if (!cgfs) return report(cgfs.error());
     auto req = prepare_inject(*r, *cgfs);
+    if (!req) return report(req.error());
+    if (r->net.delay_ns) {
+        // Checked before an agent is started: a kernel without sch_fq accepts departure
+        // stamps but never enforces them, which would be a silent no-op fault.
+        auto fq = qdisc_kind_available("fq");
+        if (fq && !*fq)
+            return report(Error::user("--delay needs the fq qdisc to enforce departure times, and this kernel has "
+                                      "none (sch_fq missing; see `tardy doctor`); --loss works without it"));
+    }
     if (!req) return report(req.error());
     auto rep = submit_inject(p, *req, self_exe());
     if (!rep) return report(rep.error());

@@ -231,7 +231,8 @@ INSTANTIATE_TEST_SUITE_P(
     Kinds, QdiscRootCase,
     ::testing::Values(
         RootCase{"handle 1: htb default 10 r2q 7 direct_qlen 123", "htb", 0x00010000, "r2q 7 default 0x10"},
-        RootCase{"handle 2: tbf rate 1mbit burst 32kbit latency 400ms", "tbf", 0x00020000, "rate 1Mbit burst 4Kb lat 400ms"},
+        RootCase{"handle 2: tbf rate 1mbit burst 32kbit latency 400ms", "tbf", 0x00020000,
+                 "rate 1Mbit burst 4Kb lat 400ms"},
         RootCase{"handle 3: tbf rate 10gbit peakrate 20gbit burst 1mbit mtu 64kb latency 1s", "tbf", 0x00030000,
                  "rate 10Gbit burst 130000b peakrate 20Gbit minburst 65000b lat 1s"},
         RootCase{"handle 4: pfifo limit 9", "pfifo", 0x00040000, "limit 9p"},
@@ -403,7 +404,8 @@ TEST_F(QdiscTest, EncodeDecodeRoundTripOfARealSnapshot) {
 TEST(QdiscCodec, RoundTripsDefaultsAndEmptyFields) {
     QdiscSnapshot s{7, "eth0", "pfifo_fast", 0, {}, true, ""};
     std::string line = encode(s);
-    EXPECT_EQ(line, "qdisc-v1 ifindex=7 ifname=eth0 kind=pfifo_fast handle=00000000 default=1 options= lost=");
+    EXPECT_EQ(line,
+              "qdisc-v1 ifindex=7 ifname=eth0 kind=pfifo_fast handle=00000000 default=1 options= lost=");
     auto d = decode(line);
     ASSERT_TRUE(d.ok()) << d.error().message;
     EXPECT_EQ(*d, s);
@@ -415,7 +417,8 @@ TEST(QdiscCodec, RoundTripsDefaultsAndEmptyFields) {
 }
 
 TEST(QdiscCodec, RejectsDamagedRecords) {
-    const std::string good = "qdisc-v1 ifindex=7 ifname=eth0 kind=htb handle=00010000 default=0 options=0a0b lost=";
+    const std::string good =
+        "qdisc-v1 ifindex=7 ifname=eth0 kind=htb handle=00010000 default=0 options=0a0b lost=";
     ASSERT_TRUE(decode(good).ok());
     const char* bad[] = {
         "",
