@@ -1,0 +1,71 @@
+// Crafted packets for BPF_PROG_TEST_RUN: Ethernet + IPv4/IPv6 + UDP/TCP. The TC program
+// matches by socket cgroup, not by headers, but every family and protocol must pass
+// through it the same way.
+#pragma once
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace tardy::test {
+
+enum class Family { V4, V6 };
+enum class Proto { Udp, Tcp };
+
+inline std::vector<uint8_t> make_packet(Family f, Proto p, size_t payload = 64) {
+    size_t l3 = f == Family::V4 ? sizeof(iphdr) : sizeof(ipv6hdr);
+    size_t l4 = p == Proto::Udp ? sizeof(udphdr) : sizeof(tcphdr);
+    std::vector<uint8_t> pkt(sizeof(ethhdr) + l3 + l4 + payload, 0);
+    auto* eth = reinterpret_cast<ethhdr*>(pkt.data());
+    std::memset(eth->h_dest, 0x02, ETH_ALEN);
+    std::memset(eth->h_source, 0x04, ETH_ALEN);
+    uint8_t proto = p == Proto::Udp ? IPPROTO_UDP : IPPROTO_TCP;
+    uint8_t* l4p = pkt.data() + sizeof(ethhdr) + l3;
+    if (f == Family::V4) {
+        eth->h_proto = htons(ETH_P_IP);
+        auto* ip = reinterpret_cast<iphdr*>(pkt.data() + sizeof(ethhdr));
+        ip->version = 4;
+        ip->ihl = 5;
+        ip->ttl = 64;
+        ip->protocol = proto;
+        ip->tot_len = htons(static_cast<uint16_t>(l3 + l4 + payload));
+        inet_pton(AF_INET, "198.18.0.1", &ip->saddr);
+        inet_pton(AF_INET, "198.18.0.2", &ip->daddr);
+    } else {
+        eth->h_proto = htons(ETH_P_IPV6);
+        auto* ip6 = reinterpret_cast<ipv6hdr*>(pkt.data() + sizeof(ethhdr));
+        ip6->version = 6;
+        ip6->nexthdr = proto;
+        ip6->hop_limit = 64;
+        ip6->payload_len = htons(static_cast<uint16_t>(l4 + payload));
+        inet_pton(AF_INET6, "fd00:7a7d::1", &ip6->saddr);
+        inet_pton(AF_INET6, "fd00:7a7d::2", &ip6->daddr);
+    }
+    if (p == Proto::Udp) {
+        auto* u = reinterpret_cast<udphdr*>(l4p);
+        u->source = htons(40000);
+        u->dest = htons(7007);
+        u->len = htons(static_cast<uint16_t>(l4 + payload));
+    } else {
+        auto* t = reinterpret_cast<tcphdr*>(l4p);
+        t->source = htons(40000);
+        t->dest = htons(7007);
+        t->doff = 5;
+        t->syn = 1;
+    }
+    return pkt;
+}
+
+inline std::string describe(Family f, Proto p) {
+    return std::string(f == Family::V4 ? "IPv4" : "IPv6") + (p == Proto::Udp ? "/UDP" : "/TCP");
+}
+
+}  // namespace tardy::test
