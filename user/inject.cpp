@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "client.hpp"
 #include "netns.hpp"
 
@@ -27,6 +29,27 @@ Result<nlohmann::json> prepare_inject(const InjectRequest& r, const CgroupFs& cg
         if (ns.empty())
             return Error::user("cgroup " + cg->rel + " has no processes, so its network namespace is unknown; "
                                "name it with --netns NAME|PATH");
+    }
+    // Devices are checked here too, so a typo never starts an agent or loads a program.
+    for (const auto& n : ns) {
+        auto fd = open_netns(n);
+        if (!fd) return fd.error();
+        std::vector<NetDevice> devs;
+        TARDY_TRY(in_netns(fd->get(), [&] {
+            devs = list_devices();
+            return ok();
+        }));
+        for (const auto& want : r.devices) {
+            if (std::none_of(devs.begin(), devs.end(), [&](const NetDevice& d) { return d.name == want; })) {
+                std::string have;
+                for (const auto& d : devs) have += (have.empty() ? "" : ", ") + d.name;
+                return Error::user("--device " + want + ": no such device in network namespace " + n.path +
+                                   " (it has: " + have + ")");
+            }
+        }
+        if (r.devices.empty() &&
+            std::none_of(devs.begin(), devs.end(), [](const NetDevice& d) { return !d.loopback; }))
+            return Error::user("network namespace " + n.path + " has no device but loopback; choose one with --device lo");
     }
     nlohmann::json nsj = nlohmann::json::array();
     for (const auto& n : ns) nsj.push_back({{"ino", n.ino}, {"path", n.path}});

@@ -1,0 +1,161 @@
+// Integration harness: a sandbox (namespaces, veth, cohort cgroups, echo server), a private
+// run directory and bpffs directory, the real `tardy` binary, and a check after every test
+// that nothing of ours is left in the kernel.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <net/if.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "netns.hpp"
+#include "privileges.hpp"
+#include "process.hpp"
+#include "qdisc.hpp"
+#include "sandbox.hpp"
+
+namespace tardy::test {
+
+inline std::string build_dir() {
+    return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
+}
+
+inline void sleep_ms(int ms) {
+    timespec ts{ms / 1000, (ms % 1000) * 1'000'000L};
+    nanosleep(&ts, nullptr);
+}
+
+inline double mono_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+// Alive and not a zombie waiting for its parent.
+inline bool process_alive(pid_t pid) {
+    if (pid <= 0 || kill(pid, 0) != 0) return false;
+    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(st, line);
+    auto close = line.rfind(')');
+    return !(close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z');
+}
+
+// Programs of ours loaded in the kernel right now (by program name).
+inline int count_our_programs() {
+    int n = 0;
+    __u32 id = 0;
+    while (bpf_prog_get_next_id(id, &id) == 0) {
+        int fd = bpf_prog_get_fd_by_id(id);
+        if (fd < 0) continue;
+        bpf_prog_info info{};
+        __u32 len = sizeof info;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::string(info.name).rfind("tardy_", 0) == 0) n++;
+        close(fd);
+    }
+    return n;
+}
+
+class Lab : public ::testing::Test {
+protected:
+    void SetUp() override {
+        TARDY_REQUIRE_ROOT();
+        static int seq = 0;
+        name_ = "td" + std::to_string(getpid() % 100000) + "x" + std::to_string(seq++);
+        run_dir_ = "/tmp/tardy-it-" + name_;
+        bpffs_ = "/sys/fs/bpf/tardy-it-" + name_;
+        setenv("TARDY_RUN_DIR", run_dir_.c_str(), 1);
+        setenv("TARDY_BPFFS", bpffs_.c_str(), 1);
+        ASSERT_EQ(count_our_programs(), 0) << "programs of an earlier run are still loaded";
+        auto s = Sandbox::create({name_, build_dir() + "/tardy", 7007});
+        ASSERT_TRUE(s) << s.error().message;
+        lab_ = std::move(*s);
+        qdisc_before_ = root_qdisc_a();
+    }
+
+    void TearDown() override {
+        if (!lab_) return;
+        auto k = tardy({"kill"});
+        EXPECT_EQ(k.status, 0) << k.out << k.err;
+        EXPECT_EQ(count_our_programs(), 0) << "a program of ours outlived `tardy kill`";
+        EXPECT_FALSE(std::filesystem::exists(bpffs_)) << "pins left in " << bpffs_;
+        auto after = root_qdisc_a();
+        EXPECT_EQ(after.first, qdisc_before_.first) << "root qdisc kind changed";
+        EXPECT_EQ(after.second, qdisc_before_.second) << "root qdisc handle changed";
+        lab_.reset();
+        std::filesystem::remove_all(run_dir_);
+    }
+
+    std::pair<std::string, uint32_t> root_qdisc_a() {
+        auto fd = netns_by_name(lab_->netns_a_name());
+        std::pair<std::string, uint32_t> out;
+        if (!fd) return out;
+        auto ns = open_netns(*fd);
+        if (!ns) return out;
+        (void)in_netns(ns->get(), [&]() -> Result<void> {
+            int idx = static_cast<int>(if_nametoindex(lab_->device_a().c_str()));
+            auto q = root_qdisc(idx);
+            if (q) out = {q->kind, q->handle};
+            return ok();
+        });
+        return out;
+    }
+
+    CmdResult tardy(std::vector<std::string> args) {
+        args.insert(args.begin(), build_dir() + "/tardy");
+        auto r = run_cmd(args);
+        return r ? *r : CmdResult{};
+    }
+
+    // inject on the experiment cohort; asserts success
+    std::string inject(const std::vector<std::string>& faults, const std::string& name = "") {
+        std::vector<std::string> args{"inject", "--cgroup", lab_->cgroup_rel(Sandbox::Cohort::Experiment)};
+        args.insert(args.end(), faults.begin(), faults.end());
+        if (!name.empty()) args.insert(args.end(), {"--name", name});
+        auto r = tardy(args);
+        EXPECT_EQ(r.status, 0) << r.err;
+        std::string n = r.out;
+        while (!n.empty() && n.back() == '\n') n.pop_back();
+        return n;
+    }
+
+    pid_t agent_pid() {
+        std::ifstream f(run_dir_ + "/agent.pid");
+        pid_t p = 0;
+        f >> p;
+        return p;
+    }
+
+    nlohmann::json list_json() {
+        auto r = tardy({"list", "--json"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        auto j = nlohmann::json::parse(r.out, nullptr, false);
+        return j.is_discarded() ? nlohmann::json::object() : j;
+    }
+
+    ProbeResult probe(Sandbox::Cohort c, const std::string& proto = "udp", bool v6 = false, int count = 20,
+                      int interval_ms = 2, int timeout_ms = 60) {
+        auto r = lab_->probe(c, proto, v6, count, interval_ms, timeout_ms);
+        EXPECT_TRUE(r) << (r ? "" : r.error().message);
+        return r ? *r : ProbeResult{};
+    }
+
+    std::string name_, run_dir_, bpffs_;
+    std::unique_ptr<Sandbox> lab_;
+    std::pair<std::string, uint32_t> qdisc_before_;
+};
+
+constexpr auto kExp = Sandbox::Cohort::Experiment;
+constexpr auto kCtl = Sandbox::Cohort::Control;
+
+}  // namespace tardy::test

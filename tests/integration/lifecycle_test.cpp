@@ -1,0 +1,102 @@
+// How faults end: --for, stop, kill, a SIGKILLed agent, a frozen agent. Each must leave
+// nothing behind (checked by the fixture's TearDown).
+#include <sys/stat.h>
+
+#include "../common/harness.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+
+namespace {
+
+TEST_F(Lab, ForEndsTheFaultOnTimeAndTheAgentLeaves) {
+    double t0 = mono_ms();
+    inject({"--loss", "100%", "--for", "1500ms"});
+    EXPECT_EQ(probe(kExp, "udp", false, 5).answered(), 0);
+    ASSERT_LT(mono_ms() - t0, 1400) << "too slow to observe the fault before it expires";
+    sleep_ms(static_cast<int>(1700 - (mono_ms() - t0)));
+    EXPECT_EQ(probe(kExp).answered(), 20) << "the fault outlived --for";
+    pid_t agent = agent_pid();
+    for (int i = 0; i < 50 && process_alive(agent); i++) sleep_ms(100);
+    EXPECT_FALSE(process_alive(agent)) << "an agent started by inject must leave with its last injection";
+    EXPECT_EQ(list_json()["injections"].size(), 0u);
+}
+
+TEST_F(Lab, StopEndsOneInjection) {
+    inject({"--loss", "100%"}, "one");
+    ASSERT_EQ(probe(kExp).answered(), 0);
+    auto r = tardy({"stop", "one"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "stopped one\n");
+    EXPECT_EQ(probe(kExp).answered(), 20);
+    auto again = tardy({"stop", "one"});
+    EXPECT_EQ(again.status, 2);
+    EXPECT_NE(again.err.find("no active injection named 'one'"), std::string::npos) << again.err;
+}
+
+TEST_F(Lab, StopAllEndsEverything) {
+    inject({"--loss", "100%"});
+    auto r = tardy({"inject", "--cgroup", lab_->cgroup_rel(kCtl), "--loss", "100%"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_EQ(probe(kCtl).answered(), 0);
+    EXPECT_EQ(tardy({"stop", "--all"}).status, 0);
+    EXPECT_EQ(probe(kExp).answered(), 20);
+    EXPECT_EQ(probe(kCtl).answered(), 20);
+}
+
+TEST_F(Lab, KillEndsEverythingAndIsIdempotent) {
+    inject({"--loss", "100%"});
+    ASSERT_EQ(probe(kExp).answered(), 0);
+    auto r = tardy({"kill"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("disarmed the control map"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("stopped agent"), std::string::npos) << r.out;
+    EXPECT_EQ(probe(kExp).answered(), 20);
+    auto again = tardy({"kill"});
+    EXPECT_EQ(again.status, 0);
+    EXPECT_NE(again.out.find("nothing to do"), std::string::npos) << again.out;
+}
+
+TEST_F(Lab, SigkilledAgentTakesEveryFaultWithItWithinASecond) {
+    inject({"--loss", "100%"});
+    ASSERT_EQ(probe(kExp).answered(), 0);
+    pid_t agent = agent_pid();
+    ASSERT_GT(agent, 0);
+    ASSERT_EQ(kill(agent, SIGKILL), 0);
+    sleep_ms(1000);
+    EXPECT_EQ(probe(kExp).answered(), 20) << "the fault outlived the agent";
+}
+
+TEST_F(Lab, FrozenAgentsRuleStillExpiresInTheKernel) {
+    double t0 = mono_ms();
+    inject({"--loss", "100%", "--for", "2s"});
+    pid_t agent = agent_pid();
+    ASSERT_EQ(kill(agent, SIGSTOP), 0);
+    EXPECT_EQ(probe(kExp, "udp", false, 5).answered(), 0);
+    sleep_ms(static_cast<int>(2200 - (mono_ms() - t0)));
+    EXPECT_EQ(probe(kExp).answered(), 20) << "the rule outlived its deadline while the agent was frozen";
+    kill(agent, SIGCONT);
+}
+
+TEST_F(Lab, KillWorksWithAHungAgent) {
+    inject({"--loss", "100%"});
+    pid_t agent = agent_pid();
+    ASSERT_EQ(kill(agent, SIGSTOP), 0);
+    auto r = tardy({"kill"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(probe(kExp).answered(), 20);
+    EXPECT_FALSE(process_alive(agent)) << "the hung agent survived kill";
+}
+
+TEST_F(Lab, KillWorksWithACorruptRunDirectory) {
+    inject({"--loss", "100%"});
+    {
+        std::ofstream(run_dir_ + "/agent.pid") << "garbage\n";
+        std::ofstream(run_dir_ + "/journal", std::ios::app) << "+ nonsense line\n\x01\x02\n";
+    }
+    auto r = tardy({"kill"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(probe(kExp).answered(), 20);
+}
+
+}  // namespace
