@@ -1,7 +1,6 @@
-// The TC egress program run by BPF_PROG_TEST_RUN on crafted packets. The kernel gives the
-// test packet a socket in the runner's cgroup, so this process moves itself into
-// <cgroup2>/tardy-bpftest-<pid>/leaf: rules on "leaf" match it directly, rules on the
-// parent through the ancestor walk, rules on any other id not at all.
+// The TC egress program run by BPF_PROG_TEST_RUN on crafted packets. Rules on "leaf" (this
+// process's cgroup, see self_cgroup.hpp) match directly, rules on its parent through the
+// ancestor walk, rules on any other id not at all.
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
@@ -15,6 +14,7 @@
 
 #include "../common/packets.hpp"
 #include "../common/privileges.hpp"
+#include "../common/self_cgroup.hpp"
 #include "cgroup.hpp"
 #include "sandbox.hpp"
 #include "tc_object.hpp"
@@ -44,33 +44,16 @@ class TcProg : public ::testing::Test {
 protected:
     void SetUp() override {
         TARDY_REQUIRE_ROOT();
-        auto cgfs = CgroupFs::detect();
-        ASSERT_TRUE(cgfs) << cgfs.error().message;
-        auto self = cgfs->by_pid(getpid());
-        ASSERT_TRUE(self);
-        home_ = self->path;
-        parent_dir_ = cgfs->mount() + "/tardy-bpftest-" + std::to_string(getpid());
-        ASSERT_EQ(mkdir(parent_dir_.c_str(), 0755), 0);
-        ASSERT_EQ(mkdir((parent_dir_ + "/leaf").c_str(), 0755), 0);
-        ASSERT_TRUE(join(parent_dir_ + "/leaf"));
-        auto leaf = cgfs->by_path(parent_dir_ + "/leaf");
-        auto parent = cgfs->by_path(parent_dir_);
-        ASSERT_TRUE(leaf && parent);
-        leaf_id_ = leaf->id;
-        parent_id_ = parent->id;
+        cg_ = std::make_unique<SelfInCgroup>("tardy-bpftest");
+        ASSERT_TRUE(cg_->ok()) << "could not move into a test cgroup";
+        leaf_id_ = cg_->leaf_id;
+        parent_id_ = cg_->parent_id;
         load(42);
     }
 
     void TearDown() override {
         obj_.reset();
-        if (!home_.empty()) (void)join(home_);
-        if (!parent_dir_.empty()) remove_cgroup_tree(parent_dir_);
-    }
-
-    static bool join(const std::string& cg) {
-        std::ofstream f(cg + "/cgroup.procs");
-        f << getpid() << std::flush;
-        return static_cast<bool>(f);
+        cg_.reset();
     }
 
     void load(uint64_t seed) {
@@ -115,7 +98,7 @@ protected:
     }
 
     std::unique_ptr<TcObject> obj_;
-    std::string home_, parent_dir_;
+    std::unique_ptr<SelfInCgroup> cg_;
     uint64_t leaf_id_ = 0, parent_id_ = 0;
 };
 

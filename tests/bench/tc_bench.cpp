@@ -1,0 +1,85 @@
+// `make bench`: cost per packet of the TC egress program, from BPF_PROG_TEST_RUN with
+// repeat (the kernel times the program alone). Each case runs 7 rounds side by side in one
+// process and reports the median, so the ratios between cases are what to read.
+#include <bpf/bpf.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "../common/packets.hpp"
+#include "../common/self_cgroup.hpp"
+#include "tc_object.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+
+namespace {
+
+constexpr int kRepeat = 1'000'000;
+constexpr int kRounds = 7;
+
+uint32_t run_ns(int prog_fd, const std::vector<uint8_t>& pkt) {
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = nullptr,
+                .data_size_in = static_cast<__u32>(pkt.size()), .data_size_out = 0, .ctx_in = nullptr,
+                .ctx_out = nullptr, .ctx_size_in = 0, .ctx_size_out = 0, .retval = 0, .repeat = kRepeat);
+    if (bpf_prog_test_run_opts(prog_fd, &o) != 0) return 0;
+    return o.duration;
+}
+
+tardy_rule rule(uint32_t slot, uint64_t delay_ns, uint32_t loss_ppm) {
+    tardy_rule r{};
+    r.slot = slot;
+    r.delay_ns = delay_ns;
+    r.loss_ppm = loss_ppm;
+    r.expires_ns = ~0ULL;
+    return r;
+}
+
+}  // namespace
+
+int main() {
+    SelfInCgroup cg("tardy-bench");
+    if (!cg.ok()) {
+        std::fprintf(stderr, "tc_bench: needs root and cgroup v2 (run `sudo make bench`)\n");
+        return 1;
+    }
+    struct Case {
+        const char* name;
+        uint64_t target;  // cgroup id whose rule the packet meets (0: none of its own)
+        uint64_t delay_ns;
+        uint32_t loss_ppm;
+    };
+    const Case cases[] = {
+        {"another cgroup's packet", 0, 0, 0},
+        {"target packet, 30% loss", cg.leaf_id, 0, 300000},
+        {"target packet, 50 ms delay", cg.leaf_id, 50'000'000, 0},
+    };
+    auto pkt = make_packet(Family::V4, Proto::Tcp, 1400);
+    std::printf("TC egress program, ns per packet (median of %d rounds x %d runs, BPF_PROG_TEST_RUN)\n", kRounds,
+                kRepeat);
+    std::printf("%-30s %12s %12s %8s\n", "case", "1 rule", "10000 rules", "ratio");
+    for (const auto& c : cases) {
+        double med[2];
+        for (int variant = 0; variant < 2; variant++) {
+            int rules = variant == 0 ? 1 : 10000;
+            auto obj = TcObject::load({"", 0});
+            if (!obj) {
+                std::fprintf(stderr, "tc_bench: %s\n", obj.error().message.c_str());
+                return 1;
+            }
+            (*obj)->control()->armed = 1;
+            // Rules for cgroup ids that no packet has: the map's size is all they change.
+            for (int i = 1; i < rules; i++) (void)(*obj)->put_rule(0xfff0000000ULL + i, rule(i, 0, 0));
+            uint64_t own = c.target ? c.target : 0xfff0000000ULL;  // "another cgroup": only foreign rules
+            (void)(*obj)->put_rule(own, rule(0, c.delay_ns, c.loss_ppm));
+            std::vector<uint32_t> v;
+            for (int r = 0; r < kRounds; r++) v.push_back(run_ns((*obj)->egress_prog_fd(), pkt));
+            std::sort(v.begin(), v.end());
+            med[variant] = v[v.size() / 2];
+        }
+        std::printf("%-30s %12.0f %12.0f %8.2f\n", c.name, med[0], med[1], med[1] / std::max(1.0, med[0]));
+    }
+    return 0;
+}
