@@ -17,7 +17,9 @@ struct AgentOptions {
 
 int run_agent(const AgentOptions& o);  // the process exit code
 
-// How long programs keep applying faults without a lease renewal (a hung agent).
-constexpr uint64_t kLeaseNs = 3'000'000'000ULL;
+// How long programs keep applying faults without a lease renewal. On kernels without TCX a
+// SIGKILLed agent leaves its clsact filters attached until `tardy kill` or the next agent
+// removes them; the lease makes them inert within this time. The agent renews every 100 ms.
+constexpr uint64_t kLeaseNs = 1'000'000'000ULL;
 
 }  // namespace tardy

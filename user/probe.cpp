@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +78,30 @@ std::optional<double> tcp_once(const sockaddr_storage& ss, socklen_t len, int ti
     return now_ms() - t0;
 }
 
+// Bulk TCP for `seconds`; goodput in Mbit/s, counted as bytes the sink accepted.
+Result<double> tcp_stream(sockaddr_storage ss, socklen_t len, double seconds) {
+    auto* port = ss.ss_family == AF_INET ? &reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                         : &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port;
+    *port = htons(ntohs(*port) + 1);
+    Fd s(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!s.valid() || connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+        return Error::sys("connect to the sink", errno);
+    static char buf[65536];
+    double t0 = now_ms(), end = t0 + seconds * 1000;
+    uint64_t sent = 0;
+    while (now_ms() < end) {
+        pollfd p{s.get(), POLLOUT, 0};
+        if (poll(&p, 1, 100) <= 0) continue;
+        ssize_t n = send(s.get(), buf, sizeof buf, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) sent += n;
+        else if (errno != EAGAIN) return Error::sys("send to the sink", errno);
+    }
+    int unsent = 0;
+    ioctl(s.get(), SIOCOUTQ, &unsent);  // still in our send queue: not delivered
+    double secs = (now_ms() - t0) / 1000;
+    return (static_cast<double>(sent) - unsent) * 8 / 1e6 / secs;
+}
+
 void sleep_until_ms(double t) {
     double d = t - now_ms();
     if (d <= 0) return;
@@ -119,13 +145,19 @@ Result<ProbeResult> probe(const ProbeArgs& a) {
     auto ss = make_addr(a.to, a.port, len);
     if (!ss) return ss.error();
     ProbeResult r;
+    if (a.proto == "stream") {
+        auto m = tcp_stream(*ss, len, a.seconds);
+        if (!m) return m.error();
+        r.stream_mbps = *m;
+        return r;
+    }
     Fd udp;
     if (a.proto == "udp") {
         udp = Fd(socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
         if (!udp.valid() || connect(udp.get(), reinterpret_cast<sockaddr*>(&*ss), len) != 0)
             return Error::sys("udp socket to " + a.to, errno);
     } else if (a.proto != "tcp") {
-        return Error::user("--proto must be udp or tcp");
+        return Error::user("--proto must be udp, tcp or stream");
     }
     double start = now_ms();
     for (int i = 0; i < a.count; i++) {
@@ -146,6 +178,7 @@ void add_probe_options(CLI::App* app, ProbeArgs& a) {
     app->add_option("--count", a.count);
     app->add_option("--interval-ms", a.interval_ms);
     app->add_option("--timeout-ms", a.timeout_ms);
+    app->add_option("--seconds", a.seconds);
 }
 
 void add_echo_options(CLI::App* app, EchoArgs& a) {
@@ -161,7 +194,10 @@ int run_probe(const ProbeArgs& a) {
     }
     nlohmann::json rtts = nlohmann::json::array();
     for (const auto& x : r->rtt_ms) rtts.push_back(x ? nlohmann::json(*x) : nlohmann::json(nullptr));
-    std::printf("%s\n", nlohmann::json{{"sent", r->sent}, {"answered", r->answered()}, {"rtt_ms", rtts}}.dump().c_str());
+    std::printf("%s\n", nlohmann::json{{"sent", r->sent}, {"answered", r->answered()}, {"rtt_ms", rtts},
+                                       {"stream_mbps", r->stream_mbps}}
+                             .dump()
+                             .c_str());
     return 0;
 }
 
@@ -177,21 +213,25 @@ int run_echo(const EchoArgs& a) {
     any.sin6_addr = in6addr_any;
     Fd u(socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     Fd t(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    for (int fd : {u.get(), t.get()}) {
+    Fd sink(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    for (int fd : {u.get(), t.get(), sink.get()}) {
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);  // IPv4 too
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        any.sin6_port = htons(fd == sink.get() ? a.port + 1 : a.port);
         if (bind(fd, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0) {
-            std::fprintf(stderr, "tardy echo: bind port %d: %s\n", a.port, std::strerror(errno));
+            std::fprintf(stderr, "tardy echo: bind port %d: %s\n", ntohs(any.sin6_port), std::strerror(errno));
             return 1;
         }
     }
     listen(t.get(), 512);
+    listen(sink.get(), 16);
     signal(SIGPIPE, SIG_IGN);
     std::printf("ready\n");
     std::fflush(stdout);
     std::vector<Fd> conns;
+    std::vector<int> is_sink;
     for (;;) {
-        std::vector<pollfd> fds{{u.get(), POLLIN, 0}, {t.get(), POLLIN, 0}};
+        std::vector<pollfd> fds{{u.get(), POLLIN, 0}, {t.get(), POLLIN, 0}, {sink.get(), POLLIN, 0}};
         for (const auto& c : conns) fds.push_back({c.get(), POLLIN, 0});
         if (poll(fds.data(), fds.size(), -1) < 0) continue;
         if (fds[0].revents) {
@@ -201,22 +241,29 @@ int run_echo(const EchoArgs& a) {
             ssize_t n = recvfrom(u.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
             if (n > 0) sendto(u.get(), buf, n, 0, reinterpret_cast<sockaddr*>(&from), fl);
         }
-        if (fds[1].revents) {
-            int c = accept4(t.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-            if (c >= 0) conns.emplace_back(c);
-        }
-        for (size_t i = 2; i < fds.size(); i++) {
-            if (!fds[i].revents) continue;
-            char buf[65536];
-            ssize_t n = read(fds[i].fd, buf, sizeof buf);
-            if (n > 0) {
-                (void)!write(fds[i].fd, buf, n);
-            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-                for (auto& c : conns)
-                    if (c.get() == fds[i].fd) c.reset();
+        for (int l : {1, 2}) {
+            if (!fds[l].revents) continue;
+            int c = accept4(fds[l].fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (c >= 0) {
+                conns.emplace_back(c);
+                is_sink.push_back(l == 2);
             }
         }
-        std::erase_if(conns, [](const Fd& c) { return !c.valid(); });
+        for (size_t i = 3; i < fds.size(); i++) {
+            if (!fds[i].revents) continue;
+            static char buf[65536];
+            ssize_t n = read(fds[i].fd, buf, sizeof buf);
+            if (n > 0) {
+                if (!is_sink[i - 3]) (void)!write(fds[i].fd, buf, n);
+            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                conns[i - 3].reset();
+            }
+        }
+        for (size_t i = conns.size(); i-- > 0;) {
+            if (conns[i].valid()) continue;
+            conns.erase(conns.begin() + static_cast<long>(i));
+            is_sink.erase(is_sink.begin() + static_cast<long>(i));
+        }
     }
 }
 

@@ -17,10 +17,12 @@ namespace tardy {
 struct ProbeArgs {
     std::string cgroup;  // absolute cgroup directory to join first (optional)
     std::string netns;   // network namespace file to enter (optional)
-    std::string proto = "udp";  // udp | tcp
+    std::string proto = "udp";  // udp | tcp (connect time) | stream (bulk TCP to port + 1)
+    double seconds = 3;         // stream: how long to send
     std::string to;      // server address, IPv4 or IPv6
     int port = 7;
     int count = 20;
+
     int interval_ms = 20;
     int timeout_ms = 500;
 };
@@ -33,6 +35,7 @@ struct EchoArgs {
 struct ProbeResult {
     int sent = 0;
     std::vector<std::optional<double>> rtt_ms;  // nullopt: no answer within the timeout
+    double stream_mbps = 0;  // stream: goodput in Mbit/s
     int answered() const;
     double loss_ratio() const;
     std::optional<double> median_ms() const;
@@ -45,6 +48,8 @@ Result<void> join_cgroup_and_netns(const std::string& cgroup, const std::string&
 void add_probe_options(CLI::App* app, ProbeArgs& a);
 void add_echo_options(CLI::App* app, EchoArgs& a);
 int run_probe(const ProbeArgs& a);  // prints the result as one JSON line
-int run_echo(const EchoArgs& a);    // serves UDP and TCP echo until SIGTERM; prints "ready"
+// Serves UDP and TCP echo on port and a TCP discard sink on port + 1 until SIGTERM; prints
+// "ready" once listening.
+int run_echo(const EchoArgs& a);
 
 }  // namespace tardy

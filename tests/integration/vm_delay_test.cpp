@@ -1,0 +1,157 @@
+// Real delay, proven on a stock kernel (sch_fq present): these run inside the VM
+// (scripts/run-tests.sh runs them with --gtest_filter='Vm*' under tests/vm/vm.sh). On a
+// kernel without fq they fail rather than skip: they are never meant to run there.
+#include <signal.h>
+
+#include <algorithm>
+
+#include "../common/harness.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+
+namespace {
+
+class VmLab : public Lab {
+protected:
+    void SetUp() override {
+        auto fq = qdisc_kind_available("fq");
+        ASSERT_TRUE(fq && *fq) << "the VM suite needs sch_fq (run it with `make vmtest`)";
+        Lab::SetUp();
+    }
+
+    // Median UDP echo RTT of a cohort, and every sample.
+    std::vector<double> udp_rtts(Sandbox::Cohort c, int count = 40, int interval_ms = 10) {
+        auto r = probe(c, "udp", false, count, interval_ms, 1000);
+        std::vector<double> v;
+        for (const auto& x : r.rtt_ms)
+            if (x) v.push_back(*x);
+        EXPECT_EQ(static_cast<int>(v.size()), count) << "unexpected loss";
+        return v;
+    }
+    static double median(std::vector<double> v) {
+        if (v.empty()) return -1;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    }
+    double tcp_connect_median(Sandbox::Cohort c, int count = 10) {
+        auto r = probe(c, "tcp", false, count, 10, 2000);
+        return r.median_ms().value_or(-1);
+    }
+    void expect_delay(double lo, double hi) {
+        double e = median(udp_rtts(kExp)), t = tcp_connect_median(kExp);
+        double cu = median(udp_rtts(kCtl)), ct = tcp_connect_median(kCtl);
+        std::printf("  experiment: UDP RTT median %.2f ms, TCP connect median %.2f ms\n", e, t);
+        std::printf("  control:    UDP RTT median %.2f ms, TCP connect median %.2f ms\n", cu, ct);
+        EXPECT_GE(e, lo);
+        EXPECT_LE(e, hi);
+        EXPECT_GE(t, lo);
+        EXPECT_LE(t, hi);
+        EXPECT_LT(cu, 5);
+        EXPECT_LT(ct, 5);
+    }
+    void expect_no_delay(const char* after) {
+        double e = median(udp_rtts(kExp, 20, 5));
+        EXPECT_LT(e, 5) << "the delay survived " << after;
+    }
+};
+
+TEST_F(VmLab, Delay50msHitsOnlyTheExperimentCohort) {
+    inject({"--delay", "50ms"});
+    expect_delay(50, 55);
+    auto c = list_json()["injections"][0]["counters"];
+    EXPECT_GT(c["delayed"].get<uint64_t>(), 40u);
+}
+
+TEST_F(VmLab, Delay200ms) {
+    inject({"--delay", "200ms"});
+    expect_delay(200, 205);
+}
+
+TEST_F(VmLab, JitterStaysInBoundsAndSpreads) {
+    inject({"--delay", "50ms", "--jitter", "10ms"});
+    auto v = udp_rtts(kExp, 60, 10);
+    ASSERT_FALSE(v.empty());
+    auto [mn, mx] = std::minmax_element(v.begin(), v.end());
+    std::printf("  jittered RTTs: min %.2f ms, median %.2f ms, max %.2f ms\n", *mn, median(v), *mx);
+    EXPECT_GE(*mn, 40.0);
+    EXPECT_LE(*mx, 65.0);
+    EXPECT_GT(*mx - *mn, 5.0) << "no spread: jitter is not applied";
+}
+
+TEST_F(VmLab, DelayAndLossTogether) {
+    inject({"--delay", "50ms", "--loss", "30%"});
+    auto r = probe(kExp, "udp", false, 200, 5, 300);
+    double m = r.median_ms().value_or(-1);
+    std::printf("  delay+loss: %d of %d answered, median %.2f ms\n", r.answered(), r.sent, m);
+    EXPECT_NEAR(r.loss_ratio(), 0.30, 0.16);  // n = 200: sd 0.032, 5 sd
+    EXPECT_GE(m, 50);
+    EXPECT_LE(m, 55);
+    EXPECT_EQ(probe(kCtl).answered(), 20);
+}
+
+TEST_F(VmLab, ForEndsTheDelay) {
+    double t0 = mono_ms();
+    inject({"--delay", "50ms", "--for", "2s"});
+    EXPECT_GE(median(udp_rtts(kExp, 5, 10)), 50);
+    sleep_ms(static_cast<int>(2300 - (mono_ms() - t0)));
+    expect_no_delay("--for");
+}
+
+TEST_F(VmLab, StopEndsTheDelayAndRestoresTheQdisc) {
+    inject({"--delay", "50ms"}, "slow");
+    EXPECT_EQ(root_qdisc_a().first, "fq");
+    EXPECT_EQ(tardy({"stop", "slow"}).status, 0);
+    sleep_ms(200);
+    expect_no_delay("stop");
+    EXPECT_EQ(root_qdisc_a(), qdisc_before_);
+}
+
+TEST_F(VmLab, KillEndsTheDelayAndRestoresTheQdisc) {
+    inject({"--delay", "50ms"});
+    auto k = tardy({"kill"});
+    EXPECT_EQ(k.status, 0) << k.err;
+    std::printf("%s", k.out.c_str());
+    sleep_ms(200);
+    expect_no_delay("kill");
+    EXPECT_EQ(root_qdisc_a(), qdisc_before_);
+}
+
+TEST_F(VmLab, SigkilledAgentsDelayEndsWithinASecondAndKillRestoresTheQdisc) {
+    inject({"--delay", "50ms"});
+    pid_t agent = agent_pid();
+    ASSERT_EQ(kill(agent, SIGKILL), 0);
+    sleep_ms(1000);
+    expect_no_delay("a SIGKILLed agent (lease)");
+    auto k = tardy({"kill"});
+    EXPECT_EQ(k.status, 0) << k.err;
+    std::printf("%s", k.out.c_str());
+    EXPECT_EQ(root_qdisc_a(), qdisc_before_);
+}
+
+TEST_F(VmLab, ThroughputAndAccuracyAgainstNetem) {
+    // tardy: EDT stamps + fq on the veth
+    inject({"--delay", "20ms"}, "edt");
+    double tardy_rtt = median(udp_rtts(kExp, 30, 10));
+    auto ts = probe(kExp, "stream", false, 0, 0, 0);
+    ASSERT_EQ(tardy({"stop", "edt"}).status, 0);
+    // netem on the same device, the tool people use today
+    auto ns = "/run/netns/" + lab_->netns_a_name();
+    auto add = run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "tc", "qdisc", "replace", "dev",
+                        lab_->device_a(), "root", "netem", "delay", "20ms", "limit", "10000"});
+    ASSERT_TRUE(add && add->status == 0) << (add ? add->err : "");
+    double netem_rtt = median(udp_rtts(kExp, 30, 10));
+    auto nstream = probe(kExp, "stream", false, 0, 0, 0);
+    (void)run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "tc", "qdisc", "del", "dev", lab_->device_a(), "root"});
+    double tardy_err = std::abs(tardy_rtt - 20), netem_err = std::abs(netem_rtt - 20);
+    std::printf("  20 ms delay, one TCP stream over the veth:\n");
+    std::printf("    tardy (EDT+fq): %8.1f Mbit/s, UDP RTT median %.2f ms (error %.2f ms)\n", ts.stream_mbps,
+                tardy_rtt, tardy_err);
+    std::printf("    netem:          %8.1f Mbit/s, UDP RTT median %.2f ms (error %.2f ms)\n", nstream.stream_mbps,
+                netem_rtt, netem_err);
+    std::printf("    throughput ratio tardy/netem: %.2f\n", ts.stream_mbps / std::max(0.001, nstream.stream_mbps));
+    EXPECT_GE(ts.stream_mbps, 0.8 * nstream.stream_mbps);
+    EXPECT_LE(tardy_err, netem_err + 0.25) << "tardy's delay is less accurate than netem's";
+}
+
+}  // namespace
