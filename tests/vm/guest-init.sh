@@ -5,12 +5,14 @@
 # tests/vm/vm.sh builds). It must never exit: every path ends in poweroff.
 #
 # Boot sequence:
-#   1. busybox applets, proc/sys/dev, kernel modules (order from /lib/modules/order)
+#   1. busybox applets, proc/sys/dev, kernel modules (/lib/modules/order.boot now,
+#      /lib/modules/order.late in the background until step 5)
 #   2. 9p shares: "hostroot" (host /, read-only), "tardyctl" (per-run control
 #      dir, rw), "tardyout" (TARDY_VM_OUT, rw)
 #   3. new root = overlay(lower = host root, upper = tmpfs); if overlay fails,
 #      the read-only host root with tmpfs on /tmp, /var/tmp, /root
-#   4. proc, sysfs, devtmpfs, devpts, /dev/shm, cgroup2, bpffs, tracefs, debugfs
+#   4. proc, sysfs, devtmpfs, devpts, /dev/shm, cgroup2, bpffs, tracefs, debugfs,
+#      securityfs
 #      inside the new root; fresh tmpfs on /run; lo up
 #   5. chroot and run /run/tardy-vm/run.sh (written by the host) with stdout and
 #      stderr on the virtio-serial ports "tardy.out"/"tardy.err" (run mode) or
@@ -46,29 +48,31 @@ die() {
 dbg "init started"
 
 # --- kernel modules -------------------------------------------------------
-loaded=""
-failed=""
-if [ -f /lib/modules/order ]; then
+# load_modules LIST RESULT: insmod the modules named in LIST (dependency order),
+# appending "ok NAME" / "failed NAME" lines to RESULT.
+load_modules() {
+	[ -f "$1" ] || return 0
 	while read -r m; do
 		[ -n "$m" ] || continue
-		if [ -d "/sys/module/$m" ]; then
-			loaded="$loaded $m"
-		elif insmod "/lib/modules/$m.ko" 2>/tmp.insmod.err; then
-			loaded="$loaded $m"
+		if [ -d "/sys/module/$m" ] || insmod "/lib/modules/$m.ko" 2>"/tmp.insmod.$m"; then
+			echo "ok $m" >>"$2"
 		else
-			failed="$failed $m"
-			say "insmod $m failed: $(cat /tmp.insmod.err)"
+			echo "failed $m" >>"$2"
+			say "insmod $m failed: $(cat "/tmp.insmod.$m")"
 		fi
-	done </lib/modules/order
-fi
-dbg "modules loaded:$loaded"
+	done <"$1"
+}
+: >/modules.result
+load_modules /lib/modules/order.boot /modules.result
+# The rest (qdiscs, classifiers, veth, ...) load on the other CPU meanwhile.
+load_modules /lib/modules/order.late /modules.result &
+LATE_PID=$!
+dbg "boot modules loaded"
 
 # --- shares ----------------------------------------------------------------
 MSIZE=512000
 P9="trans=virtio,version=9p2000.L,msize=$MSIZE"
 mount -t 9p -o "$P9,cache=none" tardyctl /ctl || die "cannot mount the control share (9p)"
-echo "$loaded" | tr ' ' '\n' | grep . >/ctl/modules.loaded
-[ -n "$failed" ] && echo "$failed" | tr ' ' '\n' | grep . >/ctl/modules.failed
 
 TVM_MODE=run
 TVM_OUT=
@@ -126,6 +130,8 @@ mount -t bpf -o nosuid,nodev,noexec,mode=0700 bpf "$NR/sys/fs/bpf" || die "bpffs
 mount -t tracefs -o nosuid,nodev,noexec tracefs "$NR/sys/kernel/tracing" || die "tracefs"
 mount -t debugfs -o nosuid,nodev,noexec debugfs "$NR/sys/kernel/debug" 2>/dev/null ||
 	say "debugfs not mounted"
+mount -t securityfs -o nosuid,nodev,noexec securityfs "$NR/sys/kernel/security" 2>/dev/null ||
+	say "securityfs not mounted"
 
 if [ -n "$TVM_OUT" ]; then
 	mkdir -p "$NR$TVM_OUT" 2>/dev/null
@@ -134,6 +140,10 @@ fi
 
 hostname tardy-vm
 ip link set lo up || die "lo up"
+wait "$LATE_PID"
+sed -n 's/^ok //p' /modules.result >"$CTL/modules.loaded"
+sed -n 's/^failed //p' /modules.result >"$CTL/modules.failed"
+dbg "modules loaded: $(tr '\n' ' ' <"$CTL/modules.loaded")"
 dbg "guest ready, starting command"
 
 GUEST_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

@@ -19,13 +19,16 @@ readonly VM_FAIL=125
 
 # Modules every guest gets (dependencies are added automatically). A module that
 # is built into the kernel is fine; a required one that is neither is an error.
+# BOOT_* modules are loaded before the shares are mounted; the others load in the
+# background while the guest sets up its mounts.
+readonly BOOT_REQUIRED_MODULES=(virtio_pci 9pnet_virtio 9p virtio_console)
+readonly BOOT_OPTIONAL_MODULES=(overlay)
 readonly REQUIRED_MODULES=(
-	virtio_pci 9pnet_virtio 9p virtio_console
 	veth sch_fq sch_netem sch_ingress cls_bpf ifb sch_htb sch_tbf sch_prio
 )
 # Nice to have; skipped silently when absent.
 readonly OPTIONAL_MODULES=(
-	overlay netfs sch_pfifo_fast act_bpf act_mirred act_gact cls_u32 cls_matchall cls_basic sch_sfq dummy
+	sch_pfifo_fast act_bpf act_mirred act_gact cls_u32 cls_matchall cls_basic sch_sfq dummy
 )
 
 log() { printf 'vm.sh: %s\n' "$*" >&2; }
@@ -52,7 +55,8 @@ Environment:
   TARDY_VM_MEM          default for --mem (2048)
   TARDY_VM_KERNEL_PKG   pin a kernel package (e.g. linux-image-6.1.0-56-amd64)
   TARDY_VM_EXTRA_MODULES  extra kernel modules to load (space separated)
-  TARDY_VM_ACCEL        qemu accelerator (default tcg)
+  TARDY_VM_ACCEL        qemu accelerator (default tcg; this host's KVM hangs)
+  TARDY_VM_CPU          qemu CPU model (default max)
   CI, TARDY_*           passed through into the guest command's environment
 EOF
 }
@@ -75,6 +79,7 @@ ensure_host_tools() {
 	local -a missing=()
 	command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 	command -v cpio >/dev/null || missing+=(cpio)
+	command -v xz >/dev/null || missing+=(xz-utils)
 	dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' ||
 		missing+=(busybox-static)
 	((${#missing[@]})) || return 0
@@ -261,7 +266,8 @@ mod_visit() {
 
 initramfs_stamp() {
 	{
-		sha256sum "$SELF" "$GUEST_INIT" /bin/busybox | cut -d' ' -f1
+		cat "$SELF" "$GUEST_INIT" 2>/dev/null || true
+		[[ ! -f /bin/busybox ]] || sha256sum /bin/busybox
 		printf '%s\n' "$KDIR" "${TARDY_VM_EXTRA_MODULES:-}"
 	} | sha256sum | cut -d' ' -f1
 }
@@ -280,14 +286,18 @@ build_initramfs() {
 	cp /bin/busybox "$stage/bin/busybox"
 	install -m 0755 "$GUEST_INIT" "$stage/init"
 	mod_index
+	for m in "${BOOT_REQUIRED_MODULES[@]}"; do mod_visit "$m" 1; done
+	for m in "${BOOT_OPTIONAL_MODULES[@]}"; do mod_visit "$m" 0; done
+	printf '%s\n' "${MOD_ORDER[@]}" >"$stage/lib/modules/order.boot"
+	local nboot="${#MOD_ORDER[@]}"
 	for m in "${REQUIRED_MODULES[@]}"; do mod_visit "$m" 1; done
 	for m in "${OPTIONAL_MODULES[@]}"; do mod_visit "$m" 0; done
 	# shellcheck disable=SC2086 # word splitting of the list is intended
 	for m in ${TARDY_VM_EXTRA_MODULES:-}; do mod_visit "$m" 1; done
+	printf '%s\n' "${MOD_ORDER[@]:$nboot}" >"$stage/lib/modules/order.late"
 	for m in "${MOD_ORDER[@]}"; do
 		mod_cat "${MOD_PATH[$m]}" >"$stage/lib/modules/$m.ko"
 	done
-	printf '%s\n' "${MOD_ORDER[@]}" >"$stage/lib/modules/order"
 	(cd "$stage" && find . -print0 | LC_ALL=C sort -z |
 		cpio --null -o -H newc --owner=0:0 --quiet) | gzip -6 >"$CACHE/initramfs.gz.tmp"
 	mv "$CACHE/initramfs.gz.tmp" "$CACHE/initramfs.gz"
@@ -357,8 +367,12 @@ cleanup() {
 }
 
 on_signal() {
-	log "interrupted, stopping the VM"
-	exit 130
+	log "got SIG$1, stopping the VM"
+	case "$1" in
+	INT) exit 130 ;;
+	HUP) exit 129 ;;
+	*) exit 143 ;;
+	esac
 }
 
 # prepare_vm MODE [CMD...]: writes the control share; sets QEMU_ARGS.
@@ -409,12 +423,12 @@ prepare_vm() {
 	[[ ! -f /usr/share/qemu/qboot.rom ]] || bios=(-bios qboot.rom)
 	QEMU_ARGS=(
 		"${bios[@]}"
-		-accel "${TARDY_VM_ACCEL:-tcg}" -cpu max -smp 2 -m "$MEM"
+		-accel "${TARDY_VM_ACCEL:-tcg}" -cpu "${TARDY_VM_CPU:-max}" -smp 2 -m "$MEM"
 		-nographic -nodefaults -no-reboot -no-user-config
 		-kernel "$VMLINUZ" -initrd "$CACHE/initramfs.gz" -append "$append"
 		-virtfs "local,path=/,mount_tag=hostroot,readonly=on,multidevs=remap,${p9[*]}"
-		-virtfs "local,path=$CTL,mount_tag=tardyctl,${p9[*]}"
-		-virtfs "local,path=$OUT,mount_tag=tardyout,${p9[*]}"
+		-virtfs "local,path=${CTL//,/,,},mount_tag=tardyctl,${p9[*]}"
+		-virtfs "local,path=${OUT//,/,,},mount_tag=tardyout,${p9[*]}"
 	)
 }
 
@@ -480,7 +494,9 @@ cmd_run() {
 	((${#CMD[@]})) || { usage >&2; exit 2; }
 	ensure_ready
 	trap cleanup EXIT
-	trap on_signal INT TERM HUP
+	trap 'on_signal INT' INT
+	trap 'on_signal TERM' TERM
+	trap 'on_signal HUP' HUP
 	prepare_vm run "${CMD[@]}"
 	local qrc=0 rc="" t0 t1 msg tail_pid=""
 	# CMD's stdout/stderr travel over virtio-serial ports to FIFOs that `cat` copies to
@@ -505,8 +521,14 @@ cmd_run() {
 	t1="$(date +%s.%N)"
 	stop_readers
 	[[ -z "$tail_pid" ]] || { sleep 0.2; kill "$tail_pid" 2>/dev/null || true; }
+	if [[ "$VERBOSE" == 1 && -s "$CTL/qemu.log" ]]; then
+		sed 's/^/qemu: /' "$CTL/qemu.log" >&2
+	fi
 	[[ "$VERBOSE" != 1 ]] || log "VM wall time $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
 
+	if [[ -s "$CTL/modules.failed" ]]; then
+		log "warning: kernel modules failed to load in the guest: $(tr '\n' ' ' <"$CTL/modules.failed")"
+	fi
 	if [[ -f "$CTL/rc" ]]; then
 		rc="$(tr -dc '0-9' <"$CTL/rc")"
 	fi
