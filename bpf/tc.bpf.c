@@ -2,12 +2,14 @@
 /* TC programs: egress loss and delay for the packets of target cgroups. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "tardy/abi.h"
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
 #include "lib/match.bpf.h"
 #include "lib/counters.bpf.h"
 #include "lib/edt.bpf.h"
+#include "lib/steal.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -39,9 +41,14 @@ int tardy_tc_egress(struct __sk_buff *skb)
         t = tardy_departure(skb->tstamp, now, r);
         if (!t)
             goto drop;
-        skb->tstamp = t;
+        /* As a delivery time in CLOCK_MONOTONIC (the kernel's mono_delivery_time), so that
+         * the redirect of the clone below keeps it: a plain tstamp write is taken as a
+         * receive time and cleared on redirect. 1 is BPF_SKB_TSTAMP_DELIVERY_MONO (5.18),
+         * renamed BPF_SKB_CLOCK_MONOTONIC in 6.11. */
+        bpf_skb_set_tstamp(skb, t, 1);
         if (cnt)
             cnt->delayed++;
+        return tardy_hand_to_fq(skb);
     }
     return TARDY_TC_NEXT;
 drop:

@@ -126,7 +126,7 @@ Result<void> Agent::acquire(const DeviceKey& k, int nsfd, const std::string& ifn
             TARDY_TRY(check_restorable(*snap));
             auto jid = journal_.record({0, "qdisc", k.netns, k.ifindex, ifname, encode(*snap)});
             if (!jid) return jid.error();
-            if (auto rr = replace_root_qdisc(k.ifindex, "fq"); !rr) {
+            if (auto rr = replace_root_qdisc(k.ifindex, "fq", fq_options_for_delay()); !rr) {
                 (void)journal_.done(*jid);
                 return rr.error();
             }

@@ -431,7 +431,21 @@ Result<QdiscSnapshot> root_qdisc(int ifindex) {
     return snapshot(nl, ifindex, *name);
 }
 
-Result<void> replace_root_qdisc(int ifindex, const std::string& kind) {
+std::vector<uint8_t> fq_options_for_delay() {
+    std::vector<uint8_t> out;
+    auto put_u32 = [&](uint16_t type, uint32_t v) {
+        nlattr a{static_cast<uint16_t>(sizeof(nlattr) + sizeof v), type};
+        const auto* pa = reinterpret_cast<const uint8_t*>(&a);
+        const auto* pv = reinterpret_cast<const uint8_t*>(&v);
+        out.insert(out.end(), pa, pa + sizeof a);
+        out.insert(out.end(), pv, pv + sizeof v);
+    };
+    put_u32(TCA_FQ_PLIMIT, 100000);
+    put_u32(TCA_FQ_FLOW_PLIMIT, 10000);
+    return out;
+}
+
+Result<void> replace_root_qdisc(int ifindex, const std::string& kind, const std::vector<uint8_t>& options) {
     TARDY_TRY(check_kind(kind));
     auto name = ifname_of(ifindex);
     if (!name) return name.error();
@@ -447,7 +461,7 @@ Result<void> replace_root_qdisc(int ifindex, const std::string& kind) {
         if (r.err) return nl_error("cannot remove root qdisc " + kind + " " + handle_str(cur->handle) +
                                    " of " + *name + " to make a fresh one", r);
     }
-    Reply r = new_root(nl, ifindex, NLM_F_CREATE | NLM_F_REPLACE, 0, kind, {});
+    Reply r = new_root(nl, ifindex, NLM_F_CREATE | NLM_F_REPLACE, 0, kind, options);
     if (r.err == ENOENT) return Error{ErrorKind::System, not_available_msg(kind), ENOENT};
     if (r.err) return nl_error("cannot make qdisc '" + kind + "' the root of " + *name, r);
     return ok();

@@ -39,7 +39,12 @@ Result<QdiscSnapshot> root_qdisc(int ifindex);
 // (NLM_F_CREATE|NLM_F_REPLACE; a non-default root of the same kind is deleted first, as the
 // kernel would otherwise keep it). Fails with err ENOENT and a message naming the kind when the
 // kernel has no such qdisc.
-Result<void> replace_root_qdisc(int ifindex, const std::string& kind);
+Result<void> replace_root_qdisc(int ifindex, const std::string& kind, const std::vector<uint8_t>& options = {});
+
+// TCA_OPTIONS for the fq that enforces tardy's delays: queues deep enough to hold a delay's
+// worth of a fast flow (fq's defaults, 100 packets a flow and 10000 in all, drop a 20 ms
+// delayed TCP stream's packets where netem, with limit 10000, would not).
+std::vector<uint8_t> fq_options_for_delay();
 
 // Puts the snapshot back: a default root by deleting the current root, any other by creating
 // kind + handle + options at the root. A no-op when the root already has the snapshot's kind and

@@ -10,8 +10,8 @@ using namespace tardy::test;
 namespace {
 
 TEST_F(Lab, ForEndsTheFaultOnTimeAndTheAgentLeaves) {
-    double t0 = mono_ms();
     inject({"--loss", "100%", "--for", "1500ms"});
+    double t0 = mono_ms();  // the deadline was set before inject returned
     EXPECT_EQ(probe(kExp, "udp", false, 5).answered(), 0);
     ASSERT_LT(mono_ms() - t0, 1400) << "too slow to observe the fault before it expires";
     sleep_ms(static_cast<int>(1700 - (mono_ms() - t0)));
@@ -68,8 +68,8 @@ TEST_F(Lab, SigkilledAgentTakesEveryFaultWithItWithinASecond) {
 }
 
 TEST_F(Lab, FrozenAgentsRuleStillExpiresInTheKernel) {
-    double t0 = mono_ms();
     inject({"--loss", "100%", "--for", "2s"});
+    double t0 = mono_ms();
     pid_t agent = agent_pid();
     ASSERT_EQ(kill(agent, SIGSTOP), 0);
     EXPECT_EQ(probe(kExp, "udp", false, 5).answered(), 0);
