@@ -114,6 +114,11 @@ Result<Cgroup> CgroupFs::by_pid(pid_t pid) const {
     std::string line;
     while (std::getline(in, line)) {
         if (line.starts_with("0::")) {
+            // A process in another cgroup namespace shows its cgroup relative to that
+            // namespace's root, e.g. "0::/../x": not a path under our mount.
+            if (line.find("/..") != std::string::npos)
+                return Error::user("--pid " + std::to_string(pid) + ": its cgroup " + line.substr(3) +
+                                   " is outside this cgroup namespace; give the cgroup path instead");
             auto cg = at(mount_ + trim_slashes(line.substr(3)));
             if (!cg) return Error::user("--pid " + std::to_string(pid) + ": its cgroup " + line.substr(3) +
                                         " is not under " + mount_);

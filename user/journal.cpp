@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -15,9 +17,13 @@
 namespace tardy {
 
 Result<void> Journal::append(const std::string& line) {
-    int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int fd = open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return Error::sys("open journal " + path_, errno);
     std::string l = line + "\n";
+    // A line torn by a crash or a full disk must not swallow this one.
+    char last = '\n';
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n') l = "\n" + l;
     ssize_t n = write(fd, l.data(), l.size());
     int e = errno;
     bool synced = fsync(fd) == 0;
@@ -36,6 +42,7 @@ Result<uint64_t> Journal::record(JournalEntry e) {
         uint64_t id = 0;
         if (ls >> op >> id) max_id = std::max(max_id, id);
     }
+    if (max_id == UINT64_MAX) return Error::other("journal " + path_ + " is exhausted; run `tardy kill` to reset it");
     e.id = max_id + 1;
     std::string ifname = e.ifname.empty() ? "-" : e.ifname;
     std::string data = e.data.empty() ? "-" : e.data;
@@ -85,15 +92,25 @@ Result<void> Journal::compact() {
         if (unlink(path_.c_str()) != 0 && errno != ENOENT) return Error::sys("remove journal " + path_, errno);
         return ok();
     }
-    std::string tmp = path_ + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        for (const auto& e : entries)
-            out << "+ " << e.id << " " << e.kind << " " << e.netns_ino << " " << e.ifindex << " "
-                << (e.ifname.empty() ? "-" : e.ifname) << " " << (e.data.empty() ? "-" : e.data) << "\n";
-        if (!out) return Error::sys("write journal " + tmp, errno);
-    }
+    std::string tmp = path_ + ".tmp", text;
+    for (const auto& e : entries)
+        text += "+ " + std::to_string(e.id) + " " + e.kind + " " + std::to_string(e.netns_ino) + " " +
+                std::to_string(e.ifindex) + " " + (e.ifname.empty() ? "-" : e.ifname) + " " +
+                (e.data.empty() ? "-" : e.data) + "\n";
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Error::sys("write journal " + tmp, errno);
+    bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (!written) return Error::sys("write journal " + tmp, e);
+    // The rename is the commit point: the directory must hold it before we go on.
     if (rename(tmp.c_str(), path_.c_str()) != 0) return Error::sys("replace journal " + path_, errno);
+    std::string dir = path_.substr(0, path_.rfind('/') == std::string::npos ? 0 : path_.rfind('/'));
+    int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
     return ok();
 }
 

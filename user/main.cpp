@@ -24,8 +24,15 @@ namespace {
 
 constexpr int kExitUser = 2;
 
+// One line whatever the message echoes back of the user's input.
+std::string one_line(std::string s) {
+    for (char& c : s)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    return s;
+}
+
 int report(const Error& e) {
-    std::fprintf(stderr, "tardy: %s\n", e.message.c_str());
+    std::fprintf(stderr, "tardy: %s\n", one_line(e.message).c_str());
     return e.is_user() ? kExitUser : 1;
 }
 
@@ -155,7 +162,7 @@ int cmd_kill(const Paths& p) {
 
 int main(int argc, char** argv) {
     CLI::App app{"tardy: kernel-level latency and fault injection for cgroups (eBPF)", "tardy"};
-    app.require_subcommand(1);
+    app.require_subcommand(0, 1);
     app.set_version_flag("--version", std::string("tardy 0.1.0"));
     app.footer(
         "Examples:\n"
@@ -230,7 +237,14 @@ int main(int argc, char** argv) {
     } catch (const CLI::Success& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        std::fprintf(stderr, "tardy: %s; see tardy --help\n", e.what());
+        std::string msg = e.what();
+        if (dynamic_cast<const CLI::ExtrasError*>(&e) && argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty())
+            msg = std::string("unknown command '") + argv[1] + "'";
+        std::fprintf(stderr, "tardy: %s; see tardy --help\n", one_line(msg).c_str());
+        return kExitUser;
+    }
+    if (app.get_subcommands().empty()) {
+        std::fprintf(stderr, "tardy: name a command: inject, list, stop, kill, doctor, agent or demo; see tardy --help\n");
         return kExitUser;
     }
 

@@ -1,7 +1,6 @@
 #include "units.hpp"
 
 #include <array>
-#include <cmath>
 #include <cstdio>
 #include <utility>
 
@@ -20,10 +19,12 @@ constexpr std::array<Unit, 6> kUnits{{{"ns", 1},
                                       {"m", 60'000'000'000ULL},
                                       {"h", 3'600'000'000'000ULL}}};
 
-// Digits with at most one '.', nothing else (no sign, exponent, spaces or hex).
-bool parse_decimal(std::string_view s, long double& out) {
-    if (s.empty() || s.size() > 32) return false;
-    long double whole = 0, frac = 0, scale = 1;
+// Digits with at most one '.', nothing else (no sign, exponent, spaces or hex), read
+// exactly: *whole and the fraction's digits as an integer over 10^*scale_digits.
+bool parse_decimal(std::string_view s, uint64_t& whole, uint64_t& frac, int& frac_digits) {
+    if (s.empty() || s.size() > 400) return false;
+    whole = frac = 0;
+    frac_digits = 0;
     bool dot = false, digit = false;
     for (char c : s) {
         if (c == '.') {
@@ -32,38 +33,59 @@ bool parse_decimal(std::string_view s, long double& out) {
         } else if (c >= '0' && c <= '9') {
             digit = true;
             if (dot) {
-                scale /= 10;
-                frac += (c - '0') * scale;
+                if (frac_digits >= 18) {
+                    if (c != '0') return false;  // beyond any unit's precision
+                    continue;
+                }
+                frac = frac * 10 + static_cast<uint64_t>(c - '0');
+                frac_digits++;
             } else {
-                whole = whole * 10 + (c - '0');
+                // Saturate: a huge number is still a number, refused later as too long.
+                whole = whole > 1'000'000'000'000'000ULL ? 10'000'000'000'000'000'000ULL
+                                                          : whole * 10 + static_cast<uint64_t>(c - '0');
             }
         } else {
             return false;
         }
     }
-    if (!digit) return false;
-    out = whole + frac;
-    return true;
+    return digit;
 }
+
+uint64_t pow10(int n) {
+    uint64_t p = 1;
+    while (n-- > 0) p *= 10;
+    return p;
+}
+
+// Control characters in a value the user typed would break the one-line message.
+std::string shown(std::string_view v) {
+    std::string out;
+    for (char c : v) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+    return out;
+}
+
+constexpr uint64_t kMaxDurationNs = 1000ULL * 3'600'000'000'000ULL;  // 1000h
 
 }  // namespace
 
 Result<uint64_t> parse_duration_ns(std::string_view text, std::string_view flag) {
     std::string f(flag);
-    std::string t(text);
+    std::string t = shown(text);
     if (!text.empty() && text[0] == '-')
         return Error::user(f + " " + t + ": a duration cannot be negative; use e.g. 50ms");
     for (const auto& u : kUnits) {
         // "ms" must not match "m": pick the unit whose suffix ends the text and leaves a number.
         if (text.size() <= u.suffix.size() || !text.ends_with(u.suffix)) continue;
-        std::string_view num = text.substr(0, text.size() - u.suffix.size());
-        long double v;
-        if (!parse_decimal(num, v)) continue;
-        long double ns = v * static_cast<long double>(u.ns);
-        if (ns > 1e18L)
-            return Error::user(f + " " + t + ": duration too large; use at most a few hours");
-        if (std::fmod(ns, 1.0L) != 0)
-            return Error::user(f + " " + t + ": finer than a nanosecond; round it");
+        uint64_t whole, frac;
+        int digits;
+        if (!parse_decimal(text.substr(0, text.size() - u.suffix.size()), whole, frac, digits)) continue;
+        using u128 = unsigned __int128;
+        u128 scale = pow10(digits);
+        u128 frac_ns = static_cast<u128>(frac) * u.ns;
+        if (frac_ns % scale != 0) return Error::user(f + " " + t + ": finer than a nanosecond; round it");
+        u128 ns = static_cast<u128>(whole) * u.ns + frac_ns / scale;
+        if (ns > static_cast<u128>(kMaxDurationNs))
+            return Error::user(f + " " + t + ": too long; use at most 1000h");
         return static_cast<uint64_t>(ns);
     }
     return Error::user(f + " '" + t +
@@ -72,43 +94,43 @@ Result<uint64_t> parse_duration_ns(std::string_view text, std::string_view flag)
 
 Result<uint32_t> parse_percent_ppm(std::string_view text, std::string_view flag) {
     std::string f(flag);
-    std::string t(text);
+    std::string t = shown(text);
     if (!text.empty() && text[0] == '-')
         return Error::user(f + " " + t + ": a percentage cannot be negative; use 0% to 100%");
-    long double v;
-    if (!text.ends_with('%') || !parse_decimal(text.substr(0, text.size() - 1), v))
+    uint64_t whole, frac;
+    int digits;
+    if (!text.ends_with('%') || !parse_decimal(text.substr(0, text.size() - 1), whole, frac, digits))
         return Error::user(f + " '" + t + "': not a percentage; write it with a % sign, e.g. 5% or 0.01%");
-    if (v > 100)
-        return Error::user(f + " " + t + ": over 100%; use 0% to 100%");
-    long double ppm = v * 10000.0L;
-    if (std::fmod(ppm, 1.0L) != 0)
-        return Error::user(f + " " + t + ": finer than 0.0001%; round it");
+    // ppm = (whole + frac / 10^digits) * 10^4
+    using u128 = unsigned __int128;
+    u128 scale = pow10(digits), frac_ppm = static_cast<u128>(frac) * 10000;
+    if (frac_ppm % scale != 0) return Error::user(f + " " + t + ": finer than 0.0001%; round it");
+    u128 ppm = static_cast<u128>(whole) * 10000 + frac_ppm / scale;
+    if (ppm > 1'000'000) return Error::user(f + " " + t + ": over 100%; use 0% to 100%");
     return static_cast<uint32_t>(ppm);
+}
+
+// An exact decimal: whole units and the remainder's digits without trailing zeros.
+static std::string exact(uint64_t v, uint64_t unit, std::string_view suffix) {
+    std::string s = std::to_string(v / unit);
+    if (uint64_t rem = v % unit) {
+        std::string r = std::to_string(rem);
+        r = std::string(std::to_string(unit).size() - 1 - r.size(), '0') + r;
+        while (r.back() == '0') r.pop_back();
+        s += "." + r;
+    }
+    return s + std::string(suffix);
 }
 
 std::string format_duration(uint64_t ns) {
     for (auto it = kUnits.rbegin(); it != kUnits.rend(); ++it) {
         if (it->suffix == "h" || ns < it->ns) continue;
-        char buf[48];
-        if (ns % it->ns == 0) {
-            std::snprintf(buf, sizeof buf, "%llu%s", static_cast<unsigned long long>(ns / it->ns),
-                          std::string(it->suffix).c_str());
-        } else {
-            std::snprintf(buf, sizeof buf, "%.3Lg%s", static_cast<long double>(ns) / it->ns,
-                          std::string(it->suffix).c_str());
-        }
-        return buf;
+        if (it->suffix == "m" && ns % it->ns != 0) continue;  // "1.5m" is not a decimal of 60
+        return exact(ns, it->ns, it->suffix);
     }
     return "0s";
 }
 
-std::string format_ppm(uint32_t ppm) {
-    char buf[32];
-    if (ppm % 10000 == 0)
-        std::snprintf(buf, sizeof buf, "%u%%", ppm / 10000);
-    else
-        std::snprintf(buf, sizeof buf, "%.4g%%", ppm / 10000.0);
-    return buf;
-}
+std::string format_ppm(uint32_t ppm) { return exact(ppm, 10000, "%"); }
 
 }  // namespace tardy
