@@ -2,7 +2,6 @@
 /* TC programs: egress loss and delay for the packets of target cgroups. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
 #include "tardy/abi.h"
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
@@ -13,8 +12,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-SEC("tc")
-int tardy_tc_egress(struct __sk_buff *skb)
+static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
 {
     struct tardy_control *c = tardy_armed_control();
     struct tardy_counters *cnt;
@@ -48,11 +46,26 @@ int tardy_tc_egress(struct __sk_buff *skb)
         bpf_skb_set_tstamp(skb, t, 1);
         if (cnt)
             cnt->delayed++;
-        return tardy_hand_to_fq(skb);
+        return tardy_hand_to_fq(skb, can_steal);
     }
     return TARDY_TC_NEXT;
 drop:
     if (cnt)
         cnt->dropped++;
     return TARDY_TC_DROP;
+}
+
+/* For TCX links: TCX has no STOLEN verdict. */
+SEC("tc")
+int tardy_tc_egress(struct __sk_buff *skb)
+{
+    return tardy_egress(skb, false);
+}
+
+/* For clsact filters: delayed packets leave as socket-less clones (lib/steal.bpf.h). The
+ * agent attaches this one wherever a delay is injected, on every kernel. */
+SEC("tc")
+int tardy_tc_egress_cls(struct __sk_buff *skb)
+{
+    return tardy_egress(skb, true);
 }

@@ -101,6 +101,7 @@ private:
     Result<void> end(const std::string& name);
     Result<void> acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq);
     Result<void> release(const DeviceKey& k, bool had_fq);
+    Result<void> restore_fq(Device& d);
 
     AgentOptions o_;
     std::unique_ptr<TcObject> obj_;
@@ -140,10 +141,17 @@ Result<void> Agent::acquire(const DeviceKey& k, int nsfd, const std::string& ifn
         }
         if (installed_fq) log("installed fq as root qdisc of " + ifname);
     }
-    if (d.refs == 0) {
+    // Delays need a clsact filter (bpf/lib/steal.bpf.h); a device attached by a TCX link for
+    // loss moves to clsact when a delay arrives: the filter first, then the link goes, so
+    // no packet passes unseen (one may be seen twice).
+    bool need_clsact = need_fq && d.attachment && d.attachment->kind() == TcAttachment::Kind::Tcx;
+    if (d.refs == 0 || need_clsact) {
+        std::optional<TcAttachment> old;
+        if (need_clsact) old.emplace(std::move(*d.attachment));
+        auto mode = need_fq ? TcAttachment::Mode::Clsact : TcAttachment::Mode::Auto;
         auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
             auto a = TcAttachment::attach_egress(
-                obj_->egress_prog_fd(), k.ifindex, [&](uint32_t h, uint32_t prio, bool created) -> Result<void> {
+                *obj_, k.ifindex, mode, [&](uint32_t h, uint32_t prio, bool created) -> Result<void> {
                     char data[64];
                     std::snprintf(data, sizeof data, "%x:%x:%d", h, prio, created ? 1 : 0);
                     auto jid = journal_.record({0, "clsact", k.netns, k.ifindex, ifname, data});
@@ -159,14 +167,12 @@ Result<void> Agent::acquire(const DeviceKey& k, int nsfd, const std::string& ifn
             return ok();
         });
         if (!r) {
-            if (need_fq) {
-                d.fq_refs++;
-                (void)release(k, true);
-            } else {
-                devices_.erase(k);
-            }
+            if (old) d.attachment.emplace(std::move(*old));  // keep serving the loss rules
+            if (need_fq && d.fq_refs == 0) (void)restore_fq(d);
+            if (d.refs == 0) devices_.erase(k);
             return r;
         }
+        if (old) (void)old->detach();  // a TCX link: closing its fd detaches it
         log("attached egress program to " + ifname +
             (d.attachment->kind() == TcAttachment::Kind::Tcx ? " (TCX link)" : " (clsact filter)"));
     }
@@ -175,29 +181,34 @@ Result<void> Agent::acquire(const DeviceKey& k, int nsfd, const std::string& ifn
     return ok();
 }
 
+Result<void> Agent::restore_fq(Device& d) {
+    if (!d.qdisc_jid) return ok();  // fq was there before us
+    Result<void> result = ok();
+    for (const auto& e : journal_.open_entries()) {
+        if (e.id != d.qdisc_jid) continue;
+        result = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+            auto snap = decode(e.data);
+            if (!snap) return snap.error();
+            return restore_root_qdisc(*snap);
+        });
+        if (result) {
+            (void)journal_.done(d.qdisc_jid);
+            log("restored root qdisc of " + d.ifname);
+        } else {
+            log("restore root qdisc of " + d.ifname + ": " + result.error().message);
+        }
+    }
+    d.qdisc_jid = 0;
+    return result;
+}
+
 Result<void> Agent::release(const DeviceKey& k, bool had_fq) {
     auto it = devices_.find(k);
     if (it == devices_.end()) return ok();
     Device& d = it->second;
     Result<void> result = ok();
-    if (had_fq && --d.fq_refs == 0 && d.qdisc_jid) {
-        auto open = journal_.open_entries();
-        for (const auto& e : open) {
-            if (e.id != d.qdisc_jid) continue;
-            auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
-                auto snap = decode(e.data);
-                if (!snap) return snap.error();
-                return restore_root_qdisc(*snap);
-            });
-            if (r) {
-                (void)journal_.done(d.qdisc_jid);
-                log("restored root qdisc of " + d.ifname);
-            } else {
-                log("restore root qdisc of " + d.ifname + ": " + r.error().message);
-                result = r;
-            }
-        }
-        d.qdisc_jid = 0;
+    if (had_fq && --d.fq_refs == 0) {
+        if (auto r = restore_fq(d); !r) result = r;
     }
     if (d.refs > 0 && --d.refs == 0) {
         if (d.attachment) {

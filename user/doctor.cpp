@@ -39,14 +39,16 @@ Check probe_attach(TcObject& obj) {
             c.detail = "cannot make a scratch network namespace to probe in";
             return;
         }
-        auto a = TcAttachment::attach_egress(obj.egress_prog_fd(), 1, [](uint32_t, uint32_t, bool) { return ok(); });
+        auto a = TcAttachment::attach_egress(obj, 1, TcAttachment::Mode::Auto,
+                                             [](uint32_t, uint32_t, bool) { return ok(); });
         if (!a) {
             c.detail = a.error().message;
             return;
         }
         c.ok = true;
         c.detail = a->kind() == TcAttachment::Kind::Tcx
-                       ? "TCX links: attachments vanish with the agent, even on SIGKILL"
+                       ? "TCX links for loss: they vanish with the agent, even on SIGKILL (delays use "
+                         "journaled clsact filters: TCX has no verdict that spares TCP small queues)"
                        : "no TCX (kernel < 6.6): netlink clsact filters, journaled and removed by the agent or `tardy kill`";
         (void)a->detach();
     });

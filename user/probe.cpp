@@ -79,11 +79,12 @@ std::optional<double> tcp_once(const sockaddr_storage& ss, socklen_t len, int ti
 }
 
 // Bulk TCP for `seconds`; goodput in Mbit/s, counted as bytes the sink accepted.
-Result<double> tcp_stream(sockaddr_storage ss, socklen_t len, double seconds) {
+Result<double> tcp_stream(sockaddr_storage ss, socklen_t len, double seconds, int sndbuf) {
     auto* port = ss.ss_family == AF_INET ? &reinterpret_cast<sockaddr_in*>(&ss)->sin_port
                                          : &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port;
     *port = htons(ntohs(*port) + 1);
     Fd s(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (s.valid() && sndbuf > 0) setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     if (!s.valid() || connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
         return Error::sys("connect to the sink", errno);
     static char buf[65536];
@@ -146,7 +147,7 @@ Result<ProbeResult> probe(const ProbeArgs& a) {
     if (!ss) return ss.error();
     ProbeResult r;
     if (a.proto == "stream") {
-        auto m = tcp_stream(*ss, len, a.seconds);
+        auto m = tcp_stream(*ss, len, a.seconds, a.sndbuf);
         if (!m) return m.error();
         r.stream_mbps = *m;
         return r;
@@ -179,6 +180,7 @@ void add_probe_options(CLI::App* app, ProbeArgs& a) {
     app->add_option("--interval-ms", a.interval_ms);
     app->add_option("--timeout-ms", a.timeout_ms);
     app->add_option("--seconds", a.seconds);
+    app->add_option("--sndbuf", a.sndbuf);
 }
 
 void add_echo_options(CLI::App* app, EchoArgs& a) {

@@ -19,6 +19,7 @@ struct ProbeArgs {
     std::string netns;   // network namespace file to enter (optional)
     std::string proto = "udp";  // udp | tcp (connect time) | stream (bulk TCP to port + 1)
     double seconds = 3;         // stream: how long to send
+    int sndbuf = 0;             // stream: SO_SNDBUF in bytes, 0 for the kernel's autotuning
     std::string to;      // server address, IPv4 or IPv6
     int port = 7;
     int count = 20;

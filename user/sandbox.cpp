@@ -140,11 +140,11 @@ Sandbox::~Sandbox() {
 std::string Sandbox::cgroup_rel(Cohort c) const { return cgroup(c).substr(mount_.size()); }
 
 Result<ProbeResult> Sandbox::probe(Cohort c, const std::string& proto, bool ipv6, int count, int interval_ms,
-                                   int timeout_ms, double stream_seconds) const {
+                                   int timeout_ms, double stream_seconds, int stream_sndbuf) const {
     auto r = run_cmd({o_.self_exe, "__probe", "--cgroup", cgroup(c), "--netns", netns_a(), "--proto", proto, "--to",
                       server(ipv6), "--port", std::to_string(o_.port), "--count", std::to_string(count),
                       "--interval-ms", std::to_string(interval_ms), "--timeout-ms", std::to_string(timeout_ms),
-                      "--seconds", std::to_string(stream_seconds)});
+                      "--seconds", std::to_string(stream_seconds), "--sndbuf", std::to_string(stream_sndbuf)});
     if (!r) return r.error();
     if (r->status != 0) return Error::other("probe failed: " + r->err);
     auto j = nlohmann::json::parse(r->out, nullptr, false);

@@ -40,7 +40,7 @@ public:
 
     // Runs `tardy __probe` as a member of the cohort, from namespace -a.
     Result<ProbeResult> probe(Cohort c, const std::string& proto, bool ipv6, int count, int interval_ms,
-                              int timeout_ms, double stream_seconds = 3) const;
+                              int timeout_ms, double stream_seconds = 3, int stream_sndbuf = 0) const;
 
 private:
     explicit Sandbox(Options o) : o_(std::move(o)) {}

@@ -59,6 +59,7 @@ TcObject::~TcObject() {
 }
 
 int TcObject::egress_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress); }
+int TcObject::egress_cls_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress_cls); }
 
 void TcObject::bump_generation() { __atomic_add_fetch(&control_->generation, 1, __ATOMIC_SEQ_CST); }
 
@@ -99,18 +100,22 @@ Result<void> TcObject::reset_counters(uint32_t slot) {
     return ok();
 }
 
-Result<TcAttachment> TcAttachment::attach_egress(int prog_fd, int ifindex, const BeforeFilter& before_filter) {
+Result<TcAttachment> TcAttachment::attach_egress(const TcObject& obj, int ifindex, Mode mode,
+                                                 const BeforeFilter& before_filter) {
     TcAttachment a;
     a.ifindex_ = ifindex;
-    int fd = bpf_link_create(prog_fd, ifindex, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
-    if (fd >= 0) {
-        a.kind_ = Kind::Tcx;
-        a.link_ = Fd(fd);
-        return a;
+    if (mode == Mode::Auto) {
+        int fd = bpf_link_create(obj.egress_prog_fd(), ifindex, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
+        if (fd >= 0) {
+            a.kind_ = Kind::Tcx;
+            a.link_ = Fd(fd);
+            return a;
+        }
+        int e = -fd;
+        if (e != EINVAL && e != EOPNOTSUPP && e != 524 /* ENOTSUPP */)
+            return Error::sys("attach TCX egress program to ifindex " + std::to_string(ifindex), e);
     }
-    int e = -fd;
-    if (e != EINVAL && e != EOPNOTSUPP && e != 524 /* ENOTSUPP */)
-        return Error::sys("attach TCX egress program to ifindex " + std::to_string(ifindex), e);
+    int prog_fd = obj.egress_cls_prog_fd();
 
     // Kernel without TCX: a clsact qdisc and a direct-action filter over netlink.
     a.kind_ = Kind::Clsact;

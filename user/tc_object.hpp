@@ -26,7 +26,8 @@ public:
     TcObject(const TcObject&) = delete;
     TcObject& operator=(const TcObject&) = delete;
 
-    int egress_prog_fd() const;
+    int egress_prog_fd() const;      // for TCX links
+    int egress_cls_prog_fd() const;  // for clsact filters: delays without TCP small queues
 
     Result<void> put_rule(uint64_t cgid, const tardy_rule& r);
     Result<void> delete_rule(uint64_t cgid);
@@ -53,7 +54,11 @@ public:
     // before_filter runs once a clsact qdisc exists and before the filter is added, with
     // whether this call created the qdisc: the place to journal the filter.
     using BeforeFilter = std::function<Result<void>(uint32_t handle, uint32_t priority, bool created_hook)>;
-    static Result<TcAttachment> attach_egress(int prog_fd, int ifindex, const BeforeFilter& before_filter);
+    // Mode::Auto: a TCX link when the kernel has TCX, else a clsact filter. Mode::Clsact:
+    // always a clsact filter (delays need its STOLEN verdict, see bpf/lib/steal.bpf.h).
+    enum class Mode { Auto, Clsact };
+    static Result<TcAttachment> attach_egress(const TcObject& obj, int ifindex, Mode mode,
+                                              const BeforeFilter& before_filter);
 
     Kind kind() const { return kind_; }
     uint32_t handle() const { return handle_; }

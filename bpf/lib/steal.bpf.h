@@ -7,15 +7,16 @@
  * socket: send the stamped clone to the same device's egress (our program sees it again,
  * finds no socket, passes it to fq) and consume the original with TC_ACT_STOLEN, which
  * tells the sender "transmitted". TCX has no STOLEN verdict (tcx_action_code() maps it to
- * NEXT), so on kernels with TCX the stamped packet itself goes on, and TSQ applies.
+ * NEXT), so the agent attaches the program through clsact wherever a delay is injected,
+ * also on kernels that have TCX, and the TCX variant (can_steal false) only stamps.
  */
 #pragma once
 
 #define TARDY_TC_ACT_STOLEN 4
 
-static __always_inline int tardy_hand_to_fq(struct __sk_buff *skb)
+static __always_inline int tardy_hand_to_fq(struct __sk_buff *skb, bool can_steal)
 {
-    if (bpf_core_enum_value_exists(enum bpf_attach_type, BPF_TCX_EGRESS))
+    if (!can_steal)
         return TARDY_TC_NEXT;
     if (bpf_clone_redirect(skb, skb->ifindex, 0) != 0)
         return TARDY_TC_NEXT; /* no clone: the original is delayed just the same */

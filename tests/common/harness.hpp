@@ -144,8 +144,8 @@ protected:
     }
 
     ProbeResult probe(Sandbox::Cohort c, const std::string& proto = "udp", bool v6 = false, int count = 20,
-                      int interval_ms = 2, int timeout_ms = 60, double stream_seconds = 3) {
-        auto r = lab_->probe(c, proto, v6, count, interval_ms, timeout_ms, stream_seconds);
+                      int interval_ms = 2, int timeout_ms = 60, double stream_seconds = 3, int sndbuf = 0) {
+        auto r = lab_->probe(c, proto, v6, count, interval_ms, timeout_ms, stream_seconds, sndbuf);
         EXPECT_TRUE(r) << (r ? "" : r.error().message);
         return r ? *r : ProbeResult{};
     }

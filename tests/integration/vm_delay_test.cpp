@@ -140,36 +140,40 @@ TEST_F(VmLab, SigkilledAgentsDelayEndsWithinASecondAndKillRestoresTheQdisc) {
 }
 
 TEST_F(VmLab, ThroughputAndAccuracyAgainstNetem) {
-    // Three alternating rounds of each; RTT samples pooled, best stream kept. Under
-    // emulation one stream is CPU-bound and a single run swings by a third either way, and
-    // the emulated round trip drifts by a millisecond between minutes.
-    double tardy_mbps = 0, netem_mbps = 0;
-    std::vector<double> tardy_rtts, netem_rtts;
+    // What is compared is how each delay treats TCP, so the stream is window-limited
+    // (512 KiB send buffer: about 115 Mbit/s at 20 ms), well below what the emulated CPU can
+    // push: a CPU-bound stream would measure the emulator instead (docs/benchmarks.md has
+    // those numbers too). Three rounds, each a tardy stream and a netem stream back to back;
+    // the ratio is taken within a round and the median judged; RTT samples are pooled.
+    constexpr int kSndbuf = 512 * 1024;
+    std::vector<double> ratios, tardy_rates, netem_rates, tardy_rtts, netem_rtts;
     for (int round = 0; round < 3; round++) {
         inject({"--delay", "20ms"}, "edt");  // tardy: EDT stamps + fq on the veth
-        auto t = udp_rtts(kExp, 40, 10);
+        auto t = udp_rtts(kExp, 30, 10);
         tardy_rtts.insert(tardy_rtts.end(), t.begin(), t.end());
-        tardy_mbps = std::max(tardy_mbps, probe(kExp, "stream", false, 0, 0, 0, 5).stream_mbps);
+        tardy_rates.push_back(probe(kExp, "stream", false, 0, 0, 0, 3, kSndbuf).stream_mbps);
         ASSERT_EQ(tardy({"stop", "edt"}).status, 0);
         // netem on the same device, the tool people use today
         auto add = run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "tc", "qdisc", "replace", "dev",
-                            lab_->device_a(), "root", "netem", "delay", "20ms", "limit", "100000"});
+                            lab_->device_a(), "root", "netem", "delay", "20ms"});
         ASSERT_TRUE(add && add->status == 0) << (add ? add->err : "");
-        auto n = udp_rtts(kExp, 40, 10);
+        auto n = udp_rtts(kExp, 30, 10);
         netem_rtts.insert(netem_rtts.end(), n.begin(), n.end());
-        netem_mbps = std::max(netem_mbps, probe(kExp, "stream", false, 0, 0, 0, 5).stream_mbps);
+        netem_rates.push_back(probe(kExp, "stream", false, 0, 0, 0, 3, kSndbuf).stream_mbps);
         (void)run_cmd(
             {"ip", "netns", "exec", lab_->netns_a_name(), "tc", "qdisc", "del", "dev", lab_->device_a(), "root"});
+        ratios.push_back(tardy_rates.back() / std::max(0.001, netem_rates.back()));
     }
     double tardy_rtt = median(tardy_rtts), netem_rtt = median(netem_rtts);
     double tardy_err = std::abs(tardy_rtt - 20), netem_err = std::abs(netem_rtt - 20);
-    std::printf("  20 ms delay over the veth, 3 alternating rounds each (best stream, pooled RTT samples):\n");
-    std::printf("    tardy (EDT+fq): %8.1f Mbit/s, UDP RTT median %.2f ms (error %.2f ms)\n", tardy_mbps, tardy_rtt,
-                tardy_err);
-    std::printf("    netem:          %8.1f Mbit/s, UDP RTT median %.2f ms (error %.2f ms)\n", netem_mbps, netem_rtt,
-                netem_err);
-    std::printf("    throughput ratio tardy/netem: %.2f\n", tardy_mbps / std::max(0.001, netem_mbps));
-    EXPECT_GE(tardy_mbps, 0.8 * netem_mbps);
+    std::printf("  20 ms delay over the veth, 3 rounds of back-to-back TCP streams (3 s, 512 KiB sndbuf):\n");
+    for (size_t i = 0; i < ratios.size(); i++)
+        std::printf("    round %zu: tardy %7.1f Mbit/s, netem %7.1f Mbit/s, ratio %.2f\n", i + 1, tardy_rates[i],
+                    netem_rates[i], ratios[i]);
+    std::printf("    median throughput ratio tardy/netem: %.2f\n", median(ratios));
+    std::printf("    UDP RTT median: tardy %.2f ms (error %.2f ms), netem %.2f ms (error %.2f ms)\n", tardy_rtt,
+                tardy_err, netem_rtt, netem_err);
+    EXPECT_GE(median(ratios), 0.8);
     // Both errors include the same emulated round trip (about 1 ms, more when the host is
     // busy); 0.5 ms allows for that noise between the two measurements.
     EXPECT_LE(tardy_err, netem_err + 0.5) << "tardy's delay is less accurate than netem's";
