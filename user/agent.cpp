@@ -28,6 +28,7 @@
 #include "journal.hpp"
 #include "netns.hpp"
 #include "qdisc.hpp"
+#include "sock_object.hpp"
 #include "spec.hpp"
 #include "tc_object.hpp"
 #include "units.hpp"
@@ -74,6 +75,8 @@ struct Injection {
     std::string name;
     Cgroup cg;
     NetFaults net;
+    SockFaults sock;
+    std::vector<CgroupLink> links;  // socket-fault programs on the target cgroup
     uint64_t expires_ns = 0;
     uint64_t for_ns = 0;
     uint32_t slot = 0;
@@ -103,8 +106,11 @@ private:
     Result<void> release(const DeviceKey& k, bool had_fq);
     Result<void> restore_fq(Device& d);
 
+    Result<void> add_sock_faults(Injection& inj);
+
     AgentOptions o_;
     std::unique_ptr<TcObject> obj_;
+    std::unique_ptr<SockObject> sock_;  // loaded on the first socket fault
     Journal journal_;
     std::map<DeviceKey, Device> devices_;
     std::map<std::string, Injection> injections_;
@@ -242,6 +248,7 @@ json Agent::inject(const json& req) {
     inj.cg.rel = req.at("cgroup").at("rel");
     inj.cg.id = req.at("cgroup").at("id");
     inj.net = req.at("net").get<NetFaults>();
+    inj.sock = req.value("sock", nlohmann::json::object()).get<SockFaults>();
     inj.for_ns = req.at("for_ns");
     for (const auto& [n, other] : injections_) {
         if (other.cg.id == inj.cg.id)
@@ -258,7 +265,7 @@ json Agent::inject(const json& req) {
     std::vector<Fd> nsfds;
     std::vector<Plan> plan;
     std::vector<std::string> want = req.value("devices", std::vector<std::string>{});
-    for (const auto& ns : req.at("netns")) {
+    for (const auto& ns : inj.net.any() ? req.at("netns") : json::array()) {
         NetnsRef ref{ns.at("ino"), ns.at("path")};
         auto fd = open_netns(ref);
         if (!fd) return fail(fd.error());
@@ -286,7 +293,7 @@ json Agent::inject(const json& req) {
         }
         nsfds.push_back(std::move(*fd));
     }
-    if (plan.empty())
+    if (inj.net.any() && plan.empty())
         return fail(Error::user("the target's network namespace has no device but loopback; choose one with --device lo"));
 
     bool need_fq = inj.net.delay_ns > 0;
@@ -323,18 +330,44 @@ json Agent::inject(const json& req) {
     rule.jitter_ns = inj.net.jitter_ns;
     rule.expires_ns = inj.expires_ns;
     auto rc = obj_->reset_counters(inj.slot);
-    if (rc) rc = obj_->put_rule(inj.cg.id, rule);
+    if (rc && inj.net.any()) rc = obj_->put_rule(inj.cg.id, rule);
+    if (rc && inj.sock.any()) rc = add_sock_faults(inj);
     if (!rc) {
+        (void)obj_->delete_rule(inj.cg.id);
         for (auto it = done.rbegin(); it != done.rend(); ++it) (void)release(*it, need_fq);
         return fail(rc.error());
     }
     free_slots_.pop_back();
     json devs = json::array();
     for (const auto& p : plan) devs.push_back(p.ifname);
-    log("injection " + inj.name + " on " + inj.cg.rel + ": " + describe(inj.net) + " for " + format_duration(inj.for_ns));
+    log("injection " + inj.name + " on " + inj.cg.rel + ": " + describe(inj.net) + " " + describe(inj.sock) + " for " +
+        format_duration(inj.for_ns));
     std::string name = inj.name;
     injections_.emplace(name, std::move(inj));
     return {{"ok", true}, {"name", name}, {"devices", devs}};
+}
+
+Result<void> Agent::add_sock_faults(Injection& inj) {
+    if (!sock_) {
+        auto s = SockObject::load(o_.paths.bpffs_dir, o_.rng_seed);
+        if (!s) return s.error();
+        sock_ = std::move(*s);
+    }
+    auto rule = encode(inj.sock, inj.slot, inj.expires_ns);
+    if (!rule) return rule.error();
+    TARDY_TRY(sock_->reset_counters(inj.slot));
+    // The rule first, then the links: a call that runs the hooks already finds it.
+    TARDY_TRY(sock_->put_rule(inj.cg.id, *rule));
+    obj_->bump_generation();
+    std::vector<uint32_t> ops;
+    for (const auto& f : inj.sock.faults) ops.push_back(f.op);
+    auto links = sock_->attach(inj.cg.path, ops);
+    if (!links) {
+        (void)sock_->delete_rule(inj.cg.id);
+        return links.error();
+    }
+    inj.links = std::move(*links);
+    return ok();
 }
 
 Result<void> Agent::end(const std::string& name) {
@@ -342,6 +375,11 @@ Result<void> Agent::end(const std::string& name) {
     if (it == injections_.end()) return ok();
     Injection& inj = it->second;
     Result<void> result = obj_->delete_rule(inj.cg.id);
+    if (sock_ && inj.sock.any()) {
+        inj.links.clear();  // detach first: no call runs the hooks from here on
+        if (auto r = sock_->delete_rule(inj.cg.id); !r) result = r;
+        obj_->bump_generation();
+    }
     bool had_fq = inj.net.delay_ns > 0;
     for (auto d = inj.devices.rbegin(); d != inj.devices.rend(); ++d) {
         auto r = release(*d, had_fq);
@@ -359,6 +397,7 @@ json Agent::list() {
     uint64_t now = mono_ns();
     for (const auto& [name, inj] : injections_) {
         auto c = obj_->counters(inj.slot);
+        auto sc = sock_ && inj.sock.any() ? sock_->counters(inj.slot) : Result<tardy_sock_counters>(tardy_sock_counters{});
         json devs = json::array();
         for (const auto& k : inj.devices) {
             auto d = devices_.find(k);
@@ -368,14 +407,17 @@ json Agent::list() {
                        {"cgroup", inj.cg.rel},
                        {"cgroup_id", inj.cg.id},
                        {"net", inj.net},
-                       {"faults", describe(inj.net)},
+                       {"sock", inj.sock},
+                       {"faults", describe(inj.net) + (inj.net.any() && inj.sock.any() ? "; " : "") + describe(inj.sock)},
                        {"left_ns", inj.expires_ns > now ? inj.expires_ns - now : 0},
                        {"devices", devs},
                        {"counters",
                         {{"matched", c ? c->matched : 0},
                          {"delayed", c ? c->delayed : 0},
                          {"dropped", c ? c->dropped : 0},
-                         {"bytes", c ? c->bytes : 0}}}});
+                         {"bytes", c ? c->bytes : 0},
+                         {"calls", sc ? sc->seen : 0},
+                         {"failed", sc ? sc->failed : 0}}}});
     }
     return {{"ok", true}, {"injections", out}, {"agent_pid", getpid()}};
 }

@@ -20,7 +20,9 @@ Result<nlohmann::json> prepare_inject(const InjectRequest& r, const CgroupFs& cg
             return Error::user("refusing " + cg->rel + ": tardy itself runs there; add --force if you mean it");
     }
     std::vector<NetnsRef> ns;
-    if (!r.netns.empty()) {
+    if (!r.net.any()) {
+        // socket faults only: hooks on the cgroup, no network namespace or device involved
+    } else if (!r.netns.empty()) {
         auto n = netns_by_name(r.netns);
         if (!n) return n.error();
         ns.push_back(*n);
@@ -57,6 +59,7 @@ Result<nlohmann::json> prepare_inject(const InjectRequest& r, const CgroupFs& cg
                           {"name", r.name},
                           {"cgroup", {{"path", cg->path}, {"rel", cg->rel}, {"id", cg->id}}},
                           {"net", r.net},
+                          {"sock", r.sock},
                           {"for_ns", r.for_ns},
                           {"netns", nsj},
                           {"devices", r.devices}};

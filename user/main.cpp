@@ -72,8 +72,9 @@ int cmd_inject(const InjectArgs& a, const Paths& p) {
     std::string devs;
     for (const auto& d : (*rep)["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
     std::printf("%s\n", (*rep)["name"].get<std::string>().c_str());
-    std::fprintf(stderr, "tardy: %s on %s via %s for %s\n", describe(r->net).c_str(),
-                 (*req)["cgroup"]["rel"].get<std::string>().c_str(), devs.c_str(), format_duration(r->for_ns).c_str());
+    std::fprintf(stderr, "tardy: %s on %s%s for %s\n", describe(*r).c_str(),
+                 (*req)["cgroup"]["rel"].get<std::string>().c_str(), devs.empty() ? "" : (" via " + devs).c_str(),
+                 format_duration(r->for_ns).c_str());
     return 0;
 }
 
@@ -105,19 +106,22 @@ int cmd_list(bool as_json, const Paths& p) {
         std::printf("no active injections\n");
         return 0;
     }
-    std::printf("%-16s %-28s %-22s %-9s %-10s %9s %9s %9s %11s\n", "NAME", "CGROUP", "FAULTS", "LEFT", "DEVICES",
-                "MATCHED", "DELAYED", "DROPPED", "BYTES");
+    std::printf("%-16s %-28s %-22s %-9s %-10s %9s %9s %9s %11s %9s %9s\n", "NAME", "CGROUP", "FAULTS", "LEFT",
+                "DEVICES", "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS", "FAILED");
     for (const auto& i : injections) {
         std::string devs;
         for (const auto& d : i["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
         const auto& c = i["counters"];
-        std::printf("%-16s %-28s %-22s %-9s %-10s %9llu %9llu %9llu %11llu\n", i["name"].get<std::string>().c_str(),
+        std::printf("%-16s %-28s %-22s %-9s %-10s %9llu %9llu %9llu %11llu %9llu %9llu\n",
+                    i["name"].get<std::string>().c_str(),
                     i["cgroup"].get<std::string>().c_str(), i["faults"].get<std::string>().c_str(),
                     left(i["left_ns"].get<uint64_t>()).c_str(), devs.c_str(),
                     static_cast<unsigned long long>(c["matched"].get<uint64_t>()),
                     static_cast<unsigned long long>(c["delayed"].get<uint64_t>()),
                     static_cast<unsigned long long>(c["dropped"].get<uint64_t>()),
-                    static_cast<unsigned long long>(c["bytes"].get<uint64_t>()));
+                    static_cast<unsigned long long>(c["bytes"].get<uint64_t>()),
+                    static_cast<unsigned long long>(c.value("calls", uint64_t{0})),
+                    static_cast<unsigned long long>(c.value("failed", uint64_t{0})));
     }
     return 0;
 }
@@ -182,6 +186,11 @@ int main(int argc, char** argv) {
     inject->add_option("--delay", ia.delay, "Delay egress packets, e.g. 50ms (needs the fq qdisc)");
     inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay)");
     inject->add_option("--loss", ia.loss, "Drop this share of egress packets, e.g. 5% or 0.01%");
+    inject->add_option("--fail", ia.fails,
+                       "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket "
+                       "(repeatable), e.g. connect=ECONNREFUSED:25%");
+    inject->add_option("--peer", ia.peers, "Only socket calls to this address or CIDR (repeatable, IPv4 or IPv6)");
+    inject->add_option("--port", ia.port, "Only socket calls to this port or range N-M");
     inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
     inject->add_option("--name", ia.name, "Name for list/stop (default: inj-N)");
     inject->add_option("--device", ia.devices, "Attach on this device (repeatable; default: every non-loopback one)");
@@ -189,7 +198,11 @@ int main(int argc, char** argv) {
                                             "(default: those of the target's processes)");
     inject->add_flag("--force", ia.force, "Allow the root cgroup or tardy's own cgroup as target");
     inject->footer("Units: ns, us, ms, s, m, h (250us, 1.5s); percentages with % (5%, 0.01%).\n"
-                   "Example: sudo tardy inject --pid 4242 --loss 30% --for 1m --name flaky");
+                   "Examples:\n"
+                   "  sudo tardy inject --pid 4242 --loss 30% --for 1m --name flaky\n"
+                   "  sudo tardy inject --cgroup app.slice/api.service --fail connect=ECONNREFUSED:20% "
+                   "--peer 10.0.0.5 --port 5432\n"
+                   "  sudo tardy inject --container 3f2a --fail sendmsg=ENETUNREACH --port 53   # DNS fails");
 
     bool list_json = false;
     auto* list = app.add_subcommand("list", "Show active injections, time left and counters");
@@ -223,6 +236,10 @@ int main(int argc, char** argv) {
     auto* probe = app.add_subcommand("__probe", "");
     probe->group("");  // internal: the demo's and tests' client
     add_probe_options(probe, pa);
+    SockCallArgs sa;
+    auto* sockcall = app.add_subcommand("__sockcall", "");
+    sockcall->group("");
+    add_sockcall_options(sockcall, sa);
     EchoArgs ea;
     auto* echo = app.add_subcommand("__echo", "");
     echo->group("");
@@ -267,5 +284,6 @@ int main(int argc, char** argv) {
     }
     if (*probe) return run_probe(pa);
     if (*echo) return run_echo(ea);
+    if (*sockcall) return run_sockcall(sa);
     return 0;
 }

@@ -203,6 +203,54 @@ int run_probe(const ProbeArgs& a) {
     return 0;
 }
 
+void add_sockcall_options(CLI::App* app, SockCallArgs& a) {
+    app->add_option("--cgroup", a.cgroup);
+    app->add_option("--netns", a.netns);
+    app->add_option("--op", a.op);
+    app->add_option("--to", a.to);
+    app->add_option("--port", a.port);
+    app->add_option("--count", a.count);
+}
+
+int run_sockcall(const SockCallArgs& a) {
+    if (auto j = join_cgroup_and_netns(a.cgroup, a.netns); !j) {
+        std::fprintf(stderr, "tardy sockcall: %s\n", j.error().message.c_str());
+        return 1;
+    }
+    socklen_t len = 0;
+    auto ss = make_addr(a.to, a.port, len);
+    if (!ss) {
+        std::fprintf(stderr, "tardy sockcall: %s\n", ss.error().message.c_str());
+        return 1;
+    }
+    nlohmann::json counts = nlohmann::json::object();
+    for (int i = 0; i < a.count; i++) {
+        int type = a.op == "sendto" ? SOCK_DGRAM : SOCK_STREAM;
+        int rc = 0, err = 0;
+        Fd s(socket(ss->ss_family, type | SOCK_CLOEXEC, 0));
+        if (!s.valid()) {
+            rc = -1;
+            err = errno;
+        } else if (a.op == "connect") {
+            rc = connect(s.get(), reinterpret_cast<sockaddr*>(&*ss), len);
+            err = errno;
+        } else if (a.op == "sendto") {
+            char b = 'x';
+            rc = static_cast<int>(sendto(s.get(), &b, 1, 0, reinterpret_cast<sockaddr*>(&*ss), len));
+            err = errno;
+        } else if (a.op == "bind") {
+            int one = 1;
+            setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            rc = bind(s.get(), reinterpret_cast<sockaddr*>(&*ss), len);
+            err = errno;
+        }
+        std::string key = rc < 0 ? (strerrorname_np(err) ? strerrorname_np(err) : std::to_string(err)) : "OK";
+        counts[key] = counts.value(key, 0) + 1;
+    }
+    std::printf("%s\n", counts.dump().c_str());
+    return 0;
+}
+
 int run_echo(const EchoArgs& a) {
     if (auto j = join_cgroup_and_netns("", a.netns); !j) {
         std::fprintf(stderr, "tardy echo: %s\n", j.error().message.c_str());

@@ -28,6 +28,16 @@ struct ProbeArgs {
     int timeout_ms = 500;
 };
 
+// Makes one kind of socket call `count` times and counts the outcomes by errno name.
+struct SockCallArgs {
+    std::string cgroup, netns;
+    std::string op = "connect";  // connect | sendto | bind | socket
+    std::string to = "127.0.0.1";
+    int port = 7;
+    int count = 10;
+    std::string family;  // for socket and bind without --to: "4" or "6"
+};
+
 struct EchoArgs {
     std::string netns;
     int port = 7;
@@ -49,6 +59,8 @@ Result<void> join_cgroup_and_netns(const std::string& cgroup, const std::string&
 void add_probe_options(CLI::App* app, ProbeArgs& a);
 void add_echo_options(CLI::App* app, EchoArgs& a);
 int run_probe(const ProbeArgs& a);  // prints the result as one JSON line
+void add_sockcall_options(CLI::App* app, SockCallArgs& a);
+int run_sockcall(const SockCallArgs& a);  // prints {"OK": n, "ECONNREFUSED": m, ...}
 // Serves UDP and TCP echo on port and a TCP discard sink on port + 1 until SIGTERM; prints
 // "ready" once listening.
 int run_echo(const EchoArgs& a);

@@ -53,8 +53,13 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         if (*l == 0)
             return Error::user("--loss 0%: nothing to inject; give a positive percentage or leave it out");
     }
-    if (!r.net.any())
-        return Error::user("no fault given: add --delay DUR and/or --loss PCT");
+    auto sock = build_sock_faults(a.fails, a.peers, a.port);
+    if (!sock) return sock.error();
+    r.sock = *sock;
+    if (!r.net.any() && !r.sock.any())
+        return Error::user("no fault given: add --delay DUR, --loss PCT or --fail SYSCALL=ERRNO");
+    if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))
+        return Error::user("--device and --netns choose where packet faults apply; give --delay or --loss, or leave them out");
     if (!a.for_dur.empty()) {
         auto f = parse_duration_ns(a.for_dur, "--for");
         if (!f) return f.error();
@@ -87,6 +92,11 @@ std::string describe(const NetFaults& f) {
         s += "loss " + format_ppm(f.loss_ppm);
     }
     return s;
+}
+
+std::string describe(const InjectRequest& r) {
+    std::string n = describe(r.net), k = describe(r.sock);
+    return n.empty() ? k : k.empty() ? n : n + "; " + k;
 }
 
 void to_json(nlohmann::json& j, const NetFaults& f) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.hpp"
+#include "sock_faults.hpp"
 
 namespace tardy {
 
@@ -30,6 +31,7 @@ struct TargetRef {
 struct InjectRequest {
     TargetRef target;
     NetFaults net;
+    SockFaults sock;
     uint64_t for_ns = 5ULL * 60 * 1'000'000'000;  // 5m
     std::string name;                             // empty: the agent picks one
     std::vector<std::string> devices;             // empty: every non-loopback device
@@ -40,8 +42,8 @@ struct InjectRequest {
 // Raw strings from the command line, before units are parsed.
 struct InjectArgs {
     std::string cgroup, pid, container;
-    std::string delay, jitter, loss, for_dur, name, netns;
-    std::vector<std::string> devices;
+    std::string delay, jitter, loss, for_dur, name, netns, port;
+    std::vector<std::string> devices, fails, peers;
     bool force = false;
 };
 
@@ -51,6 +53,7 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a);
 Result<void> validate_name(const std::string& name);
 
 std::string describe(const NetFaults& f);  // "delay 50ms±10ms, loss 5%"
+std::string describe(const InjectRequest& r);  // network and socket faults together
 
 void to_json(nlohmann::json& j, const NetFaults& f);
 void from_json(const nlohmann::json& j, NetFaults& f);

@@ -16,3 +16,8 @@ static_assert(offsetof(tardy_rule, expires_ns) == 24);
 static_assert(sizeof(tardy_counters) == 32);
 static_assert(sizeof(tardy_cg_match) == 16);
 static_assert(offsetof(tardy_cg_match, rule_cgid) == 8);
+static_assert(sizeof(tardy_sock_fault) == 16);
+static_assert(sizeof(tardy_peer) == 24);
+static_assert(offsetof(tardy_sock_rule, faults) == 24);
+static_assert(sizeof(tardy_sock_rule) == 24 + 16 * TARDY_SOCK_MAX_FAULTS + 24 * TARDY_SOCK_MAX_PEERS);
+static_assert(sizeof(tardy_sock_counters) == 16);

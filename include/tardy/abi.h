@@ -51,4 +51,48 @@ struct tardy_cg_match {
     __u64 rule_cgid;  /* the cgroup id whose rule applies (itself or an ancestor), 0: none */
 };
 
+/* ---- Socket syscall faults (bpf/sock.bpf.c): cgroup sock_addr and sock_create hooks ---- */
+
+#define TARDY_SOCK_MAX_FAULTS 8
+#define TARDY_SOCK_MAX_PEERS 4
+
+/* The syscalls a socket fault can fail. */
+enum tardy_sock_op {
+    TARDY_OP_CONNECT = 1, /* connect(2), IPv4 and IPv6 */
+    TARDY_OP_SENDMSG = 2, /* sendto/sendmsg with a destination address (unconnected UDP) */
+    TARDY_OP_BIND = 3,    /* bind(2) */
+    TARDY_OP_SOCKET = 4,  /* socket(2) for AF_INET/AF_INET6 */
+};
+
+struct tardy_sock_fault {
+    __u32 op;       /* enum tardy_sock_op */
+    __u32 err;      /* positive errno, returned as -err */
+    __u32 ppm;      /* share of matching calls that fail, 0..TARDY_PPM */
+    __u32 pad;
+};
+
+/* A peer filter: an IPv4 or IPv6 prefix, addresses in network byte order. */
+struct tardy_peer {
+    __u32 family;     /* AF_INET (2) or AF_INET6 (10) */
+    __u32 prefix_len; /* 0..32 or 0..128 */
+    __u32 addr_be[4]; /* IPv4 in addr_be[0] */
+};
+
+/* Value of the socket rules map, keyed by the target's cgroup id (__u64). */
+struct tardy_sock_rule {
+    __u64 expires_ns;
+    __u32 slot;      /* index of this rule's counters */
+    __u32 n_faults;
+    __u32 n_peers;   /* 0: any peer */
+    __u16 port_lo;   /* host byte order; 0 and 0: any port */
+    __u16 port_hi;
+    struct tardy_sock_fault faults[TARDY_SOCK_MAX_FAULTS];
+    struct tardy_peer peers[TARDY_SOCK_MAX_PEERS];
+};
+
+struct tardy_sock_counters {
+    __u64 seen;   /* calls of a faulted syscall that matched the filters */
+    __u64 failed; /* of those, failed on purpose */
+};
+
 #endif /* TARDY_ABI_H */
