@@ -78,18 +78,18 @@ tests: $(BUILD)/tardy $(TEST_BINS)
 
 # Host suite, then the stock-kernel VM suite; one summary line at the end.
 test: deps
-	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)$(MAKE) --no-print-directory -j$(shell nproc) tests
 	$(Q)scripts/run-tests.sh
 
 vmtest: deps
-	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)$(MAKE) --no-print-directory -j$(shell nproc) tests
 	$(Q)scripts/run-tests.sh --vm-only
 
 vmshell: deps all
 	$(Q)tests/vm/vm.sh shell
 
 demo: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory -j$(shell nproc) all
 	$(Q)$(BUILD)/tardy demo
 
 bench: deps
