@@ -106,22 +106,19 @@ int cmd_list(bool as_json, const Paths& p) {
         std::printf("no active injections\n");
         return 0;
     }
-    std::printf("%-16s %-28s %-22s %-9s %-10s %9s %9s %9s %11s %9s %9s\n", "NAME", "CGROUP", "FAULTS", "LEFT",
-                "DEVICES", "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS", "FAILED");
+    // Faults last: they are the one column of unbounded width.
+    std::printf("%-16s %-28s %-8s %-10s %8s %8s %8s %10s %7s %7s  %s\n", "NAME", "CGROUP", "LEFT", "DEVICES",
+                "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS", "FAILED", "FAULTS");
     for (const auto& i : injections) {
         std::string devs;
         for (const auto& d : i["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
+        if (devs.empty()) devs = "-";
         const auto& c = i["counters"];
-        std::printf("%-16s %-28s %-22s %-9s %-10s %9llu %9llu %9llu %11llu %9llu %9llu\n",
-                    i["name"].get<std::string>().c_str(),
-                    i["cgroup"].get<std::string>().c_str(), i["faults"].get<std::string>().c_str(),
-                    left(i["left_ns"].get<uint64_t>()).c_str(), devs.c_str(),
-                    static_cast<unsigned long long>(c["matched"].get<uint64_t>()),
-                    static_cast<unsigned long long>(c["delayed"].get<uint64_t>()),
-                    static_cast<unsigned long long>(c["dropped"].get<uint64_t>()),
-                    static_cast<unsigned long long>(c["bytes"].get<uint64_t>()),
-                    static_cast<unsigned long long>(c.value("calls", uint64_t{0})),
-                    static_cast<unsigned long long>(c.value("failed", uint64_t{0})));
+        auto u = [&](const char* k) { return static_cast<unsigned long long>(c.value(k, uint64_t{0})); };
+        std::printf("%-16s %-28s %-8s %-10s %8llu %8llu %8llu %10llu %7llu %7llu  %s\n",
+                    i["name"].get<std::string>().c_str(), i["cgroup"].get<std::string>().c_str(),
+                    left(i["left_ns"].get<uint64_t>()).c_str(), devs.c_str(), u("matched"), u("delayed"), u("dropped"),
+                    u("bytes"), u("calls"), u("failed"), i["faults"].get<std::string>().c_str());
     }
     return 0;
 }
