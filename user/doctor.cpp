@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,8 @@
 #include "netns.hpp"
 #include "paths.hpp"
 #include "qdisc.hpp"
+#include "probe.skel.h"
+#include "sock_object.hpp"
 #include "tc_object.hpp"
 
 namespace tardy {
@@ -73,13 +76,16 @@ std::vector<Check> run_checks() {
     bool bpffs = mounted("bpf", &where);
     out.push_back({"bpffs", true, bpffs ? "mounted at " + where : "not mounted; tardy mounts it on /sys/fs/bpf itself"});
     bool tracefs = mounted("tracefs", &where);
-    out.push_back({"tracefs", true, tracefs ? "mounted at " + where
-                                            : "not mounted (needed by syscall stalls later; tardy will mount it)"});
+    out.push_back({"tracefs", true, tracefs ? "mounted at " + where : "not mounted (not needed by this version)"});
     if (geteuid() != 0) return out;
 
     auto obj = TcObject::load({});
     out.push_back({"bpf-load", obj.ok(), obj ? "the TC program loads and verifies" : obj.error().message});
-    if (obj) out.push_back(probe_attach(**obj));
+    bool attached = false;
+    if (obj) {
+        out.push_back(probe_attach(**obj));
+        attached = out.back().ok;
+    }
 
     Check fq{"fq-qdisc", false, ""};
     std::thread t([&] {
@@ -99,9 +105,24 @@ std::vector<Check> run_checks() {
     out.push_back({"bpf-lsm", bpf_lsm, bpf_lsm ? "active (" + lsms + ")"
                                                : "not active (" + (lsms.empty() ? "unknown" : lsms) +
                                                      "): file faults need lsm=...,bpf on the kernel command line"});
-    bool can_loss = obj && out[out.size() - 3].ok;
+    auto sock = SockObject::load("");
+    out.push_back({"socket-hooks", sock.ok(),
+                   sock ? "cgroup connect/sendmsg/bind/socket hooks with bpf_set_retval load: --fail works"
+                        : sock.error().message});
+    Check tramp{"trampolines", false, ""};
+    if (tardy_probe* p = tardy_probe__open()) {
+        int err = tardy_probe__load(p);
+        tramp.ok = err == 0;
+        tramp.detail = err == 0 ? "fentry programs load (BPF LSM programs can too, where the LSM is active)"
+                                : std::string("fentry programs do not load (") + std::strerror(-err) +
+                                      "): file faults via the BPF LSM are not possible on this kernel";
+        tardy_probe__destroy(p);
+    }
+    out.push_back(tramp);
+    bool can_loss = obj && attached;
     out.push_back({"fault: loss", can_loss, can_loss ? "supported" : "needs the TC program to load and attach"});
     out.push_back({"fault: delay", can_loss && fq.ok, can_loss && fq.ok ? "supported" : "needs sch_fq and the TC program"});
+    out.push_back({"fault: --fail", sock.ok(), sock ? "connect, sendmsg, bind, socket" : "needs the socket hooks"});
     return out;
 }
 
