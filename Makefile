@@ -15,7 +15,7 @@ else
 Q := @
 endif
 
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror -Wno-unused-parameter \
               -Ivmlinux -Iinclude -Ibpf -I/usr/include/$(shell uname -m)-linux-gnu
 CXXFLAGS   ?= -O2 -g
 CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Iinclude -Iuser -I$(BUILD) -MMD -MP

@@ -29,6 +29,7 @@
 #include "netns.hpp"
 #include "qdisc.hpp"
 #include "sock_object.hpp"
+#include "stall_object.hpp"
 #include "spec.hpp"
 #include "tc_object.hpp"
 #include "units.hpp"
@@ -77,6 +78,7 @@ struct Injection {
     NetFaults net;
     SockFaults sock;
     std::vector<CgroupLink> links;  // socket-fault programs on the target cgroup
+    std::vector<StallSpec> stalls;
     uint64_t expires_ns = 0;
     uint64_t for_ns = 0;
     uint32_t slot = 0;
@@ -107,6 +109,22 @@ private:
     Result<void> restore_fq(Device& d);
 
     Result<void> add_sock_faults(Injection& inj);
+    Result<void> add_stalls(Injection& inj);
+    void resume_all_pending();
+
+public:
+    // Stalls: the ring buffer of stops and the timer of the next resume, when loaded.
+    int stall_events_fd() const { return stall_ ? stall_->events_fd() : -1; }
+    int resume_timer_fd() const { return resume_timer_.get(); }
+    void on_stall_events();
+    void on_resume_timer();
+    void arm_resume_timer();
+
+private:
+    std::unique_ptr<StallObject> stall_;
+    std::multimap<uint64_t, uint32_t> resumes_;  // due (CLOCK_MONOTONIC ns) -> tgid
+    Fd resume_timer_{timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)};
+    pid_t watchdog_ = 0;
 
     AgentOptions o_;
     std::unique_ptr<TcObject> obj_;
@@ -249,6 +267,7 @@ json Agent::inject(const json& req) {
     inj.cg.id = req.at("cgroup").at("id");
     inj.net = req.at("net").get<NetFaults>();
     inj.sock = req.value("sock", nlohmann::json::object()).get<SockFaults>();
+    inj.stalls = req.value("stalls", nlohmann::json::array()).get<std::vector<StallSpec>>();
     inj.for_ns = req.at("for_ns");
     for (const auto& [n, other] : injections_) {
         if (other.cg.id == inj.cg.id)
@@ -332,16 +351,19 @@ json Agent::inject(const json& req) {
     auto rc = obj_->reset_counters(inj.slot);
     if (rc && inj.net.any()) rc = obj_->put_rule(inj.cg.id, rule);
     if (rc && inj.sock.any()) rc = add_sock_faults(inj);
+    if (rc && !inj.stalls.empty()) rc = add_stalls(inj);
     if (!rc) {
         (void)obj_->delete_rule(inj.cg.id);
+        if (sock_) (void)sock_->delete_rule(inj.cg.id);
+        inj.links.clear();
         for (auto it = done.rbegin(); it != done.rend(); ++it) (void)release(*it, need_fq);
         return fail(rc.error());
     }
     free_slots_.pop_back();
     json devs = json::array();
     for (const auto& p : plan) devs.push_back(p.ifname);
-    log("injection " + inj.name + " on " + inj.cg.rel + ": " + describe(inj.net) + " " + describe(inj.sock) + " for " +
-        format_duration(inj.for_ns));
+    log("injection " + inj.name + " on " + inj.cg.rel + ": " + describe(inj.net) + " " + describe(inj.sock) + " " +
+        describe(inj.stalls) + " for " + format_duration(inj.for_ns));
     std::string name = inj.name;
     injections_.emplace(name, std::move(inj));
     return {{"ok", true}, {"name", name}, {"devices", devs}};
@@ -370,6 +392,68 @@ Result<void> Agent::add_sock_faults(Injection& inj) {
     return ok();
 }
 
+Result<void> Agent::add_stalls(Injection& inj) {
+    if (!stall_) {
+        auto s = StallObject::load(o_.paths.bpffs_dir, o_.rng_seed);
+        if (!s) return s.error();
+        stall_ = std::move(*s);
+        // Started before the first stop can happen: it resumes what we leave stopped.
+        auto w = start_watchdog(o_.paths.stalled_pin());
+        if (!w) return w.error();
+        watchdog_ = *w;
+        log("watchdog " + std::to_string(watchdog_) + " resumes stalled processes if the agent dies");
+    }
+    tardy_stall_rule rule{};
+    rule.expires_ns = inj.expires_ns;
+    rule.slot = inj.slot;
+    rule.n = static_cast<uint32_t>(inj.stalls.size());
+    for (size_t i = 0; i < inj.stalls.size() && i < TARDY_STALL_MAX; i++)
+        rule.stalls[i] = {static_cast<uint32_t>(inj.stalls[i].nr), inj.stalls[i].ppm, inj.stalls[i].delay_ns};
+    TARDY_TRY(stall_->reset_counters(inj.slot));
+    TARDY_TRY(stall_->put_rule(inj.cg.id, rule));
+    if (auto r = stall_->attach(); !r) {
+        (void)stall_->delete_rule(inj.cg.id);
+        return r;
+    }
+    return ok();
+}
+
+void Agent::on_stall_events() {
+    if (!stall_) return;
+    stall_->consume([&](const tardy_stall_event& e) { resumes_.emplace(e.due_ns, e.tgid); });
+    arm_resume_timer();
+}
+
+void Agent::arm_resume_timer() {
+    itimerspec its{};
+    if (!resumes_.empty()) {
+        uint64_t due = resumes_.begin()->first;
+        its.it_value = {static_cast<time_t>(due / 1'000'000'000ULL), static_cast<long>(due % 1'000'000'000ULL)};
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+    }
+    timerfd_settime(resume_timer_.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+void Agent::on_resume_timer() {
+    uint64_t n;
+    (void)!read(resume_timer_.get(), &n, sizeof n);
+    uint64_t now = mono_ns();
+    while (!resumes_.empty() && resumes_.begin()->first <= now) {
+        stall_->resume(resumes_.begin()->second);
+        resumes_.erase(resumes_.begin());
+    }
+    arm_resume_timer();
+}
+
+void Agent::resume_all_pending() {
+    if (!stall_) return;
+    stall_->consume([&](const tardy_stall_event& e) { resumes_.emplace(e.due_ns, e.tgid); });
+    for (const auto& [due, tgid] : resumes_) stall_->resume(tgid);
+    resumes_.clear();
+    arm_resume_timer();
+    resume_all_recorded(o_.paths.stalled_pin());  // any the ring buffer did not tell us of
+}
+
 Result<void> Agent::end(const std::string& name) {
     auto it = injections_.find(name);
     if (it == injections_.end()) return ok();
@@ -379,6 +463,15 @@ Result<void> Agent::end(const std::string& name) {
         inj.links.clear();  // detach first: no call runs the hooks from here on
         if (auto r = sock_->delete_rule(inj.cg.id); !r) result = r;
         obj_->bump_generation();
+    }
+    if (stall_ && !inj.stalls.empty()) {
+        if (auto r = stall_->delete_rule(inj.cg.id); !r) result = r;
+        bool others = false;
+        for (const auto& [n, other] : injections_) others |= n != name && !other.stalls.empty();
+        if (!others) {
+            stall_->detach();  // no process pays for the tracepoints any more
+            resume_all_pending();
+        }
     }
     bool had_fq = inj.net.delay_ns > 0;
     for (auto d = inj.devices.rbegin(); d != inj.devices.rend(); ++d) {
@@ -398,6 +491,8 @@ json Agent::list() {
     for (const auto& [name, inj] : injections_) {
         auto c = obj_->counters(inj.slot);
         auto sc = sock_ && inj.sock.any() ? sock_->counters(inj.slot) : Result<tardy_sock_counters>(tardy_sock_counters{});
+        auto stc = stall_ && !inj.stalls.empty() ? stall_->counters(inj.slot)
+                                                 : Result<tardy_stall_counters>(tardy_stall_counters{});
         json devs = json::array();
         for (const auto& k : inj.devices) {
             auto d = devices_.find(k);
@@ -408,7 +503,13 @@ json Agent::list() {
                        {"cgroup_id", inj.cg.id},
                        {"net", inj.net},
                        {"sock", inj.sock},
-                       {"faults", describe(inj.net) + (inj.net.any() && inj.sock.any() ? "; " : "") + describe(inj.sock)},
+                       {"stalls", inj.stalls},
+                       {"faults", [&] {
+                            std::string out;
+                            for (const auto& part : {describe(inj.net), describe(inj.sock), describe(inj.stalls)})
+                                if (!part.empty()) out += (out.empty() ? "" : "; ") + part;
+                            return out;
+                        }()},
                        {"left_ns", inj.expires_ns > now ? inj.expires_ns - now : 0},
                        {"devices", devs},
                        {"counters",
@@ -416,8 +517,9 @@ json Agent::list() {
                          {"delayed", c ? c->delayed : 0},
                          {"dropped", c ? c->dropped : 0},
                          {"bytes", c ? c->bytes : 0},
-                         {"calls", sc ? sc->seen : 0},
-                         {"failed", sc ? sc->failed : 0}}}});
+                         {"calls", (sc ? sc->seen : 0) + (stc ? stc->seen : 0)},
+                         {"failed", sc ? sc->failed : 0},
+                         {"stalled", stc ? stc->stalled : 0}}}});
     }
     return {{"ok", true}, {"injections", out}, {"agent_pid", getpid()}};
 }
@@ -576,12 +678,19 @@ int run_agent(const AgentOptions& o) {
 
     int code = 0;
     for (bool running = true; running;) {
-        pollfd fds[3] = {{l->get(), POLLIN, 0}, {sfd.get(), POLLIN, 0}, {tfd.get(), POLLIN, 0}};
-        if (poll(fds, 3, -1) < 0) {
+        pollfd fds[5] = {{l->get(), POLLIN, 0},
+                         {sfd.get(), POLLIN, 0},
+                         {tfd.get(), POLLIN, 0},
+                         {agent.stall_events_fd(), POLLIN, 0},
+                         {agent.resume_timer_fd(), POLLIN, 0}};
+        if (poll(fds, 5, -1) < 0) {
             if (errno == EINTR) continue;
             code = 1;
             break;
         }
+        // Resumes first: a stalled process must not wait for anything else.
+        if (fds[3].revents) agent.on_stall_events();
+        if (fds[4].revents) agent.on_resume_timer();
         if (fds[1].revents) {
             signalfd_siginfo si{};
             (void)!read(sfd.get(), &si, sizeof si);
@@ -603,6 +712,7 @@ int run_agent(const AgentOptions& o) {
     unlink(p.socket().c_str());
     unlink(p.pid_file().c_str());
     unlink(p.control_pin().c_str());
+    unlink(p.stalled_pin().c_str());
     rmdir(p.bpffs_dir.c_str());
     return code;
 }

@@ -60,6 +60,7 @@ Result<nlohmann::json> prepare_inject(const InjectRequest& r, const CgroupFs& cg
                           {"cgroup", {{"path", cg->path}, {"rel", cg->rel}, {"id", cg->id}}},
                           {"net", r.net},
                           {"sock", r.sock},
+                          {"stalls", r.stalls},
                           {"for_ns", r.for_ns},
                           {"netns", nsj},
                           {"devices", r.devices}};

@@ -12,6 +12,7 @@
 
 #include "fd.hpp"
 #include "journal.hpp"
+#include "stall_object.hpp"
 #include "tardy_abi.hpp"
 
 namespace fs = std::filesystem;
@@ -130,10 +131,19 @@ void remove_files(const Paths& p, KillReport& rep) {
 
 }  // namespace
 
+void resume_stalled(const Paths& p, KillReport& rep) {
+    if (int n = resume_all_recorded(p.stalled_pin()); n > 0)
+        rep.done.push_back("resumed " + std::to_string(n) + " stalled process(es)");
+    std::error_code ec;
+    if (fs::exists(p.stalled_pin(), ec) && unlink(p.stalled_pin().c_str()) == 0)
+        rep.done.push_back("removed pin " + p.stalled_pin());
+}
+
 KillReport pull_kill_switch(const Paths& p) {
     KillReport rep;
     disarm(p, rep);
     stop_agent(p, rep);
+    resume_stalled(p, rep);
     undo_journal(p, rep);
     remove_files(p, rep);
     return rep;

@@ -186,6 +186,8 @@ int main(int argc, char** argv) {
     inject->add_option("--fail", ia.fails,
                        "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket "
                        "(repeatable), e.g. connect=ECONNREFUSED:25%");
+    inject->add_option("--stall", ia.stalls,
+                       "Stall a syscall: SYSCALL=DUR[:PCT] (repeatable), e.g. write=50ms:10% (the process pauses)");
     inject->add_option("--peer", ia.peers, "Only socket calls to this address or CIDR (repeatable, IPv4 or IPv6)");
     inject->add_option("--port", ia.port, "Only socket calls to this port or range N-M");
     inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
@@ -199,7 +201,8 @@ int main(int argc, char** argv) {
                    "  sudo tardy inject --pid 4242 --loss 30% --for 1m --name flaky\n"
                    "  sudo tardy inject --cgroup app.slice/api.service --fail connect=ECONNREFUSED:20% "
                    "--peer 10.0.0.5 --port 5432\n"
-                   "  sudo tardy inject --container 3f2a --fail sendmsg=ENETUNREACH --port 53   # DNS fails");
+                   "  sudo tardy inject --container 3f2a --fail sendmsg=ENETUNREACH --port 53   # DNS fails\n"
+                   "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%");
 
     bool list_json = false;
     auto* list = app.add_subcommand("list", "Show active injections, time left and counters");
@@ -237,6 +240,10 @@ int main(int argc, char** argv) {
     auto* sockcall = app.add_subcommand("__sockcall", "");
     sockcall->group("");
     add_sockcall_options(sockcall, sa);
+    WriteTimeArgs wa;
+    auto* writetime = app.add_subcommand("__writetime", "");
+    writetime->group("");
+    add_writetime_options(writetime, wa);
     EchoArgs ea;
     auto* echo = app.add_subcommand("__echo", "");
     echo->group("");
@@ -282,5 +289,6 @@ int main(int argc, char** argv) {
     if (*probe) return run_probe(pa);
     if (*echo) return run_echo(ea);
     if (*sockcall) return run_sockcall(sa);
+    if (*writetime) return run_writetime(wa);
     return 0;
 }

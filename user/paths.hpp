@@ -20,6 +20,7 @@ struct Paths {
     std::string journal() const { return run_dir + "/journal"; }
     std::string log() const { return run_dir + "/agent.log"; }
     std::string control_pin() const { return bpffs_dir + "/tardy_control"; }
+    std::string stalled_pin() const { return bpffs_dir + "/tardy_stalled"; }
 };
 
 // Mounts bpffs on the parent of `dir` when it is not on one (as bpftool does), then

@@ -251,6 +251,30 @@ int run_sockcall(const SockCallArgs& a) {
     return 0;
 }
 
+void add_writetime_options(CLI::App* app, WriteTimeArgs& a) {
+    app->add_option("--cgroup", a.cgroup);
+    app->add_option("--count", a.count);
+    app->add_option("--interval-ms", a.interval_ms);
+}
+
+int run_writetime(const WriteTimeArgs& a) {
+    if (auto j = join_cgroup_and_netns(a.cgroup, ""); !j) {
+        std::fprintf(stderr, "tardy writetime: %s\n", j.error().message.c_str());
+        return 1;
+    }
+    Fd f(open("/dev/null", O_WRONLY | O_CLOEXEC));
+    nlohmann::json ms = nlohmann::json::array();
+    double start = now_ms();
+    for (int i = 0; i < a.count; i++) {
+        sleep_until_ms(start + static_cast<double>(i) * a.interval_ms);
+        double t0 = now_ms();
+        (void)!write(f.get(), "x", 1);
+        ms.push_back(now_ms() - t0);
+    }
+    std::printf("%s\n", nlohmann::json{{"ms", ms}}.dump().c_str());
+    return 0;
+}
+
 int run_echo(const EchoArgs& a) {
     if (auto j = join_cgroup_and_netns("", a.netns); !j) {
         std::fprintf(stderr, "tardy echo: %s\n", j.error().message.c_str());

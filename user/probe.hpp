@@ -38,6 +38,13 @@ struct SockCallArgs {
     std::string family;  // for socket and bind without --to: "4" or "6"
 };
 
+// Times `count` write(2)s of one byte to /dev/null, `interval_ms` apart, from the cgroup.
+struct WriteTimeArgs {
+    std::string cgroup;
+    int count = 20;
+    int interval_ms = 10;
+};
+
 struct EchoArgs {
     std::string netns;
     int port = 7;
@@ -61,6 +68,8 @@ void add_echo_options(CLI::App* app, EchoArgs& a);
 int run_probe(const ProbeArgs& a);  // prints the result as one JSON line
 void add_sockcall_options(CLI::App* app, SockCallArgs& a);
 int run_sockcall(const SockCallArgs& a);  // prints {"OK": n, "ECONNREFUSED": m, ...}
+void add_writetime_options(CLI::App* app, WriteTimeArgs& a);
+int run_writetime(const WriteTimeArgs& a);  // prints {"ms": [...]}
 // Serves UDP and TCP echo on port and a TCP discard sink on port + 1 until SIGTERM; prints
 // "ready" once listening.
 int run_echo(const EchoArgs& a);

@@ -2,6 +2,7 @@
 
 #include <tardy_abi.hpp>
 
+#include "stall_object.hpp"
 #include "units.hpp"
 
 namespace tardy {
@@ -16,6 +17,51 @@ Result<void> validate_name(const std::string& name) {
             return Error::user("--name '" + name + "': use only letters, digits, '.', '_' and '-'");
     }
     return ok();
+}
+
+Result<StallSpec> parse_stall(const std::string& spec) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0)
+        return Error::user("--stall '" + spec + "': write SYSCALL=DUR[:PCT], e.g. write=50ms:10%");
+    std::string sys = spec.substr(0, eq), rest = spec.substr(eq + 1), pct;
+    StallSpec st;
+    st.nr = syscall_number(sys);
+    if (st.nr < 0)
+        return Error::user("--stall " + sys + ": unknown or unsupported syscall; e.g. read, write, openat, connect, "
+                           "fsync, sendto, recvfrom");
+    if (auto colon = rest.find(':'); colon != std::string::npos) {
+        pct = rest.substr(colon + 1);
+        rest = rest.substr(0, colon);
+    }
+    auto d = parse_duration_ns(rest, "--stall " + sys);
+    if (!d) return d.error();
+    if (*d < 1'000'000 || *d > 60'000'000'000ULL)
+        return Error::user("--stall " + spec + ": use a stall from 1ms to 60s");
+    st.delay_ns = *d;
+    if (!pct.empty()) {
+        auto p = parse_percent_ppm(pct, "--stall " + sys);
+        if (!p) return p.error();
+        if (*p == 0) return Error::user("--stall " + spec + ": 0% stalls nothing; give a positive percentage");
+        st.ppm = *p;
+    }
+    return st;
+}
+
+std::string describe(const std::vector<StallSpec>& stalls) {
+    std::string s;
+    for (const auto& st : stalls) {
+        if (!s.empty()) s += ", ";
+        s += std::string("stall ") + syscall_name(st.nr) + " " + format_duration(st.delay_ns);
+        if (st.ppm != 1'000'000) s += " " + format_ppm(st.ppm);
+    }
+    return s;
+}
+
+void to_json(nlohmann::json& j, const StallSpec& s) { j = {{"nr", s.nr}, {"delay_ns", s.delay_ns}, {"ppm", s.ppm}}; }
+void from_json(const nlohmann::json& j, StallSpec& s) {
+    s.nr = j.at("nr");
+    s.delay_ns = j.at("delay_ns");
+    s.ppm = j.at("ppm");
 }
 
 Result<InjectRequest> build_inject_request(const InjectArgs& a) {
@@ -56,8 +102,17 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
     auto sock = build_sock_faults(a.fails, a.peers, a.port);
     if (!sock) return sock.error();
     r.sock = *sock;
-    if (!r.net.any() && !r.sock.any())
-        return Error::user("no fault given: add --delay DUR, --loss PCT or --fail SYSCALL=ERRNO");
+    for (const auto& st : a.stalls) {
+        auto one = parse_stall(st);
+        if (!one) return one.error();
+        for (const auto& other : r.stalls)
+            if (other.nr == one->nr)
+                return Error::user("--stall " + st + ": that syscall already has a --stall; give one per syscall");
+        r.stalls.push_back(*one);
+    }
+    if (r.stalls.size() > TARDY_STALL_MAX) return Error::user("too many --stall options");
+    if (!r.net.any() && !r.sock.any() && r.stalls.empty())
+        return Error::user("no fault given: add --delay DUR, --loss PCT, --fail SYSCALL=ERRNO or --stall SYSCALL=DUR");
     if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))
         return Error::user("--device and --netns choose where packet faults apply; give --delay or --loss, or leave them out");
     if (!a.for_dur.empty()) {
@@ -95,8 +150,10 @@ std::string describe(const NetFaults& f) {
 }
 
 std::string describe(const InjectRequest& r) {
-    std::string n = describe(r.net), k = describe(r.sock);
-    return n.empty() ? k : k.empty() ? n : n + "; " + k;
+    std::string out;
+    for (const auto& part : {describe(r.net), describe(r.sock), describe(r.stalls)})
+        if (!part.empty()) out += (out.empty() ? "" : "; ") + part;
+    return out;
 }
 
 void to_json(nlohmann::json& j, const NetFaults& f) {

@@ -21,6 +21,15 @@ struct NetFaults {
     bool any() const { return delay_ns || loss_ppm; }
 };
 
+// --stall SYSCALL=DUR[:PCT]
+struct StallSpec {
+    long nr = 0;
+    uint64_t delay_ns = 0;
+    uint32_t ppm = 1'000'000;
+};
+Result<StallSpec> parse_stall(const std::string& spec);
+std::string describe(const std::vector<StallSpec>& stalls);
+
 // The target as the user named it; resolution to a cgroup happens in targets.hpp.
 struct TargetRef {
     enum class Kind { Cgroup, Pid, Container } kind = Kind::Cgroup;
@@ -32,6 +41,7 @@ struct InjectRequest {
     TargetRef target;
     NetFaults net;
     SockFaults sock;
+    std::vector<StallSpec> stalls;
     uint64_t for_ns = 5ULL * 60 * 1'000'000'000;  // 5m
     std::string name;                             // empty: the agent picks one
     std::vector<std::string> devices;             // empty: every non-loopback device
@@ -43,7 +53,7 @@ struct InjectRequest {
 struct InjectArgs {
     std::string cgroup, pid, container;
     std::string delay, jitter, loss, for_dur, name, netns, port;
-    std::vector<std::string> devices, fails, peers;
+    std::vector<std::string> devices, fails, peers, stalls;
     bool force = false;
 };
 
@@ -55,6 +65,8 @@ Result<void> validate_name(const std::string& name);
 std::string describe(const NetFaults& f);  // "delay 50ms±10ms, loss 5%"
 std::string describe(const InjectRequest& r);  // network and socket faults together
 
+void to_json(nlohmann::json& j, const StallSpec& s);
+void from_json(const nlohmann::json& j, StallSpec& s);
 void to_json(nlohmann::json& j, const NetFaults& f);
 void from_json(const nlohmann::json& j, NetFaults& f);
 

@@ -21,3 +21,7 @@ static_assert(sizeof(tardy_peer) == 24);
 static_assert(offsetof(tardy_sock_rule, faults) == 24);
 static_assert(sizeof(tardy_sock_rule) == 24 + 16 * TARDY_SOCK_MAX_FAULTS + 24 * TARDY_SOCK_MAX_PEERS);
 static_assert(sizeof(tardy_sock_counters) == 16);
+static_assert(sizeof(tardy_stall_entry) == 16);
+static_assert(sizeof(tardy_stall_rule) == 16 + 16 * TARDY_STALL_MAX);
+static_assert(sizeof(tardy_stall_event) == 16);
+static_assert(sizeof(tardy_stall_counters) == 16);

@@ -95,4 +95,35 @@ struct tardy_sock_counters {
     __u64 failed; /* of those, failed on purpose */
 };
 
+/* ---- Syscall stalls (bpf/stall.bpf.c): raw tracepoints at syscall entry and exit ---- */
+
+#define TARDY_STALL_MAX 8
+#define TARDY_MAX_STALLED 4096 /* processes stopped at once */
+
+struct tardy_stall_entry {
+    __u32 nr;       /* syscall number (x86_64) */
+    __u32 ppm;      /* share of calls stalled */
+    __u64 delay_ns;
+};
+
+/* Value of the stall rules map, keyed by the target's cgroup id (__u64). */
+struct tardy_stall_rule {
+    __u64 expires_ns;
+    __u32 slot;
+    __u32 n;
+    struct tardy_stall_entry stalls[TARDY_STALL_MAX];
+};
+
+/* Ring buffer event: stop sent to tgid, resume it at due_ns (CLOCK_MONOTONIC). */
+struct tardy_stall_event {
+    __u32 tgid;
+    __u32 tid;
+    __u64 due_ns;
+};
+
+struct tardy_stall_counters {
+    __u64 seen;    /* calls of a stalled syscall by the target */
+    __u64 stalled; /* of those, stalled */
+};
+
 #endif /* TARDY_ABI_H */

@@ -76,6 +76,7 @@ protected:
         bpffs_ = "/sys/fs/bpf/tardy-it-" + name_;
         setenv("TARDY_RUN_DIR", run_dir_.c_str(), 1);
         setenv("TARDY_BPFFS", bpffs_.c_str(), 1);
+        for (int i = 0; i < 40 && count_our_programs() != 0; i++) sleep_ms(50);
         ASSERT_EQ(count_our_programs(), 0) << "programs of an earlier run are still loaded";
         auto s = Sandbox::create({name_, build_dir() + "/tardy", 7007});
         ASSERT_TRUE(s) << s.error().message;
@@ -87,6 +88,8 @@ protected:
         if (!lab_) return;
         auto k = tardy({"kill"});
         EXPECT_EQ(k.status, 0) << k.out << k.err;
+        // Tracing programs are freed after an RCU grace period, not at the last close.
+        for (int i = 0; i < 40 && count_our_programs() != 0; i++) sleep_ms(50);
         EXPECT_EQ(count_our_programs(), 0) << "a program of ours outlived `tardy kill`";
         EXPECT_FALSE(std::filesystem::exists(bpffs_)) << "pins left in " << bpffs_;
         auto after = root_qdisc_a();

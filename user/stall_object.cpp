@@ -1,0 +1,187 @@
+#include "stall_object.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "fd.hpp"
+#include "stall.skel.h"
+
+namespace tardy {
+namespace {
+
+struct Sys {
+    const char* name;
+    long nr;
+};
+const Sys kSyscalls[] = {
+    {"read", SYS_read},         {"write", SYS_write},       {"pread64", SYS_pread64},   {"pwrite64", SYS_pwrite64},
+    {"readv", SYS_readv},       {"writev", SYS_writev},     {"open", SYS_open},         {"openat", SYS_openat},
+    {"close", SYS_close},       {"fsync", SYS_fsync},       {"fdatasync", SYS_fdatasync}, {"connect", SYS_connect},
+    {"accept", SYS_accept},     {"accept4", SYS_accept4},   {"sendto", SYS_sendto},     {"recvfrom", SYS_recvfrom},
+    {"sendmsg", SYS_sendmsg},   {"recvmsg", SYS_recvmsg},   {"poll", SYS_poll},         {"epoll_wait", SYS_epoll_wait},
+    {"nanosleep", SYS_nanosleep}, {"getpid", SYS_getpid},   {"stat", SYS_stat},         {"unlink", SYS_unlink},
+    {"rename", SYS_rename},     {"mkdir", SYS_mkdir},       {"futex", SYS_futex},       {"socket", SYS_socket},
+};
+
+int on_event(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<std::function<void(const tardy_stall_event&)>*>(ctx);
+    if (size >= sizeof(tardy_stall_event) && *self) (*self)(*static_cast<const tardy_stall_event*>(data));
+    return 0;
+}
+
+}  // namespace
+
+long syscall_number(const std::string& name) {
+    for (const auto& s : kSyscalls)
+        if (name == s.name) return s.nr;
+    return -1;
+}
+
+const char* syscall_name(long nr) {
+    for (const auto& s : kSyscalls)
+        if (nr == s.nr) return s.name;
+    return "?";
+}
+
+Result<std::unique_ptr<StallObject>> StallObject::load(const std::string& pin_dir, uint64_t rng_seed) {
+    std::unique_ptr<StallObject> o(new StallObject());
+    LIBBPF_OPTS(bpf_object_open_opts, oo);
+    if (!pin_dir.empty()) oo.pin_root_path = pin_dir.c_str();
+    o->skel_ = tardy_stall__open_opts(&oo);
+    if (!o->skel_) return Error::sys("open BPF object stall.bpf.o", errno);
+    o->skel_->rodata->cfg_rng_seed = rng_seed;
+    bpf_map__set_map_flags(o->skel_->maps.tardy_control, BPF_F_MMAPABLE);
+    if (pin_dir.empty()) {
+        bpf_map__set_pin_path(o->skel_->maps.tardy_control, nullptr);
+        bpf_map__set_pin_path(o->skel_->maps.tardy_stalled, nullptr);
+    }
+    if (int err = tardy_stall__load(o->skel_); err)
+        return Error{ErrorKind::User,
+                     std::string("stalls need BTF raw tracepoints, task storage and bpf_send_signal_thread; loading "
+                                 "them failed: ") + std::strerror(-err) + " (see `tardy doctor`)",
+                     -err};
+    o->rb_ = ring_buffer__new(bpf_map__fd(o->skel_->maps.tardy_stall_events), on_event, &o->on_stop_, nullptr);
+    if (!o->rb_) return Error::sys("ring buffer of stalls", errno);
+    return o;
+}
+
+StallObject::~StallObject() {
+    detach();
+    ring_buffer__free(rb_);
+    tardy_stall__destroy(skel_);
+}
+
+Result<void> StallObject::attach() {
+    if (!enter_) {
+        enter_ = bpf_program__attach(skel_->progs.tardy_sys_enter);
+        if (!enter_) return Error::sys("attach the sys_enter tracepoint program", errno);
+    }
+    if (!exit_) {
+        exit_ = bpf_program__attach(skel_->progs.tardy_sys_exit);
+        if (!exit_) return Error::sys("attach the sys_exit tracepoint program", errno);
+    }
+    return ok();
+}
+
+void StallObject::detach() {
+    bpf_link__destroy(enter_);
+    bpf_link__destroy(exit_);
+    enter_ = exit_ = nullptr;
+}
+
+Result<void> StallObject::put_rule(uint64_t cgid, const tardy_stall_rule& r) {
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_stall_rules), &cgid, &r, BPF_ANY))
+        return Error::sys("write stall rule", errno);
+    return ok();
+}
+
+Result<void> StallObject::delete_rule(uint64_t cgid) {
+    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_stall_rules), &cgid) && errno != ENOENT)
+        return Error::sys("delete stall rule", errno);
+    return ok();
+}
+
+Result<tardy_stall_counters> StallObject::counters(uint32_t slot) const {
+    int n = libbpf_num_possible_cpus();
+    std::vector<tardy_stall_counters> per(n > 0 ? n : 1);
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tardy_stall_counters), &slot, per.data()))
+        return Error::sys("read stall counters", errno);
+    tardy_stall_counters sum{};
+    for (const auto& c : per) {
+        sum.seen += c.seen;
+        sum.stalled += c.stalled;
+    }
+    return sum;
+}
+
+Result<void> StallObject::reset_counters(uint32_t slot) {
+    int n = libbpf_num_possible_cpus();
+    std::vector<tardy_stall_counters> zero(n > 0 ? n : 1);
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_stall_counters), &slot, zero.data(), BPF_ANY))
+        return Error::sys("reset stall counters", errno);
+    return ok();
+}
+
+int StallObject::events_fd() const { return ring_buffer__epoll_fd(rb_); }
+
+void StallObject::consume(const std::function<void(const tardy_stall_event&)>& on_stop) {
+    on_stop_ = on_stop;
+    ring_buffer__consume(rb_);
+}
+
+void StallObject::resume(uint32_t tgid) {
+    kill(static_cast<pid_t>(tgid), SIGCONT);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_stalled), &tgid);
+}
+
+int resume_all_recorded(const std::string& stalled_pin) {
+    Fd m(bpf_obj_get(stalled_pin.c_str()));
+    if (!m.valid()) return 0;
+    std::vector<uint32_t> tgids;
+    uint32_t key = 0, next = 0;
+    void* prev = nullptr;
+    while (bpf_map_get_next_key(m.get(), prev, &next) == 0) {
+        tgids.push_back(next);
+        key = next;
+        prev = &key;
+    }
+    for (uint32_t t : tgids) {
+        kill(static_cast<pid_t>(t), SIGCONT);
+        bpf_map_delete_elem(m.get(), &t);
+    }
+    return static_cast<int>(tgids.size());
+}
+
+Result<pid_t> start_watchdog(const std::string& stalled_pin) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return Error::sys("pipe for the watchdog", errno);
+    pid_t pid = fork();
+    if (pid < 0) return Error::sys("fork the watchdog", errno);
+    if (pid == 0) {
+        // Keep only the pipe: holding the agent's lock or socket would outlive it.
+        dup2(p[0], 3);
+        syscall(SYS_close_range, 4U, ~0U, 0U);
+        prctl(PR_SET_NAME, "tardy-watchdog");
+        signal(SIGTERM, SIG_IGN);  // `tardy kill` ends the agent, and then this resumes
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        char c;
+        while (read(3, &c, 1) != 0) {  // EOF: every write end is closed, the agent is gone
+        }
+        resume_all_recorded(stalled_pin);
+        _exit(0);
+    }
+    close(p[0]);
+    // The agent keeps the write end for its lifetime; it must not leak into other children.
+    return pid;
+}
+
+}  // namespace tardy
