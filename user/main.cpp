@@ -107,18 +107,18 @@ int cmd_list(bool as_json, const Paths& p) {
         return 0;
     }
     // Faults last: they are the one column of unbounded width.
-    std::printf("%-16s %-28s %-8s %-10s %8s %8s %8s %10s %7s %7s  %s\n", "NAME", "CGROUP", "LEFT", "DEVICES",
-                "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS", "FAILED", "FAULTS");
+    std::printf("%-16s %-28s %-8s %-10s %8s %8s %8s %10s %7s %7s %7s  %s\n", "NAME", "CGROUP", "LEFT", "DEVICES",
+                "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS", "FAILED", "STALLED", "FAULTS");
     for (const auto& i : injections) {
         std::string devs;
         for (const auto& d : i["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
         if (devs.empty()) devs = "-";
         const auto& c = i["counters"];
         auto u = [&](const char* k) { return static_cast<unsigned long long>(c.value(k, uint64_t{0})); };
-        std::printf("%-16s %-28s %-8s %-10s %8llu %8llu %8llu %10llu %7llu %7llu  %s\n",
+        std::printf("%-16s %-28s %-8s %-10s %8llu %8llu %8llu %10llu %7llu %7llu %7llu  %s\n",
                     i["name"].get<std::string>().c_str(), i["cgroup"].get<std::string>().c_str(),
                     left(i["left_ns"].get<uint64_t>()).c_str(), devs.c_str(), u("matched"), u("delayed"), u("dropped"),
-                    u("bytes"), u("calls"), u("failed"), i["faults"].get<std::string>().c_str());
+                    u("bytes"), u("calls"), u("failed"), u("stalled"), i["faults"].get<std::string>().c_str());
     }
     return 0;
 }
