@@ -28,6 +28,7 @@
 #include "journal.hpp"
 #include "netns.hpp"
 #include "qdisc.hpp"
+#include "file_object.hpp"
 #include "sock_object.hpp"
 #include "stall_object.hpp"
 #include "spec.hpp"
@@ -110,6 +111,8 @@ private:
 
     Result<void> add_sock_faults(Injection& inj);
     Result<void> add_stalls(Injection& inj);
+    Result<void> add_file_faults(Injection& inj);
+    std::unique_ptr<FileObject> file_;
     void resume_all_pending();
 
 public:
@@ -352,9 +355,11 @@ json Agent::inject(const json& req) {
     if (rc && inj.net.any()) rc = obj_->put_rule(inj.cg.id, rule);
     if (rc && inj.sock.any()) rc = add_sock_faults(inj);
     if (rc && !inj.stalls.empty()) rc = add_stalls(inj);
+    if (rc && inj.sock.any_file()) rc = add_file_faults(inj);
     if (!rc) {
         (void)obj_->delete_rule(inj.cg.id);
         if (sock_) (void)sock_->delete_rule(inj.cg.id);
+        if (stall_ && !inj.stalls.empty()) (void)stall_->delete_rule(inj.cg.id);
         inj.links.clear();
         for (auto it = done.rbegin(); it != done.rend(); ++it) (void)release(*it, need_fq);
         return fail(rc.error());
@@ -418,6 +423,23 @@ Result<void> Agent::add_stalls(Injection& inj) {
     return ok();
 }
 
+Result<void> Agent::add_file_faults(Injection& inj) {
+    if (!file_) {
+        auto f = FileObject::load(o_.paths.bpffs_dir, o_.rng_seed);
+        if (!f) return f.error();
+        file_ = std::move(*f);
+    }
+    auto rule = encode_file(inj.sock, inj.slot, inj.expires_ns);
+    if (!rule) return rule.error();
+    TARDY_TRY(file_->reset_counters(inj.slot));
+    TARDY_TRY(file_->put_rule(inj.cg.id, *rule));
+    if (auto r = file_->attach(); !r) {
+        (void)file_->delete_rule(inj.cg.id);
+        return r;
+    }
+    return ok();
+}
+
 void Agent::on_stall_events() {
     if (!stall_) return;
     stall_->consume([&](const tardy_stall_event& e) { resumes_.emplace(e.due_ns, e.tgid); });
@@ -464,6 +486,12 @@ Result<void> Agent::end(const std::string& name) {
         if (auto r = sock_->delete_rule(inj.cg.id); !r) result = r;
         obj_->bump_generation();
     }
+    if (file_ && inj.sock.any_file()) {
+        if (auto r = file_->delete_rule(inj.cg.id); !r) result = r;
+        bool others = false;
+        for (const auto& [n, other] : injections_) others |= n != name && other.sock.any_file();
+        if (!others) file_->detach();
+    }
     if (stall_ && !inj.stalls.empty()) {
         if (auto r = stall_->delete_rule(inj.cg.id); !r) result = r;
         bool others = false;
@@ -491,6 +519,8 @@ json Agent::list() {
     for (const auto& [name, inj] : injections_) {
         auto c = obj_->counters(inj.slot);
         auto sc = sock_ && inj.sock.any() ? sock_->counters(inj.slot) : Result<tardy_sock_counters>(tardy_sock_counters{});
+        auto fc = file_ && inj.sock.any_file() ? file_->counters(inj.slot)
+                                               : Result<tardy_sock_counters>(tardy_sock_counters{});
         auto stc = stall_ && !inj.stalls.empty() ? stall_->counters(inj.slot)
                                                  : Result<tardy_stall_counters>(tardy_stall_counters{});
         json devs = json::array();
@@ -517,8 +547,8 @@ json Agent::list() {
                          {"delayed", c ? c->delayed : 0},
                          {"dropped", c ? c->dropped : 0},
                          {"bytes", c ? c->bytes : 0},
-                         {"calls", (sc ? sc->seen : 0) + (stc ? stc->seen : 0)},
-                         {"failed", sc ? sc->failed : 0},
+                         {"calls", (sc ? sc->seen : 0) + (stc ? stc->seen : 0) + (fc ? fc->seen : 0)},
+                         {"failed", (sc ? sc->failed : 0) + (fc ? fc->failed : 0)},
                          {"stalled", stc ? stc->stalled : 0}}}});
     }
     return {{"ok", true}, {"injections", out}, {"agent_pid", getpid()}};

@@ -15,6 +15,7 @@
 #include "netns.hpp"
 #include "paths.hpp"
 #include "qdisc.hpp"
+#include "file_object.hpp"
 #include "probe.skel.h"
 #include "sock_object.hpp"
 #include "tc_object.hpp"
@@ -98,9 +99,7 @@ std::vector<Check> run_checks() {
     t.join();
     out.push_back(fq);
 
-    std::ifstream lsm("/sys/kernel/security/lsm");
-    std::string lsms;
-    std::getline(lsm, lsms);
+    std::string lsms = active_lsms();
     bool bpf_lsm = ("," + lsms + ",").find(",bpf,") != std::string::npos;
     out.push_back({"bpf-lsm", bpf_lsm, bpf_lsm ? "active (" + lsms + ")"
                                                : "not active (" + (lsms.empty() ? "unknown" : lsms) +
@@ -123,6 +122,8 @@ std::vector<Check> run_checks() {
     out.push_back({"fault: loss", can_loss, can_loss ? "supported" : "needs the TC program to load and attach"});
     out.push_back({"fault: delay", can_loss && fq.ok, can_loss && fq.ok ? "supported" : "needs sch_fq and the TC program"});
     out.push_back({"fault: --fail", sock.ok(), sock ? "connect, sendmsg, bind, socket" : "needs the socket hooks"});
+    bool files = bpf_lsm && tramp.ok;
+    out.push_back({"fault: file", files, files ? "--fail open/read/write with --path" : "needs the BPF LSM and trampolines"});
     return out;
 }
 

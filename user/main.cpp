@@ -10,6 +10,7 @@
 #include "client.hpp"
 #include "demo.hpp"
 #include "doctor.hpp"
+#include "file_object.hpp"
 #include "inject.hpp"
 #include "kill.hpp"
 #include "probe.hpp"
@@ -58,6 +59,12 @@ int cmd_inject(const InjectArgs& a, const Paths& p) {
     if (!cgfs) return report(cgfs.error());
     auto req = prepare_inject(*r, *cgfs);
     if (!req) return report(req.error());
+    if (r->sock.any_file()) {
+        // Loaded (not attached) here, before an agent starts: a kernel can list the BPF LSM
+        // and still refuse its programs (this build host does, with EPERM).
+        auto probe = FileObject::load("");
+        if (!probe) return report(probe.error());
+    }
     if (r->net.delay_ns) {
         // Checked before an agent is started: a kernel without sch_fq accepts departure
         // stamps but never enforces them, which would be a silent no-op fault.
@@ -174,6 +181,7 @@ int main(int argc, char** argv) {
         "  sudo tardy kill            # end every fault now, even with a hung agent\n"
         "State: TARDY_RUN_DIR (default /run/tardy), TARDY_BPFFS (default /sys/fs/bpf/tardy).");
     Paths paths = Paths::from_env();
+    set_libbpf_log(-1);  // the CLI reports errors as one line; the agent logs libbpf's warnings
 
     InjectArgs ia;
     auto* inject = app.add_subcommand("inject", "Inject faults into a target cgroup's traffic");
@@ -184,12 +192,13 @@ int main(int argc, char** argv) {
     inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay)");
     inject->add_option("--loss", ia.loss, "Drop this share of egress packets, e.g. 5% or 0.01%");
     inject->add_option("--fail", ia.fails,
-                       "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket "
-                       "(repeatable), e.g. connect=ECONNREFUSED:25%");
+                       "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket, "
+                       "open (openat), read, write (repeatable), e.g. connect=ECONNREFUSED:25%");
     inject->add_option("--stall", ia.stalls,
                        "Stall a syscall: SYSCALL=DUR[:PCT] (repeatable), e.g. write=50ms:10% (the process pauses)");
     inject->add_option("--peer", ia.peers, "Only socket calls to this address or CIDR (repeatable, IPv4 or IPv6)");
     inject->add_option("--port", ia.port, "Only socket calls to this port or range N-M");
+    inject->add_option("--path", ia.path, "Only file calls on files under this absolute path prefix");
     inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
     inject->add_option("--name", ia.name, "Name for list/stop (default: inj-N)");
     inject->add_option("--device", ia.devices, "Attach on this device (repeatable; default: every non-loopback one)");
@@ -202,7 +211,8 @@ int main(int argc, char** argv) {
                    "  sudo tardy inject --cgroup app.slice/api.service --fail connect=ECONNREFUSED:20% "
                    "--peer 10.0.0.5 --port 5432\n"
                    "  sudo tardy inject --container 3f2a --fail sendmsg=ENETUNREACH --port 53   # DNS fails\n"
-                   "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%");
+                   "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"
+                   "  sudo tardy inject --pid 4242 --fail open=EIO:10% --path /var/lib/app   # needs the BPF LSM");
 
     bool list_json = false;
     auto* list = app.add_subcommand("list", "Show active injections, time left and counters");
@@ -244,6 +254,10 @@ int main(int argc, char** argv) {
     auto* writetime = app.add_subcommand("__writetime", "");
     writetime->group("");
     add_writetime_options(writetime, wa);
+    FileCallArgs fa;
+    auto* filecall = app.add_subcommand("__filecall", "");
+    filecall->group("");
+    add_filecall_options(filecall, fa);
     EchoArgs ea;
     auto* echo = app.add_subcommand("__echo", "");
     echo->group("");
@@ -290,5 +304,6 @@ int main(int argc, char** argv) {
     if (*echo) return run_echo(ea);
     if (*sockcall) return run_sockcall(sa);
     if (*writetime) return run_writetime(wa);
+    if (*filecall) return run_filecall(fa);
     return 0;
 }

@@ -275,6 +275,38 @@ int run_writetime(const WriteTimeArgs& a) {
     return 0;
 }
 
+void add_filecall_options(CLI::App* app, FileCallArgs& a) {
+    app->add_option("--cgroup", a.cgroup);
+    app->add_option("--op", a.op);
+    app->add_option("--file", a.file)->required();
+    app->add_option("--count", a.count);
+}
+
+int run_filecall(const FileCallArgs& a) {
+    if (auto j = join_cgroup_and_netns(a.cgroup, ""); !j) {
+        std::fprintf(stderr, "tardy filecall: %s\n", j.error().message.c_str());
+        return 1;
+    }
+    nlohmann::json counts = nlohmann::json::object();
+    auto count = [&](bool okay, int err) {
+        std::string key = okay ? "OK" : (strerrorname_np(err) ? strerrorname_np(err) : std::to_string(err));
+        counts[key] = counts.value(key, 0) + 1;
+    };
+    for (int i = 0; i < a.count; i++) {
+        Fd f(open(a.file.c_str(), O_RDWR | O_CLOEXEC));
+        int err = errno;
+        if (a.op == "open" || !f.valid()) {
+            count(f.valid(), err);
+            continue;
+        }
+        char b = 'x';
+        ssize_t n = a.op == "read" ? pread(f.get(), &b, 1, 0) : pwrite(f.get(), &b, 1, 0);
+        count(n >= 0, errno);
+    }
+    std::printf("%s\n", counts.dump().c_str());
+    return 0;
+}
+
 int run_echo(const EchoArgs& a) {
     if (auto j = join_cgroup_and_netns("", a.netns); !j) {
         std::fprintf(stderr, "tardy echo: %s\n", j.error().message.c_str());

@@ -45,6 +45,12 @@ struct WriteTimeArgs {
     int interval_ms = 10;
 };
 
+// Makes `count` open/read/write calls on a file and counts the outcomes by errno name.
+struct FileCallArgs {
+    std::string cgroup, op = "open", file;
+    int count = 10;
+};
+
 struct EchoArgs {
     std::string netns;
     int port = 7;
@@ -69,6 +75,8 @@ int run_probe(const ProbeArgs& a);  // prints the result as one JSON line
 void add_sockcall_options(CLI::App* app, SockCallArgs& a);
 int run_sockcall(const SockCallArgs& a);  // prints {"OK": n, "ECONNREFUSED": m, ...}
 void add_writetime_options(CLI::App* app, WriteTimeArgs& a);
+void add_filecall_options(CLI::App* app, FileCallArgs& a);
+int run_filecall(const FileCallArgs& a);
 int run_writetime(const WriteTimeArgs& a);  // prints {"ms": [...]}
 // Serves UDP and TCP echo on port and a TCP discard sink on port + 1 until SIGTERM; prints
 // "ready" once listening.

@@ -17,7 +17,8 @@ struct OpName {
 };
 constexpr OpName kOps[] = {{"connect", TARDY_OP_CONNECT}, {"sendmsg", TARDY_OP_SENDMSG}, {"sendto", TARDY_OP_SENDMSG},
                            {"bind", TARDY_OP_BIND},       {"socket", TARDY_OP_SOCKET}};
-constexpr const char* kFileOps[] = {"open", "openat", "read", "write", "pread", "pwrite"};
+constexpr OpName kFileOps[] = {{"open", TARDY_FOP_OPEN}, {"openat", TARDY_FOP_OPEN}, {"read", TARDY_FOP_READ},
+                               {"write", TARDY_FOP_WRITE}};
 constexpr uint32_t kMaxErrno = 133;  // EHWPOISON: the last errno Linux defines
 
 bool parse_uint(const std::string& s, uint32_t& out) {
@@ -48,6 +49,12 @@ const char* op_name(uint32_t op) {
     return "?";
 }
 
+static const char* file_op_name(uint32_t op) {
+    for (const auto& o : kFileOps)
+        if (o.op == op) return o.name;
+    return "?";
+}
+
 Result<SockFault> parse_fail(const std::string& spec) {
     auto eq = spec.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -56,13 +63,15 @@ Result<SockFault> parse_fail(const std::string& spec) {
     SockFault f;
     for (const auto& o : kOps)
         if (sys == o.name) f.op = o.op;
-    if (!f.op) {
-        for (const char* fo : kFileOps)
-            if (sys == fo)
-                return Error::user("--fail " + sys + ": file faults need the BPF LSM and are not in this version; "
-                                   "socket faults are: connect, sendmsg (sendto), bind, socket");
-        return Error::user("--fail " + sys + ": unknown syscall; socket faults are: connect, sendmsg (sendto), bind, socket");
+    for (const auto& o : kFileOps) {
+        if (sys == o.name) {
+            f.op = o.op;
+            f.file = true;
+        }
     }
+    if (!f.op)
+        return Error::user("--fail " + sys + ": unknown syscall; use connect, sendmsg (sendto), bind, socket, "
+                           "open (openat), read or write");
     std::string err = rest, pct;
     if (auto colon = rest.find(':'); colon != std::string::npos) {
         err = rest.substr(0, colon);
@@ -118,16 +127,29 @@ Result<std::pair<uint16_t, uint16_t>> parse_ports(const std::string& text) {
 }
 
 Result<SockFaults> build_sock_faults(const std::vector<std::string>& fails, const std::vector<std::string>& peers,
-                                     const std::string& ports) {
+                                     const std::string& ports, const std::string& path) {
     SockFaults f;
     for (const auto& s : fails) {
         auto one = parse_fail(s);
         if (!one) return one.error();
-        for (const auto& other : f.faults)
+        auto& list = one->file ? f.file_faults : f.faults;
+        for (const auto& other : list)
             if (other.op == one->op)
-                return Error::user("--fail " + s + ": " + op_name(one->op) + " is already failed by another --fail; give one per syscall");
-        f.faults.push_back(*one);
+                return Error::user("--fail " + s + ": that syscall is already failed by another --fail; give one per syscall");
+        list.push_back(*one);
     }
+    if (f.file_faults.size() > TARDY_FILE_MAX_FAULTS) return Error::user("too many file --fail options");
+    if (!path.empty()) {
+        if (f.file_faults.empty())
+            return Error::user("--path filters file faults (open, read, write); socket faults filter with --peer and --port");
+        if (path[0] != '/' || path.size() >= TARDY_PATH_MAX)
+            return Error::user("--path '" + path + "': give an absolute path prefix under " +
+                               std::to_string(TARDY_PATH_MAX) + " characters, e.g. /var/lib/app");
+        f.path = path;
+        while (f.path.size() > 1 && f.path.back() == '/') f.path.pop_back();
+    }
+    if (f.faults.empty() && (!peers.empty() || !ports.empty()))
+        return Error::user("--peer and --port filter socket faults (connect, sendmsg, bind); file faults filter with --path");
     if (f.faults.size() > TARDY_SOCK_MAX_FAULTS) return Error::user("too many --fail options");
     bool addressed = false;
     for (const auto& x : f.faults) addressed |= x.op != TARDY_OP_SOCKET;
@@ -167,8 +189,27 @@ Result<tardy_sock_rule> encode(const SockFaults& f, uint32_t slot, uint64_t expi
     return r;
 }
 
+Result<tardy_file_rule> encode_file(const SockFaults& f, uint32_t slot, uint64_t expires_ns) {
+    tardy_file_rule r{};
+    r.expires_ns = expires_ns;
+    r.slot = slot;
+    r.n_faults = static_cast<uint32_t>(f.file_faults.size());
+    for (size_t i = 0; i < f.file_faults.size() && i < TARDY_FILE_MAX_FAULTS; i++)
+        r.faults[i] = {f.file_faults[i].op, f.file_faults[i].err, f.file_faults[i].ppm, 0};
+    if (f.path.size() >= TARDY_PATH_MAX) return Error::user("--path too long");
+    r.prefix_len = static_cast<uint32_t>(f.path.size());
+    std::memcpy(r.prefix, f.path.data(), f.path.size());
+    return r;
+}
+
 std::string describe(const SockFaults& f) {
     std::string s;
+    for (const auto& x : f.file_faults) {
+        if (!s.empty()) s += ", ";
+        s += std::string(file_op_name(x.op)) + "=" + errno_name(x.err);
+        if (x.ppm != TARDY_PPM) s += " " + format_ppm(x.ppm);
+    }
+    if (!f.path.empty()) s += " under " + f.path;
     for (const auto& x : f.faults) {
         if (!s.empty()) s += ", ";
         s += std::string(op_name(x.op)) + "=" + errno_name(x.err);
@@ -183,14 +224,19 @@ std::string describe(const SockFaults& f) {
 }
 
 void to_json(nlohmann::json& j, const SockFaults& f) {
-    j = nlohmann::json{{"faults", nlohmann::json::array()}, {"peers", f.peers}, {"port_lo", f.port_lo}, {"port_hi", f.port_hi}};
+    j = nlohmann::json{{"faults", nlohmann::json::array()}, {"peers", f.peers},      {"port_lo", f.port_lo},
+                       {"port_hi", f.port_hi},           {"file_faults", nlohmann::json::array()}, {"path", f.path}};
     for (const auto& x : f.faults) j["faults"].push_back({{"op", x.op}, {"err", x.err}, {"ppm", x.ppm}});
+    for (const auto& x : f.file_faults) j["file_faults"].push_back({{"op", x.op}, {"err", x.err}, {"ppm", x.ppm}});
 }
 
 void from_json(const nlohmann::json& j, SockFaults& f) {
     f = {};
     for (const auto& x : j.value("faults", nlohmann::json::array()))
-        f.faults.push_back({x.at("op"), x.at("err"), x.at("ppm")});
+        f.faults.push_back({x.at("op"), x.at("err"), x.at("ppm"), false});
+    for (const auto& x : j.value("file_faults", nlohmann::json::array()))
+        f.file_faults.push_back({x.at("op"), x.at("err"), x.at("ppm"), true});
+    f.path = j.value("path", std::string());
     f.peers = j.value("peers", std::vector<std::string>{});
     f.port_lo = j.value("port_lo", uint16_t{0});
     f.port_hi = j.value("port_hi", uint16_t{0});

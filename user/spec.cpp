@@ -99,7 +99,7 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         if (*l == 0)
             return Error::user("--loss 0%: nothing to inject; give a positive percentage or leave it out");
     }
-    auto sock = build_sock_faults(a.fails, a.peers, a.port);
+    auto sock = build_sock_faults(a.fails, a.peers, a.port, a.path);
     if (!sock) return sock.error();
     r.sock = *sock;
     for (const auto& st : a.stalls) {
@@ -111,7 +111,7 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         r.stalls.push_back(*one);
     }
     if (r.stalls.size() > TARDY_STALL_MAX) return Error::user("too many --stall options");
-    if (!r.net.any() && !r.sock.any() && r.stalls.empty())
+    if (!r.net.any() && !r.sock.any() && !r.sock.any_file() && r.stalls.empty())
         return Error::user("no fault given: add --delay DUR, --loss PCT, --fail SYSCALL=ERRNO or --stall SYSCALL=DUR");
     if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))
         return Error::user("--device and --netns choose where packet faults apply; give --delay or --loss, or leave them out");

@@ -52,7 +52,7 @@ struct InjectRequest {
 // Raw strings from the command line, before units are parsed.
 struct InjectArgs {
     std::string cgroup, pid, container;
-    std::string delay, jitter, loss, for_dur, name, netns, port;
+    std::string delay, jitter, loss, for_dur, name, netns, port, path;
     std::vector<std::string> devices, fails, peers, stalls;
     bool force = false;
 };

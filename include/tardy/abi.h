@@ -126,4 +126,28 @@ struct tardy_stall_counters {
     __u64 stalled; /* of those, stalled */
 };
 
+/* ---- File faults (bpf/file.bpf.c): BPF LSM file_open and file_permission ---- */
+
+#define TARDY_FILE_MAX_FAULTS 4
+#define TARDY_PATH_MAX 256 /* a power of two: the programs mask indexes with it */
+
+enum tardy_file_op {
+    TARDY_FOP_OPEN = 1,  /* open/openat: the file_open check */
+    TARDY_FOP_READ = 2,  /* read permission checks (read, readv, pread, ...) */
+    TARDY_FOP_WRITE = 3, /* write permission checks (write, writev, pwrite, ...) */
+};
+
+/* Value of the file rules map, keyed by the target's cgroup id (__u64). Faults reuse
+ * struct tardy_sock_fault with op from enum tardy_file_op; counters struct
+ * tardy_sock_counters. */
+struct tardy_file_rule {
+    __u64 expires_ns;
+    __u32 slot;
+    __u32 n_faults;
+    struct tardy_sock_fault faults[TARDY_FILE_MAX_FAULTS];
+    __u32 prefix_len; /* 0: any path */
+    __u32 pad;
+    char prefix[TARDY_PATH_MAX];
+};
+
 #endif /* TARDY_ABI_H */

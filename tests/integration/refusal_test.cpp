@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <algorithm>
 #include "../common/harness.hpp"
+#include "file_object.hpp"
 #include "qdisc.hpp"
 
 using namespace tardy;
@@ -56,6 +57,20 @@ TEST_F(Lab, DelayWithoutFqIsRefusedUpFront) {
     expect_refused(tardy({"inject", "--cgroup", lab_->cgroup_rel(kExp), "--delay", "50ms"}), "fq");
     EXPECT_FALSE(std::filesystem::exists(run_dir_ + "/agent.sock")) << "an agent was started for a refused inject";
     EXPECT_EQ(count_our_programs(), 0);
+}
+
+}  // namespace
+
+namespace {
+
+// This host cannot load BPF LSM programs: file faults are refused up front (the VM suite
+// covers them where they load).
+TEST_F(Lab, FileFaultsWithoutTheBpfLsmAreRefusedUpFront) {
+    if (FileObject::load("")) GTEST_SKIP() << "this kernel loads BPF LSM programs; VmFileLab covers file faults";
+    auto r = tardy({"inject", "--cgroup", lab_->cgroup_rel(kExp), "--fail", "open=EIO", "--path", "/tmp"});
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("BPF LSM"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(run_dir_ + "/agent.sock")) << "an agent was started for a refused inject";
 }
 
 }  // namespace

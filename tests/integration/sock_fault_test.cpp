@@ -114,7 +114,9 @@ TEST_F(SockLab, BadSocketFaultsAreRefused) {
     refused({"--fail", "connect=9999"}, "unknown errno");
     refused({"--fail", "connect"}, "SYSCALL=ERRNO");
     refused({"--fail", "connect=EIO:150%"}, "over 100%");
-    refused({"--fail", "open=EIO"}, "BPF LSM");
+    refused({"--fail", "connect=EIO", "--path", "/var"}, "--path filters file faults");
+    refused({"--fail", "open=EIO", "--peer", "10.0.0.1"}, "--peer and --port filter socket faults");
+    refused({"--fail", "open=EIO", "--path", "relative"}, "absolute path");
     refused({"--fail", "socket=EMFILE", "--port", "53"}, "no address");
     refused({"--fail", "connect=EIO", "--peer", "10.0.0.300"}, "--peer");
     refused({"--fail", "connect=EIO", "--peer", "10.0.0.0/33"}, "prefix length");

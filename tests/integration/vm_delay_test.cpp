@@ -185,15 +185,22 @@ TEST_F(VmLab, ThroughputAndAccuracyAgainstNetem) {
             {"ip", "netns", "exec", lab_->netns_a_name(), "tc", "qdisc", "del", "dev", lab_->device_a(), "root"});
         ratios.push_back(tardy_rates.back() / std::max(0.001, netem_rates.back()));
     }
-    double tardy_rtt = median(tardy_rtts), netem_rtt = median(netem_rtts);
+    // The emulator's noise only ever adds time, and it comes and goes with the host's load;
+    // the 10th percentile shows what each qdisc itself did, with little of that noise.
+    auto p10 = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v.empty() ? -1.0 : v[v.size() / 10];
+    };
+    double tardy_rtt = p10(tardy_rtts), netem_rtt = p10(netem_rtts);
     double tardy_err = std::abs(tardy_rtt - 20), netem_err = std::abs(netem_rtt - 20);
     std::printf("  20 ms delay over the veth, 3 rounds of back-to-back TCP streams (3 s, 512 KiB sndbuf):\n");
     for (size_t i = 0; i < ratios.size(); i++)
         std::printf("    round %zu: tardy %7.1f Mbit/s, netem %7.1f Mbit/s, ratio %.2f\n", i + 1, tardy_rates[i],
                     netem_rates[i], ratios[i]);
     std::printf("    median throughput ratio tardy/netem: %.2f\n", median(ratios));
-    std::printf("    UDP RTT median: tardy %.2f ms (error %.2f ms), netem %.2f ms (error %.2f ms)\n", tardy_rtt,
-                tardy_err, netem_rtt, netem_err);
+    std::printf("    UDP RTT 10th percentile: tardy %.2f ms (error %.2f ms), netem %.2f ms (error %.2f ms)\n",
+                tardy_rtt, tardy_err, netem_rtt, netem_err);
+    std::printf("    UDP RTT median: tardy %.2f ms, netem %.2f ms\n", median(tardy_rtts), median(netem_rtts));
     EXPECT_GE(median(ratios), 0.8);
     // Both errors include the same emulated round trip (about 1 ms, more when the host is
     // busy); 0.5 ms allows for that noise between the two measurements.
