@@ -9,6 +9,7 @@
 #include "tardy/abi.h"
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
+#include "lib/ancestor.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -64,16 +65,8 @@ struct {
 
 static __always_inline struct tardy_stall_rule *tardy_stall_rule_of_task(void)
 {
-    __u64 found = 0;
+    __u64 found = TARDY_TASK_RULE_CGID(&tardy_stall_rules);
 
-    for (int level = 0; level < TARDY_MAX_CGROUP_LEVEL; level++) {
-        __u64 id = bpf_get_current_ancestor_cgroup_id(level);
-
-        if (!id)
-            break;
-        if (bpf_map_lookup_elem(&tardy_stall_rules, &id))
-            found = id;
-    }
     return found ? bpf_map_lookup_elem(&tardy_stall_rules, &found) : NULL;
 }
 

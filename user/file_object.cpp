@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstring>
+
+#include "percpu.hpp"
 #include <fstream>
 #include <vector>
 
@@ -87,24 +89,11 @@ Result<void> FileObject::delete_rule(uint64_t cgid) {
 }
 
 Result<tardy_sock_counters> FileObject::counters(uint32_t slot) const {
-    int n = libbpf_num_possible_cpus();
-    std::vector<tardy_sock_counters> per(n > 0 ? n : 1);
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tardy_file_counters), &slot, per.data()))
-        return Error::sys("read file counters", errno);
-    tardy_sock_counters sum{};
-    for (const auto& c : per) {
-        sum.seen += c.seen;
-        sum.failed += c.failed;
-    }
-    return sum;
+    return sum_percpu<tardy_sock_counters>(bpf_map__fd(skel_->maps.tardy_file_counters), slot, [](auto& s, const auto& c) { s.seen += c.seen; s.failed += c.failed; }, "file counters");
 }
 
 Result<void> FileObject::reset_counters(uint32_t slot) {
-    int n = libbpf_num_possible_cpus();
-    std::vector<tardy_sock_counters> zero(n > 0 ? n : 1);
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_file_counters), &slot, zero.data(), BPF_ANY))
-        return Error::sys("reset file counters", errno);
-    return ok();
+    return zero_percpu<tardy_sock_counters>(bpf_map__fd(skel_->maps.tardy_file_counters), slot, "file counters");
 }
 
 }  // namespace tardy

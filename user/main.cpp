@@ -11,6 +11,8 @@
 #include "demo.hpp"
 #include "doctor.hpp"
 #include "file_object.hpp"
+#include "sock_object.hpp"
+#include "stall_object.hpp"
 #include "inject.hpp"
 #include "kill.hpp"
 #include "probe.hpp"
@@ -59,11 +61,17 @@ int cmd_inject(const InjectArgs& a, const Paths& p) {
     if (!cgfs) return report(cgfs.error());
     auto req = prepare_inject(*r, *cgfs);
     if (!req) return report(req.error());
+    // The objects a fault needs are loaded (not attached) here, before an agent starts, so a
+    // kernel that cannot do the fault is a one-line refusal with nothing started. A kernel
+    // can list the BPF LSM and still refuse its programs (this build host does, with EPERM).
     if (r->sock.any_file()) {
-        // Loaded (not attached) here, before an agent starts: a kernel can list the BPF LSM
-        // and still refuse its programs (this build host does, with EPERM).
-        auto probe = FileObject::load("");
-        if (!probe) return report(probe.error());
+        if (auto probe = FileObject::load(""); !probe) return report(probe.error());
+    }
+    if (r->sock.any()) {
+        if (auto probe = SockObject::load(""); !probe) return report(probe.error());
+    }
+    if (!r->stalls.empty()) {
+        if (auto probe = StallObject::load(""); !probe) return report(probe.error());
     }
     if (r->net.delay_ns) {
         // Checked before an agent is started: a kernel without sch_fq accepts departure

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fd.hpp"
+#include "percpu.hpp"
 #include "stall.skel.h"
 
 namespace tardy {
@@ -110,24 +111,11 @@ Result<void> StallObject::delete_rule(uint64_t cgid) {
 }
 
 Result<tardy_stall_counters> StallObject::counters(uint32_t slot) const {
-    int n = libbpf_num_possible_cpus();
-    std::vector<tardy_stall_counters> per(n > 0 ? n : 1);
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tardy_stall_counters), &slot, per.data()))
-        return Error::sys("read stall counters", errno);
-    tardy_stall_counters sum{};
-    for (const auto& c : per) {
-        sum.seen += c.seen;
-        sum.stalled += c.stalled;
-    }
-    return sum;
+    return sum_percpu<tardy_stall_counters>(bpf_map__fd(skel_->maps.tardy_stall_counters), slot, [](auto& s, const auto& c) { s.seen += c.seen; s.stalled += c.stalled; }, "stall counters");
 }
 
 Result<void> StallObject::reset_counters(uint32_t slot) {
-    int n = libbpf_num_possible_cpus();
-    std::vector<tardy_stall_counters> zero(n > 0 ? n : 1);
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_stall_counters), &slot, zero.data(), BPF_ANY))
-        return Error::sys("reset stall counters", errno);
-    return ok();
+    return zero_percpu<tardy_stall_counters>(bpf_map__fd(skel_->maps.tardy_stall_counters), slot, "stall counters");
 }
 
 int StallObject::events_fd() const { return ring_buffer__epoll_fd(rb_); }

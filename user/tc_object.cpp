@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "percpu.hpp"
 #include "tc.skel.h"
 
 namespace tardy {
@@ -78,26 +79,11 @@ Result<void> TcObject::delete_rule(uint64_t cgid) {
 }
 
 Result<tardy_counters> TcObject::counters(uint32_t slot) const {
-    int n = libbpf_num_possible_cpus();
-    std::vector<tardy_counters> per(n > 0 ? n : 1);
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.tardy_counters), &slot, per.data()))
-        return Error::sys("read counters", errno);
-    tardy_counters sum{};
-    for (const auto& c : per) {
-        sum.matched += c.matched;
-        sum.delayed += c.delayed;
-        sum.dropped += c.dropped;
-        sum.bytes += c.bytes;
-    }
-    return sum;
+    return sum_percpu<tardy_counters>(bpf_map__fd(skel_->maps.tardy_counters), slot, [](auto& s, const auto& c) { s.matched += c.matched; s.delayed += c.delayed; s.dropped += c.dropped; s.bytes += c.bytes; }, "counters");
 }
 
 Result<void> TcObject::reset_counters(uint32_t slot) {
-    int n = libbpf_num_possible_cpus();
-    std::vector<tardy_counters> zero(n > 0 ? n : 1);
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_counters), &slot, zero.data(), BPF_ANY))
-        return Error::sys("reset counters", errno);
-    return ok();
+    return zero_percpu<tardy_counters>(bpf_map__fd(skel_->maps.tardy_counters), slot, "counters");
 }
 
 Result<TcAttachment> TcAttachment::attach_egress(const TcObject& obj, int ifindex, Mode mode,

@@ -2,6 +2,8 @@
  * cgroup id like match.bpf.h, invalidated by the control map's generation. */
 #pragma once
 
+#include "ancestor.bpf.h"
+
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, TARDY_MAX_RULES);
@@ -19,21 +21,13 @@ struct {
 
 static __always_inline struct tardy_sock_rule *tardy_match_task(const struct tardy_control *c)
 {
-    __u64 cgid = bpf_get_current_cgroup_id(), found = 0;
+    __u64 cgid = bpf_get_current_cgroup_id(), found;
     struct tardy_cg_match *m, fresh = {};
 
     m = bpf_map_lookup_elem(&tardy_task_cg_cache, &cgid);
     if (!m || m->generation != c->generation) {
-        for (int level = 0; level < TARDY_MAX_CGROUP_LEVEL; level++) {
-            __u64 id = bpf_get_current_ancestor_cgroup_id(level);
-
-            if (!id)
-                break;
-            if (bpf_map_lookup_elem(&tardy_sock_rules, &id))
-                found = id; /* the deepest rule wins */
-        }
         fresh.generation = c->generation;
-        fresh.rule_cgid = found;
+        fresh.rule_cgid = TARDY_TASK_RULE_CGID(&tardy_sock_rules);
         bpf_map_update_elem(&tardy_task_cg_cache, &cgid, &fresh, BPF_ANY);
         m = &fresh;
     }
