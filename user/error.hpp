@@ -17,11 +17,17 @@ struct Error {
     std::string message;  // one line, says what failed and, where known, the fix
     int err = 0;          // errno, 0 when not a system call failure
 
-    static Error user(std::string msg) { return {ErrorKind::User, std::move(msg), 0}; }
+    static Error user(std::string msg) { return {ErrorKind::User, one_line(std::move(msg)), 0}; }
     static Error sys(std::string what, int e) {
-        return {ErrorKind::System, what + ": " + std::strerror(e), e};
+        return {ErrorKind::System, one_line(what + ": " + std::strerror(e)), e};
     }
-    static Error other(std::string msg) { return {ErrorKind::System, std::move(msg), 0}; }
+    static Error other(std::string msg) { return {ErrorKind::System, one_line(std::move(msg)), 0}; }
+    // Messages echo what the user typed; a control character in it must not break the line.
+    static std::string one_line(std::string s) {
+        for (char& c : s)
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+        return s;
+    }
     bool is_user() const { return kind == ErrorKind::User; }
 };
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <climits>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +16,19 @@
 #include "tc_object.hpp"
 
 namespace tardy {
+namespace {
+
+// "+ ID ..." or "- ID": the op and a plain decimal id of at most 18 digits ("-1" is not an
+// id, though istream would read it as 2^64-1; ids count up from 1, so a longer one is
+// corruption, and refusing it keeps max + 1 from wrapping).
+bool line_head(std::istringstream& ls, std::string& op, uint64_t& id) {
+    std::string tok;
+    if (!(ls >> op >> tok) || (op != "+" && op != "-") || tok.size() > 18) return false;
+    auto [p, e] = std::from_chars(tok.data(), tok.data() + tok.size(), id);
+    return e == std::errc() && p == tok.data() + tok.size();
+}
+
+}  // namespace
 
 Result<void> Journal::append(const std::string& line) {
     int fd = open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -40,9 +54,8 @@ Result<uint64_t> Journal::record(JournalEntry e) {
         std::istringstream ls(line);
         std::string op;
         uint64_t id = 0;
-        if (ls >> op >> id) max_id = std::max(max_id, id);
+        if (line_head(ls, op, id)) max_id = std::max(max_id, id);
     }
-    if (max_id == UINT64_MAX) return Error::other("journal " + path_ + " is exhausted; run `tardy kill` to reset it");
     e.id = max_id + 1;
     std::string ifname = e.ifname.empty() ? "-" : e.ifname;
     std::string data = e.data.empty() ? "-" : e.data;
@@ -62,7 +75,7 @@ std::vector<JournalEntry> Journal::open_entries(int* corrupt) const {
         std::istringstream ls(line);
         std::string op;
         JournalEntry e;
-        if (!(ls >> op >> e.id)) {
+        if (!line_head(ls, op, e.id)) {
             bad++;
             continue;
         }

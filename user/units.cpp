@@ -20,11 +20,13 @@ constexpr std::array<Unit, 6> kUnits{{{"ns", 1},
                                       {"h", 3'600'000'000'000ULL}}};
 
 // Digits with at most one '.', nothing else (no sign, exponent, spaces or hex), read
-// exactly: *whole and the fraction's digits as an integer over 10^*scale_digits.
-bool parse_decimal(std::string_view s, uint64_t& whole, uint64_t& frac, int& frac_digits) {
+// exactly: whole, and the fraction's first 18 digits as an integer over 10^frac_digits.
+// *lost is set when a non-zero digit lies beyond those 18 (no unit resolves it).
+bool parse_decimal(std::string_view s, uint64_t& whole, uint64_t& frac, int& frac_digits, bool& lost) {
     if (s.empty() || s.size() > 400) return false;
     whole = frac = 0;
     frac_digits = 0;
+    lost = false;
     bool dot = false, digit = false;
     for (char c : s) {
         if (c == '.') {
@@ -34,13 +36,13 @@ bool parse_decimal(std::string_view s, uint64_t& whole, uint64_t& frac, int& fra
             digit = true;
             if (dot) {
                 if (frac_digits >= 18) {
-                    if (c != '0') return false;  // beyond any unit's precision
+                    lost |= c != '0';
                     continue;
                 }
                 frac = frac * 10 + static_cast<uint64_t>(c - '0');
                 frac_digits++;
             } else {
-                // Saturate: a huge number is still a number, refused later as too long.
+                // Saturate: a huge number is still a number, refused later as too large.
                 whole = whole > 1'000'000'000'000'000ULL ? 10'000'000'000'000'000'000ULL
                                                           : whole * 10 + static_cast<uint64_t>(c - '0');
             }
@@ -78,14 +80,17 @@ Result<uint64_t> parse_duration_ns(std::string_view text, std::string_view flag)
         if (text.size() <= u.suffix.size() || !text.ends_with(u.suffix)) continue;
         uint64_t whole, frac;
         int digits;
-        if (!parse_decimal(text.substr(0, text.size() - u.suffix.size()), whole, frac, digits)) continue;
+        bool lost;
+        if (!parse_decimal(text.substr(0, text.size() - u.suffix.size()), whole, frac, digits, lost)) continue;
         using u128 = unsigned __int128;
         u128 scale = pow10(digits);
         u128 frac_ns = static_cast<u128>(frac) * u.ns;
-        if (frac_ns % scale != 0) return Error::user(f + " " + t + ": finer than a nanosecond; round it");
         u128 ns = static_cast<u128>(whole) * u.ns + frac_ns / scale;
-        if (ns > static_cast<u128>(kMaxDurationNs))
+        bool inexact = lost || frac_ns % scale != 0;
+        // "Too long" before "too fine": 99999h.5ns is wrong for the first reason.
+        if (ns > static_cast<u128>(kMaxDurationNs) || (ns == static_cast<u128>(kMaxDurationNs) && inexact))
             return Error::user(f + " " + t + ": too long; use at most 1000h");
+        if (inexact) return Error::user(f + " " + t + ": finer than a nanosecond; round it");
         return static_cast<uint64_t>(ns);
     }
     return Error::user(f + " '" + t +
@@ -99,14 +104,18 @@ Result<uint32_t> parse_percent_ppm(std::string_view text, std::string_view flag)
         return Error::user(f + " " + t + ": a percentage cannot be negative; use 0% to 100%");
     uint64_t whole, frac;
     int digits;
-    if (!text.ends_with('%') || !parse_decimal(text.substr(0, text.size() - 1), whole, frac, digits))
+    bool lost;
+    if (!text.ends_with('%') || !parse_decimal(text.substr(0, text.size() - 1), whole, frac, digits, lost))
         return Error::user(f + " '" + t + "': not a percentage; write it with a % sign, e.g. 5% or 0.01%");
     // ppm = (whole + frac / 10^digits) * 10^4
     using u128 = unsigned __int128;
     u128 scale = pow10(digits), frac_ppm = static_cast<u128>(frac) * 10000;
-    if (frac_ppm % scale != 0) return Error::user(f + " " + t + ": finer than 0.0001%; round it");
     u128 ppm = static_cast<u128>(whole) * 10000 + frac_ppm / scale;
-    if (ppm > 1'000'000) return Error::user(f + " " + t + ": over 100%; use 0% to 100%");
+    bool inexact = lost || frac_ppm % scale != 0;
+    // "Over 100%" before "too fine": 100.00001% is wrong for the first reason.
+    if (ppm > 1'000'000 || (ppm == 1'000'000 && inexact))
+        return Error::user(f + " " + t + ": over 100%; use 0% to 100%");
+    if (inexact) return Error::user(f + " " + t + ": finer than 0.0001%; round it");
     return static_cast<uint32_t>(ppm);
 }
 

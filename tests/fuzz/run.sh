@@ -17,13 +17,14 @@ out=build/fuzz
 bin=$out/tardy_fuzz
 CLANGXX=${CLANGXX:-clang++}
 
-# The minimal set that links: journal.cpp undoes entries through netns, tc_object and qdisc.
+# The minimal set that links: journal.cpp undoes entries through netns, tc_object and qdisc;
+# spec.cpp parses socket faults and stalls.
 srcs=(user/units.cpp user/spec.cpp user/qdisc.cpp user/journal.cpp user/cgroup.cpp user/netns.cpp
-      user/tc_object.cpp)
+      user/tc_object.cpp user/sock_faults.cpp user/stall_object.cpp)
 
 [[ -f build/tc.skel.h ]] || make --no-print-directory build/tc.skel.h
 mkdir -p "$out/corpus"
-newest=$(ls -t tests/fuzz/tardy_fuzz.cpp "${srcs[@]}" user/*.hpp include/tardy/abi.h build/tc.skel.h | head -1)
+newest=$(ls -t tests/fuzz/tardy_fuzz.cpp "${srcs[@]}" user/*.hpp include/tardy/abi.h build/tc.skel.h build/stall.skel.h | head -1)
 if [[ ! -x $bin || $newest -nt $bin ]]; then
     echo "  FUZZ    $bin"
     "$CLANGXX" -std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
