@@ -114,6 +114,9 @@ private:
     Result<void> add_file_faults(Injection& inj);
     std::unique_ptr<FileObject> file_;
     void resume_all_pending();
+    // Detaches the host-wide programs (stall tracepoints, LSM hooks) that no injection but
+    // `leaving` needs any more: every process pays for them while attached.
+    void detach_unused(const std::string& leaving);
 
 public:
     // Stalls: the ring buffer of stops and the timer of the next resume, when loaded.
@@ -360,7 +363,9 @@ json Agent::inject(const json& req) {
         (void)obj_->delete_rule(inj.cg.id);
         if (sock_) (void)sock_->delete_rule(inj.cg.id);
         if (stall_ && !inj.stalls.empty()) (void)stall_->delete_rule(inj.cg.id);
+        if (file_ && inj.sock.any_file()) (void)file_->delete_rule(inj.cg.id);
         inj.links.clear();
+        detach_unused("");  // a first stall or file rule may have attached its programs
         for (auto it = done.rbegin(); it != done.rend(); ++it) (void)release(*it, need_fq);
         return fail(rc.error());
     }
@@ -476,6 +481,20 @@ void Agent::resume_all_pending() {
     resume_all_recorded(o_.paths.stalled_pin());  // any the ring buffer did not tell us of
 }
 
+void Agent::detach_unused(const std::string& leaving) {
+    bool stalls = false, files = false;
+    for (const auto& [n, inj] : injections_) {
+        if (n == leaving) continue;
+        stalls |= !inj.stalls.empty();
+        files |= inj.sock.any_file();
+    }
+    if (file_ && !files) file_->detach();
+    if (stall_ && !stalls) {
+        stall_->detach();
+        resume_all_pending();
+    }
+}
+
 Result<void> Agent::end(const std::string& name) {
     auto it = injections_.find(name);
     if (it == injections_.end()) return ok();
@@ -488,19 +507,11 @@ Result<void> Agent::end(const std::string& name) {
     }
     if (file_ && inj.sock.any_file()) {
         if (auto r = file_->delete_rule(inj.cg.id); !r) result = r;
-        bool others = false;
-        for (const auto& [n, other] : injections_) others |= n != name && other.sock.any_file();
-        if (!others) file_->detach();
     }
     if (stall_ && !inj.stalls.empty()) {
         if (auto r = stall_->delete_rule(inj.cg.id); !r) result = r;
-        bool others = false;
-        for (const auto& [n, other] : injections_) others |= n != name && !other.stalls.empty();
-        if (!others) {
-            stall_->detach();  // no process pays for the tracepoints any more
-            resume_all_pending();
-        }
     }
+    detach_unused(name);
     bool had_fq = inj.net.delay_ns > 0;
     for (auto d = inj.devices.rbegin(); d != inj.devices.rend(); ++d) {
         auto r = release(*d, had_fq);
