@@ -48,6 +48,15 @@ struct {
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } tardy_stalled SEC(".maps");
 
+/* tardy's own processes (the agent, its watchdog): never stopped, whatever the target. A
+ * stopped agent could not resume anyone, renew its lease or answer `tardy list`. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16);
+    __type(key, __u32);  /* tgid */
+    __type(value, __u8);
+} tardy_exempt SEC(".maps");
+
 /* Per task: the syscall just stalled, so that its restart after the stop is not stalled
  * again (a blocking call interrupted by SIGSTOP returns -ERESTART* and re-enters). */
 struct tardy_once {
@@ -112,6 +121,8 @@ int BPF_PROG(tardy_sys_enter, struct pt_regs *regs, long id)
             return 0;
         pid_tgid = bpf_get_current_pid_tgid();
         tgid = pid_tgid >> 32;
+        if (bpf_map_lookup_elem(&tardy_exempt, &tgid))
+            return 0;
         due = now + s->delay_ns;
         /* Recorded before the stop, so nothing can stop a process that nobody will resume. */
         if (bpf_map_update_elem(&tardy_stalled, &tgid, &due, BPF_ANY))

@@ -34,6 +34,8 @@
 #include "spec.hpp"
 #include "tc_object.hpp"
 #include "units.hpp"
+#include "pinned.hpp"
+#include "run_lock.hpp"
 
 using nlohmann::json;
 
@@ -403,15 +405,31 @@ Result<void> Agent::add_sock_faults(Injection& inj) {
 }
 
 Result<void> Agent::add_stalls(Injection& inj) {
+    // The agent must never stop itself: a stopped agent resumes nobody and renews no lease.
+    // Its programs skip its own processes too (tardy_exempt), whatever the target.
+    if (auto cgfs = CgroupFs::detect()) {
+        auto self = cgfs->by_pid(getpid());
+        if (self && (self->id == inj.cg.id || inj.cg.rel == "/" || self->path.rfind(inj.cg.path + "/", 0) == 0))
+            return Error::user("refusing to stall " + inj.cg.rel + ": tardy's agent runs " +
+                               (self->id == inj.cg.id ? "there" : "below it, in " + self->rel) +
+                               "; a stall would stop the agent itself (target a cgroup that does not contain it)");
+    }
     if (!stall_) {
         auto s = StallObject::load(o_.paths.bpffs_dir, o_.rng_seed);
         if (!s) return s.error();
-        stall_ = std::move(*s);
-        // Started before the first stop can happen: it resumes what we leave stopped.
-        auto w = start_watchdog(o_.paths.stalled_pin());
+        TARDY_TRY((*s)->exempt(static_cast<uint32_t>(getpid())));
+        std::string root_procs;
+        if (auto cgfs = CgroupFs::detect()) root_procs = cgfs->mount() + "/cgroup.procs";
+        // Started before the first stop can happen: it resumes what we do not.
+        auto w = start_watchdog((*s)->control_fd(), (*s)->stalled_fd(), root_procs);
         if (!w) return w.error();
+        if (auto r = (*s)->exempt(static_cast<uint32_t>(*w)); !r) {
+            kill(*w, SIGKILL);
+            return r;
+        }
+        stall_ = std::move(*s);
         watchdog_ = *w;
-        log("watchdog " + std::to_string(watchdog_) + " resumes stalled processes if the agent dies");
+        log("watchdog " + std::to_string(watchdog_) + " resumes stalled processes the agent does not resume in time");
     }
     tardy_stall_rule rule{};
     rule.expires_ns = inj.expires_ns;
@@ -478,7 +496,7 @@ void Agent::resume_all_pending() {
     for (const auto& [due, tgid] : resumes_) stall_->resume(tgid);
     resumes_.clear();
     arm_resume_timer();
-    resume_all_recorded(o_.paths.stalled_pin());  // any the ring buffer did not tell us of
+    resume_recorded(stall_->stalled_fd());  // any the ring buffer did not tell us of
 }
 
 void Agent::detach_unused(const std::string& leaving) {
@@ -645,7 +663,13 @@ void serve_one(Agent& agent, int lfd) {
         if (in.size() > (1 << 20)) return;
     }
     auto req = json::parse(in, nullptr, false);
-    json rep = req.is_discarded() ? fail(Error::other("request is not JSON")) : agent.handle(req);
+    json rep;
+    try {
+        rep = req.is_discarded() || !req.is_object() ? fail(Error::other("request is not a JSON object"))
+                                                     : agent.handle(req);
+    } catch (const std::exception& e) {
+        rep = fail(Error::other(std::string("malformed request: ") + e.what()));
+    }
     std::string out = rep.dump() + "\n";
     (void)!send(c.get(), out.data(), out.size(), MSG_NOSIGNAL);
 }
@@ -653,46 +677,107 @@ void serve_one(Agent& agent, int lfd) {
 // Undo what a previous agent left behind (it died without cleaning up).
 void recover_journal(const Paths& p) {
     Journal j(p.journal());
-    int corrupt = 0;
-    for (const auto& e : j.open_entries(&corrupt)) {
+    // TODO(undo_all)
+    for (const auto& e : j.open_entries()) {
         auto r = undo_journal_entry(e);
-        log(std::string(r ? "undid" : "could not undo") + " journal entry " + std::to_string(e.id) + " (" + e.kind +
-            " on " + e.ifname + ")" + (r ? "" : ": " + r.error().message));
         if (r) (void)j.done(e.id);
     }
-    if (corrupt) log("skipped " + std::to_string(corrupt) + " unreadable journal line(s)");
     (void)j.compact();
+}
+
+// The agent's log is its stderr (spawn_agent points it at agent.log): capped by moving it to
+// agent.log.1 once it passes kLogCap, so a long-lived agent cannot fill the disk.
+constexpr off_t kLogCap = 4 << 20;
+void cap_log(const Paths& p) {
+    struct stat st{}, log_st{};
+    if (fstat(2, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < kLogCap) return;
+    if (stat(p.log().c_str(), &log_st) != 0 || log_st.st_ino != st.st_ino || log_st.st_dev != st.st_dev) return;
+    if (rename(p.log().c_str(), (p.log() + ".1").c_str()) != 0) return;
+    int fd = open(p.log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return;
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    log("log moved to " + p.log() + ".1 at " + std::to_string(st.st_size) + " bytes");
+}
+
+// Tells the process that started us (spawn_agent) how the start went: "ready" or
+// "error user|system MESSAGE", one line, then closes.
+class StartStatus {
+public:
+    explicit StartStatus(int fd) : fd_(fd) {}
+    ~StartStatus() { close_fd(); }
+    void ready() { say("ready"); }
+    int fail(const Error& e) {
+        log(e.message);
+        say(std::string("error ") + (e.is_user() ? "user " : "system ") + e.message);
+        return e.is_user() ? 2 : 1;
+    }
+
+private:
+    void say(const std::string& line) {
+        if (fd_ < 0) return;
+        std::string l = line + "\n";
+        (void)!write(fd_, l.data(), l.size());
+        close_fd();
+    }
+    void close_fd() {
+        if (fd_ >= 0) close(fd_);
+        fd_ = -1;
+    }
+    int fd_;
+};
+
+// What the agent made in the file system, removed on every way out.
+struct RunFiles {
+    const Paths& p;
+    bool pins = false, socket = false, pid = false;
+    ~RunFiles() {
+        if (pins) {
+            unlink(p.control_pin().c_str());
+            unlink(p.stalled_pin().c_str());
+            rmdir(p.bpffs_dir.c_str());
+        }
+        if (socket) unlink(p.socket().c_str());
+        if (pid) unlink(p.pid_file().c_str());
+    }
+};
+
+// Resumes what an earlier agent left stopped and recorded: before anything else.
+void resume_left_stopped(const Paths& p) {
+    auto m = open_stalled_map(p.stalled_pin());
+    if (!m) return;
+    if (int n = resume_recorded(m->fd.get()); n > 0)
+        log("resumed " + std::to_string(n) + " process(es) an earlier agent left stopped");
 }
 
 }  // namespace
 
 int run_agent(const AgentOptions& o) {
     const Paths& p = o.paths;
-    if (auto r = ensure_dir(p.run_dir); !r) {
-        log(r.error().message);
-        return 1;
+    StartStatus status(o.status_fd);
+    if (auto v = validate_paths(p); !v) return status.fail(v.error());
+    if (auto r = ensure_dir(p.run_dir); !r) return status.fail(r.error());
+    auto lock = RunLock::acquire(p.lock_file());
+    if (!lock) {
+        if (lock.error().err == EWOULDBLOCK)
+            return status.fail(Error::other("another agent (or `tardy kill`) holds " + p.lock_file()));
+        return status.fail(lock.error());
     }
-    Fd lock(open(p.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!lock.valid() || flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
-        log("another agent holds " + p.lock_file() + "; leaving");
-        return 1;
-    }
+    // Released last, after every file below is gone: the next agent finds a clean slate.
+    struct LockGuard {
+        RunLock& lock;
+        const std::string& path;
+        ~LockGuard() { lock.remove_and_release(path); }
+    } lock_guard{*lock, p.lock_file()};
+    resume_left_stopped(p);
     recover_journal(p);
-    if (auto r = ensure_bpffs_dir(p.bpffs_dir); !r) {
-        log(r.error().message);
-        return 1;
-    }
+    if (auto r = ensure_bpffs_dir(p.bpffs_dir); !r) return status.fail(r.error());
+    RunFiles files{p};
+    files.pins = true;
     auto obj = TcObject::load({p.bpffs_dir, o.rng_seed});
-    if (!obj) {
-        log(obj.error().message);
-        return 1;
-    }
+    if (!obj) return status.fail(obj.error());
     Agent agent(o, std::move(*obj));
-    agent.tick();
-    // Armed after the lease is set: a fresh control map is zeroed, i.e. disarmed. `tardy
-    // kill` removes the pin, so a new agent never inherits a pulled switch; starting one is
-    // the explicit act of re-arming.
-    agent.arm();
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -706,18 +791,24 @@ int run_agent(const AgentOptions& o) {
     itimerspec its{{0, 100'000'000}, {0, 100'000'000}};  // 100 ms: expiry resolution
     timerfd_settime(tfd.get(), 0, &its, nullptr);
     auto l = listen_on(p.socket());
-    if (!l) {
-        log(l.error().message);
-        return 1;
-    }
-    FILE* pf = std::fopen(p.pid_file().c_str(), "w");
+    if (!l) return status.fail(l.error());
+    files.socket = true;
+    FILE* pf = std::fopen(p.pid_file().c_str(), "we");
     if (pf) {
         std::fprintf(pf, "%d\n", getpid());
         std::fclose(pf);
+        files.pid = true;
     }
+    agent.tick();
+    // Armed last, after the lease is set and everything that can fail has: a fresh control
+    // map is zeroed, i.e. disarmed. `tardy kill` removes the pin, so a new agent never
+    // inherits a pulled switch; starting one is the explicit act of re-arming.
+    agent.arm();
     log("ready on " + p.socket() + (o.exit_when_idle ? " (exits when idle)" : ""));
+    status.ready();
 
     int code = 0;
+    unsigned ticks = 0;
     for (bool running = true; running;) {
         pollfd fds[5] = {{l->get(), POLLIN, 0},
                          {sfd.get(), POLLIN, 0},
@@ -742,6 +833,7 @@ int run_agent(const AgentOptions& o) {
             uint64_t n;
             (void)!read(tfd.get(), &n, sizeof n);
             agent.tick();
+            if (++ticks % 100 == 0) cap_log(p);
             if (o.exit_when_idle && agent.idle() && mono_ns() - agent.last_activity_ns > 2'000'000'000ULL) {
                 log("no injection left; leaving");
                 running = false;
@@ -750,11 +842,7 @@ int run_agent(const AgentOptions& o) {
         if (fds[0].revents) serve_one(agent, l->get());
     }
     agent.end_all();
-    unlink(p.socket().c_str());
-    unlink(p.pid_file().c_str());
-    unlink(p.control_pin().c_str());
-    unlink(p.stalled_pin().c_str());
-    rmdir(p.bpffs_dir.c_str());
+    resume_left_stopped(p);  // the pin may hold processes of an earlier agent too
     return code;
 }
 

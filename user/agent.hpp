@@ -13,6 +13,7 @@ struct AgentOptions {
     Paths paths;
     bool exit_when_idle = false;  // started by `inject`: leave with the last injection
     uint64_t rng_seed = 0;        // tests: reproducible loss decisions
+    int status_fd = -1;           // where to say "ready" or why the start failed (spawn_agent)
 };
 
 int run_agent(const AgentOptions& o);  // the process exit code

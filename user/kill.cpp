@@ -1,152 +1,191 @@
 #include "kill.hpp"
 
-#include <bpf/bpf.h>
 #include <signal.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <filesystem>
 #include <fstream>
-#include <set>
+#include <map>
+#include <optional>
 
-#include "fd.hpp"
+#include "holders.hpp"
 #include "journal.hpp"
-#include "stall_object.hpp"
-#include "tardy_abi.hpp"
-
-namespace fs = std::filesystem;
+#include "pinned.hpp"
+#include "run_lock.hpp"
 
 namespace tardy {
 namespace {
 
-void sleep_ms(int ms) {
-    timespec ts{ms / 1000, (ms % 1000) * 1'000'000L};
-    nanosleep(&ts, nullptr);
+constexpr int kTermGraceMs = 2000;
+constexpr int kRounds = 8;
+
+bool exists(const std::string& path) {
+    struct stat st{};
+    return lstat(path.c_str(), &st) == 0;
 }
 
-bool alive(pid_t pid) {
-    if (kill(pid, 0) != 0) return false;
-    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(st, line);
-    auto close = line.rfind(')');
-    return !(close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z');
+std::string label(pid_t pid, const Holdings& h) {
+    if (h.lock && holds(pid, {h.lock, 0})) return "agent " + std::to_string(pid);
+    std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
+    std::string comm;
+    std::getline(f, comm);
+    return (comm == "tardy-watchdog" ? "watchdog " : "process ") + std::to_string(pid);
 }
 
-// Processes holding the agent's lock file open: the agent, whatever its pid file says.
-std::set<pid_t> lock_holders(const std::string& lock) {
-    std::set<pid_t> out;
-    std::error_code ec;
-    auto want = fs::weakly_canonical(lock, ec);
-    for (const auto& pe : fs::directory_iterator("/proc", ec)) {
-        std::string name = pe.path().filename();
-        if (name.empty() || name[0] < '0' || name[0] > '9') continue;
-        std::error_code ec2;
-        for (const auto& fe : fs::directory_iterator(pe.path() / "fd", ec2)) {
-            std::error_code ec3;
-            if (fs::read_symlink(fe.path(), ec3) == want) {
-                out.insert(std::stoi(name));
-                break;
-            }
-        }
-    }
-    return out;
-}
+class KillSwitch {
+public:
+    explicit KillSwitch(const Paths& p) : p_(p) {}
 
-bool is_tardy_agent(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return cmd.find("tardy") != std::string::npos && cmd.find(std::string("\0agent", 6)) != std::string::npos;
-}
-
-void disarm(const Paths& p, KillReport& rep) {
-    if (!fs::exists(p.control_pin())) return;
-    Fd fd(bpf_obj_get(p.control_pin().c_str()));
-    if (!fd.valid()) {
-        rep.problems.push_back("open control map " + p.control_pin() + ": " + std::strerror(errno));
-        return;
-    }
-    __u32 key = 0;
-    tardy_control c{};
-    (void)bpf_map_lookup_elem(fd.get(), &key, &c);
-    c.armed = 0;
-    if (bpf_map_update_elem(fd.get(), &key, &c, BPF_ANY) != 0) {
-        rep.problems.push_back("disarm control map: " + std::string(std::strerror(errno)));
-        return;
-    }
-    rep.done.push_back("disarmed the control map: every program passes traffic untouched");
-}
-
-void stop_agent(const Paths& p, KillReport& rep) {
-    std::set<pid_t> pids = lock_holders(p.lock_file());
-    std::ifstream pf(p.pid_file());
-    pid_t recorded = 0;
-    if (pf >> recorded && recorded > 0 && alive(recorded) && is_tardy_agent(recorded)) pids.insert(recorded);
-    pids.erase(getpid());
-    for (pid_t pid : pids) {
-        kill(pid, SIGTERM);
-        kill(pid, SIGCONT);  // a stopped agent handles SIGTERM only once it runs again
-        bool gone = false;
-        for (int i = 0; i < 40 && !(gone = !alive(pid)); i++) sleep_ms(50);
-        if (!gone) {
-            kill(pid, SIGKILL);
-            for (int i = 0; i < 40 && !(gone = !alive(pid)); i++) sleep_ms(25);
-            rep.done.push_back("killed agent " + std::to_string(pid) + " (SIGKILL: it did not end on SIGTERM)");
-        } else {
-            rep.done.push_back("stopped agent " + std::to_string(pid));
-        }
-        if (!gone) rep.problems.push_back("agent " + std::to_string(pid) + " is still alive after SIGKILL");
-    }
-}
-
-void undo_journal(const Paths& p, KillReport& rep) {
-    Journal j(p.journal());
-    int corrupt = 0;
-    for (const auto& e : j.open_entries(&corrupt)) {
-        auto r = undo_journal_entry(e);
-        std::string what = e.kind == "qdisc" ? "restored the root qdisc of " : "removed the clsact filter from ";
-        if (r) {
-            (void)j.done(e.id);
-            rep.done.push_back(what + e.ifname);
-        } else {
-            rep.problems.push_back(r.error().message);
-        }
-    }
-    if (corrupt) rep.done.push_back("ignored " + std::to_string(corrupt) + " unreadable journal line(s)");
-    (void)j.compact();
-}
-
-void remove_files(const Paths& p, KillReport& rep) {
-    std::error_code ec;
-    if (fs::exists(p.control_pin(), ec)) {
-        if (unlink(p.control_pin().c_str()) == 0)
-            rep.done.push_back("removed pin " + p.control_pin());
+    KillReport run() {
+        if (auto v = validate_paths(p_, false); !v)
+            problem(v.error().message + " (doing what can still be done)");
         else
-            rep.problems.push_back("remove pin " + p.control_pin() + ": " + std::strerror(errno));
+            run_dir_ok_ = ensure_dir(p_.run_dir).ok();  // so that the lock can be taken
+        disarm();
+        for (int round = 0; round < kRounds; round++) {
+            take_lock();
+            auto pids = holders(holdings());
+            if (lock_ && pids.empty()) break;
+            end_processes(pids);
+        }
+        if (!lock_ && run_dir_ok_) problem("could not take " + p_.lock_file() + ": a new agent may start while this runs");
+        resume_stalled();
+        undo_journal();
+        remove_files();
+        verify();
+        if (lock_) lock_->remove_and_release(p_.lock_file());
+        return std::move(rep_);
     }
-    rmdir(p.bpffs_dir.c_str());
-    for (const auto& f : {p.socket(), p.pid_file(), p.lock_file()}) unlink(f.c_str());
-}
+
+private:
+    void problem(const std::string& s) { rep_.problems.push_back(s); }
+    void done(const std::string& s) { rep_.done.push_back(s); }
+
+    Holdings holdings() const {
+        return {lock_ ? std::optional<FileId>(lock_->id()) : RunLock::identify(p_.lock_file()), control_id_};
+    }
+
+    void disarm() {
+        if (!exists(p_.control_pin())) return;
+        auto m = open_control_map(p_.control_pin());
+        if (!m) return problem(m.error().message);
+        control_id_ = m->id;
+        if (auto r = write_armed(m->fd.get(), 0); !r) return problem("disarm: " + r.error().message);
+        done("disarmed the control map: every program passes traffic untouched");
+    }
+
+    void take_lock() {
+        if (lock_ || !run_dir_ok_) return;
+        auto l = RunLock::acquire(p_.lock_file(), 0);
+        if (l) {
+            lock_.emplace(std::move(*l));
+            return;
+        }
+        if (l.error().is_user() && !symlink_removed_) {
+            // A symlink in our place proves nothing about whoever holds its target: remove it.
+            symlink_removed_ = unlink(p_.lock_file().c_str()) == 0;
+            done("removed " + p_.lock_file() + ": it was a symlink (never followed)");
+        }
+    }
+
+    // SIGTERM (and SIGCONT, which a stopped agent needs to act on it) through pidfds, each
+    // after proving again that the process holds the lock or the control map; SIGKILL for
+    // those still there after the grace time.
+    void end_processes(const std::set<pid_t>& pids) {
+        Holdings h = holdings();
+        std::map<pid_t, Fd> live;
+        std::map<pid_t, std::string> names;
+        for (pid_t pid : pids) {
+            Fd fd = pidfd_of(pid);
+            if (!fd.valid() || !holds(pid, h)) continue;  // gone, or not ours after all
+            names[pid] = label(pid, h);
+            pidfd_signal(fd.get(), SIGTERM);
+            pidfd_signal(fd.get(), SIGCONT);
+            live.emplace(pid, std::move(fd));
+        }
+        uint64_t until = mono_now_ns() + kTermGraceMs * 1'000'000ULL;
+        for (auto& [pid, fd] : live) {
+            uint64_t now = mono_now_ns();
+            int left = now < until ? static_cast<int>((until - now) / 1'000'000) : 0;
+            if (pidfd_wait_exit(fd.get(), left)) {
+                done("stopped " + names[pid]);
+                continue;
+            }
+            pidfd_signal(fd.get(), SIGKILL);
+            if (pidfd_wait_exit(fd.get(), 2000))
+                done("killed " + names[pid] + " (SIGKILL: it did not end on SIGTERM)");
+            else
+                problem(names[pid] + " is still alive after SIGKILL");
+        }
+    }
+
+    void resume_stalled() {
+        if (!exists(p_.stalled_pin())) return;
+        auto m = open_stalled_map(p_.stalled_pin());
+        if (!m) return problem(m.error().message);
+        if (int n = resume_recorded(m->fd.get()); n > 0) done("resumed " + std::to_string(n) + " stalled process(es)");
+        if (int left = count_recorded(m->fd.get()); left > 0)
+            problem(std::to_string(left) + " stalled process(es) still recorded in " + p_.stalled_pin());
+    }
+
+    void undo_journal() {
+        if (!exists(p_.journal())) return;
+        Journal j(p_.journal());
+        // TODO(undo_all)
+        for (const auto& e : j.open_entries()) {
+            auto r = undo_journal_entry(e);
+            if (r) (void)j.done(e.id);
+            if (r) done("undid journal entry " + std::to_string(e.id));
+            else problem(r.error().message);
+        }
+        (void)j.compact();
+    }
+
+    void remove_pin(const std::string& pin) {
+        if (!exists(pin)) return;
+        if (unlink(pin.c_str()) == 0)
+            done("removed pin " + pin);
+        else
+            problem("remove pin " + pin + ": " + std::strerror(errno));
+    }
+
+    void remove_files() {
+        // A foreign map under our name is left where it is (disarm said so).
+        if (control_id_ || !exists(p_.control_pin())) remove_pin(p_.control_pin());
+        if (open_stalled_map(p_.stalled_pin()).ok()) remove_pin(p_.stalled_pin());
+        rmdir(p_.bpffs_dir.c_str());
+        if (!lock_) return;  // an agent may be starting: its socket and pid file are its own
+        struct stat st{};
+        if (lstat(p_.socket().c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(p_.socket().c_str());
+        if (lstat(p_.pid_file().c_str(), &st) == 0 && S_ISREG(st.st_mode)) unlink(p_.pid_file().c_str());
+    }
+
+    // "clean" is a claim checked here, not assumed from the steps above.
+    void verify() {
+        for (pid_t pid : holders(holdings()))
+            problem("process " + std::to_string(pid) + " still holds tardy's lock or control map");
+        if (exists(p_.control_pin())) {
+            auto m = open_control_map(p_.control_pin());
+            auto c = m ? read_control(m->fd.get()) : Result<tardy_control>(m.error());
+            if (c && c->armed) problem("the control map " + p_.control_pin() + " is still armed");
+        }
+        if (exists(p_.stalled_pin())) {
+            auto m = open_stalled_map(p_.stalled_pin());
+            if (m && count_recorded(m->fd.get()) > 0) problem("stopped processes are still recorded");
+        }
+    }
+
+    const Paths& p_;
+    KillReport rep_;
+    std::optional<RunLock> lock_;
+    uint32_t control_id_ = 0;
+    bool symlink_removed_ = false;
+    bool run_dir_ok_ = false;
+};
 
 }  // namespace
 
-void resume_stalled(const Paths& p, KillReport& rep) {
-    if (int n = resume_all_recorded(p.stalled_pin()); n > 0)
-        rep.done.push_back("resumed " + std::to_string(n) + " stalled process(es)");
-    std::error_code ec;
-    if (fs::exists(p.stalled_pin(), ec) && unlink(p.stalled_pin().c_str()) == 0)
-        rep.done.push_back("removed pin " + p.stalled_pin());
-}
-
-KillReport pull_kill_switch(const Paths& p) {
-    KillReport rep;
-    disarm(p, rep);
-    stop_agent(p, rep);
-    resume_stalled(p, rep);
-    undo_journal(p, rep);
-    remove_files(p, rep);
-    return rep;
-}
+KillReport pull_kill_switch(const Paths& p) { return KillSwitch(p).run(); }
 
 }  // namespace tardy

@@ -1,4 +1,5 @@
-// The kill switch: ends every fault now, whatever state the agent is in.
+// The kill switch: ends every fault now, whatever state the agent is in, and says "clean"
+// only after checking it.
 #pragma once
 
 #include <string>
@@ -10,12 +11,17 @@ namespace tardy {
 
 struct KillReport {
     std::vector<std::string> done;      // what was changed, in order
-    std::vector<std::string> problems;  // what could not be cleaned
+    std::vector<std::string> problems;  // what could not be done or is still there
     bool clean() const { return problems.empty(); }
 };
 
-// 1. disarm the pinned control map (effective on the next packet), 2. stop the agent
-// (SIGTERM, SIGKILL after a grace), 3. undo the journal, 4. remove pins and run files.
+// 1. disarm the pinned control map (effective on the next packet or call);
+// 2. take the run directory's lock, ending every process that holds it or the control map
+//    (only those: that is the proof a process is this run directory's agent or watchdog),
+//    so that no agent can start until the kill switch is done;
+// 3. resume every stalled process; 4. undo the journal; 5. remove pins and run files;
+// 6. verify: no holder left, no pin, no recorded stopped process.
+// Every step that still can runs when an earlier one fails; nothing throws.
 KillReport pull_kill_switch(const Paths& p);
 
 }  // namespace tardy

@@ -1,4 +1,5 @@
 // tardy: the command line. Thin: parsing and printing over the library.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +20,8 @@
 #include "qdisc.hpp"
 #include "tc_object.hpp"
 #include "units.hpp"
+#include "pinned.hpp"
+#include "paths.hpp"
 
 using nlohmann::json;
 using namespace tardy;
@@ -174,9 +177,48 @@ int cmd_kill(const Paths& p) {
     return rep.clean() ? 0 : 1;
 }
 
+// Every tardy command run as root first resumes processes whose stall is long overdue: their
+// agent and watchdog are dead or frozen, and nobody else would.
+void resume_orphans(const Paths& p) {
+    if (geteuid() != 0) return;
+    if (int n = resume_overdue(p.stalled_pin()); n > 0)
+        std::fprintf(stderr, "tardy: resumed %d process(es) left stopped by a stall that nobody ended\n", n);
+}
+
+// An option given with an empty value ("--for ''") is a mistake, never "use the default".
+int check_empty_values(const CLI::App& cmd) {
+    for (const CLI::Option* o : cmd.get_options()) {
+        if (o->get_type_size() == 0) continue;  // a flag
+        for (const auto& v : o->results()) {
+            if (v.empty()) {
+                std::fprintf(stderr, "tardy: %s needs a value; see tardy %s --help\n", o->get_name().c_str(),
+                             cmd.get_name().c_str());
+                return kExitUser;
+            }
+        }
+    }
+    return 0;
+}
+
+int run(int argc, char** argv);
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Nothing may escape: the kill switch in particular must report, never abort.
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "tardy: internal error: %s\n", one_line(e.what()).c_str());
+    } catch (...) {
+        std::fprintf(stderr, "tardy: internal error\n");
+    }
+    return 1;
+}
+
+namespace {
+
+int run(int argc, char** argv) {
     CLI::App app{"tardy: kernel-level latency and fault injection for cgroups (eBPF)", "tardy"};
     app.require_subcommand(0, 1);
     app.set_version_flag("--version", std::string("tardy 0.1.0"));
@@ -243,6 +285,7 @@ int main(int argc, char** argv) {
     auto* agent = app.add_subcommand("agent", "Run the agent in the foreground (inject starts one when needed)");
     agent->add_flag("--exit-when-idle", ao.exit_when_idle, "Leave when the last injection ends");
     agent->add_option("--rng-seed", ao.rng_seed, "Seed loss decisions reproducibly (tests)");
+    agent->add_option("--status-fd", ao.status_fd, "")->group("");  // spawn_agent's start report
     agent->add_flag("--verbose", verbose, "Log libbpf's messages");
 
     DemoOptions dopt;
@@ -291,16 +334,23 @@ int main(int argc, char** argv) {
         return kExitUser;
     }
 
+    for (const auto* c : app.get_subcommands())
+        if (int rc = check_empty_values(*c)) return rc;
+    if (*inject || *list || *stop || *agent) {
+        if (auto v = validate_paths(paths); !v) return report(v.error());
+    }
+    if (*inject || *list || *stop || *killc) {
+        if (int rc = need_root()) return rc;
+        resume_orphans(paths);
+    }
     if (*inject) return cmd_inject(ia, paths);
     if (*list) return cmd_list(list_json, paths);
     if (*stop) return cmd_stop(stop_name, stop_all, paths);
-    if (*killc) {
-        if (int rc = need_root()) return rc;
-        return cmd_kill(paths);
-    }
+    if (*killc) return cmd_kill(paths);
     if (*doctor) return run_doctor(doctor_json);
     if (*agent) {
         if (int rc = need_root()) return rc;
+        if (ao.status_fd >= 0) fcntl(ao.status_fd, F_SETFD, FD_CLOEXEC);
         set_libbpf_log(verbose ? 2 : 0);
         return run_agent(ao);
     }
@@ -315,3 +365,5 @@ int main(int argc, char** argv) {
     if (*filecall) return run_filecall(fa);
     return 0;
 }
+
+}  // namespace

@@ -16,6 +16,8 @@ Result<void> validate_name(const std::string& name) {
         if (!okc)
             return Error::user("--name '" + name + "': use only letters, digits, '.', '_' and '-'");
     }
+    if (name[0] == '-' || name[0] == '.' || name[0] == '_')
+        return Error::user("--name '" + name + "': start with a letter or a digit (it must not look like an option)");
     return ok();
 }
 

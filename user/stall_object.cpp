@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <time.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -13,6 +15,7 @@
 
 #include "fd.hpp"
 #include "percpu.hpp"
+#include "pinned.hpp"
 #include "stall.skel.h"
 
 namespace tardy {
@@ -126,49 +129,95 @@ void StallObject::consume(const std::function<void(const tardy_stall_event&)>& o
 }
 
 void StallObject::resume(uint32_t tgid) {
-    kill(static_cast<pid_t>(tgid), SIGCONT);
+    // Forget first: if the process is stopped again at once, its new record must survive.
     bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_stalled), &tgid);
+    kill(static_cast<pid_t>(tgid), SIGCONT);
 }
 
-int resume_all_recorded(const std::string& stalled_pin) {
-    Fd m(bpf_obj_get(stalled_pin.c_str()));
-    if (!m.valid()) return 0;
-    std::vector<uint32_t> tgids;
-    uint32_t key = 0, next = 0;
-    void* prev = nullptr;
-    while (bpf_map_get_next_key(m.get(), prev, &next) == 0) {
-        tgids.push_back(next);
-        key = next;
-        prev = &key;
-    }
-    for (uint32_t t : tgids) {
-        kill(static_cast<pid_t>(t), SIGCONT);
-        bpf_map_delete_elem(m.get(), &t);
-    }
-    return static_cast<int>(tgids.size());
+Result<void> StallObject::exempt(uint32_t tgid) {
+    __u8 one = 1;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_exempt), &tgid, &one, BPF_ANY))
+        return Error::sys("exempt process " + std::to_string(tgid) + " from stalls", errno);
+    return ok();
 }
 
-Result<pid_t> start_watchdog(const std::string& stalled_pin) {
+int StallObject::stalled_fd() const { return bpf_map__fd(skel_->maps.tardy_stalled); }
+int StallObject::control_fd() const { return bpf_map__fd(skel_->maps.tardy_control); }
+
+namespace {
+
+[[noreturn]] void watchdog_main(const std::string& root_procs) {
+    constexpr int kPipe = 3, kControl = 4, kStalled = 5;
+    prctl(PR_SET_NAME, "tardy-watchdog");
+    setsid();  // out of the agent's process group
+    if (!root_procs.empty()) {
+        int f = open(root_procs.c_str(), O_WRONLY | O_CLOEXEC);
+        if (f >= 0) {
+            (void)!write(f, "0", 1);  // "0": the writing process
+            close(f);
+        }
+    }
+    int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (adj >= 0) {
+        (void)!write(adj, "-1000", 5);
+        close(adj);
+    }
+    signal(SIGTERM, SIG_IGN);  // `tardy kill` ends the agent, resumes, and then we end
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    bool agent_gone = false;
+    uint64_t last_lease = 0;
+    for (;;) {
+        if (!agent_gone) {
+            pollfd p{kPipe, POLLIN, 0};
+            if (poll(&p, 1, 100) > 0) {
+                char c;
+                agent_gone = read(kPipe, &c, 1) <= 0;  // EOF: every write end closed, the agent is gone
+            }
+        } else {
+            timespec ts{0, 50'000'000};
+            nanosleep(&ts, nullptr);
+        }
+        uint64_t now = mono_now_ns();
+        auto c = read_control(kControl);
+        bool can_stop = c && c->armed && (c->lease_deadline_ns == 0 || now < c->lease_deadline_ns);
+        if (!agent_gone) {
+            if (c) last_lease = c->lease_deadline_ns;
+            resume_recorded(kStalled, now > kWatchdogGraceNs ? now - kWatchdogGraceNs : 0);
+            continue;
+        }
+        // The agent is gone, but the programs it attached can still stop a process until
+        // the kernel has released them and the lease it last renewed has passed: keep
+        // resuming until then (a process re-entering its stalled call is stopped again).
+        resume_recorded(kStalled);
+        bool lease_over = !can_stop || (last_lease && now > last_lease + 100'000'000ULL);
+        if (lease_over && count_recorded(kStalled) == 0) _exit(0);
+    }
+}
+
+}  // namespace
+
+Result<pid_t> start_watchdog(int control_fd, int stalled_fd, const std::string& root_procs) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return Error::sys("pipe for the watchdog", errno);
     pid_t pid = fork();
-    if (pid < 0) return Error::sys("fork the watchdog", errno);
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return Error::sys("fork the watchdog", errno);
+    }
     if (pid == 0) {
-        // Keep only the pipe: holding the agent's lock or socket would outlive it.
+        // Keep only the pipe and the two maps: holding the agent's lock or socket would
+        // make it look like the agent.
+        int c = fcntl(control_fd, F_DUPFD_CLOEXEC, 10), s = fcntl(stalled_fd, F_DUPFD_CLOEXEC, 10);
         dup2(p[0], 3);
-        syscall(SYS_close_range, 4U, ~0U, 0U);
-        prctl(PR_SET_NAME, "tardy-watchdog");
-        signal(SIGTERM, SIG_IGN);  // `tardy kill` ends the agent, and then this resumes
-        signal(SIGINT, SIG_IGN);
-        signal(SIGHUP, SIG_IGN);
-        char c;
-        while (read(3, &c, 1) != 0) {  // EOF: every write end is closed, the agent is gone
-        }
-        resume_all_recorded(stalled_pin);
-        _exit(0);
+        dup2(c, 4);
+        dup2(s, 5);
+        syscall(SYS_close_range, 6U, ~0U, 0U);
+        watchdog_main(root_procs);
     }
     close(p[0]);
-    // The agent keeps the write end for its lifetime; it must not leak into other children.
+    // The agent keeps the write end (CLOEXEC) for its lifetime: its end is our EOF.
     return pid;
 }
 

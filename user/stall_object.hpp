@@ -39,6 +39,10 @@ public:
     void consume(const std::function<void(const tardy_stall_event&)>& on_stop);
     // Resumes a stopped process (SIGCONT) and forgets it.
     void resume(uint32_t tgid);
+    // Never stop this process (the agent, its watchdog), whatever the rules say.
+    Result<void> exempt(uint32_t tgid);
+    int stalled_fd() const;
+    int control_fd() const;
 
 private:
     StallObject() = default;
@@ -49,13 +53,17 @@ private:
     std::function<void(const tardy_stall_event&)> on_stop_;
 };
 
-// Resumes every process recorded in the pinned map of stopped processes and empties it.
-// Used by the watchdog when the agent dies and by `tardy kill`. Returns how many.
-int resume_all_recorded(const std::string& stalled_pin);
+// Starts the watchdog: a small process that resumes every stopped process the agent does not
+// resume in time (the agent is frozen, blocked or dead). It holds the stalled and control
+// maps (so `tardy kill` can prove it is ours), leaves the agent's session and, when
+// `root_procs` names a cgroup.procs file, the agent's cgroup: a kill of the agent's process
+// group or cgroup (systemd, a container runtime) does not take it along. It ends once the
+// agent is gone, no program can stop anyone any more (lease passed or disarmed) and nobody
+// is left stopped.
+Result<pid_t> start_watchdog(int control_fd, int stalled_fd, const std::string& root_procs);
 
-// Starts the watchdog: a small process that waits for the agent to end (by any means) and
-// then resumes whatever the agent left stopped.
-Result<pid_t> start_watchdog(const std::string& stalled_pin);
+// How late past its due time the watchdog resumes a process the agent should have resumed.
+constexpr uint64_t kWatchdogGraceNs = 300'000'000ULL;
 
 // x86_64 syscall numbers of the names --stall accepts; -1 when unknown.
 long syscall_number(const std::string& name);

@@ -4,6 +4,9 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <sstream>
+
+#include "cgroup.hpp"
 
 #include "../common/harness.hpp"
 
@@ -114,6 +117,118 @@ TEST_F(StallLab, BadStallsAreRefused) {
         EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
     }
     EXPECT_FALSE(std::filesystem::exists(run_dir_ + "/agent.sock"));
+}
+
+// The watchdog: a child of the agent named tardy-watchdog.
+pid_t watchdog_of(pid_t agent) {
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+        std::string n = e.path().filename();
+        if (n.empty() || !std::isdigit(static_cast<unsigned char>(n[0]))) continue;
+        std::ifstream st(e.path() / "stat");
+        std::string line;
+        std::getline(st, line);
+        auto close = line.rfind(')');
+        if (close == std::string::npos || line.find("(tardy-watchdog)") == std::string::npos) continue;
+        std::istringstream rest(line.substr(close + 2));
+        char state;
+        pid_t ppid = 0;
+        rest >> state >> ppid;
+        if (ppid == agent) return std::stoi(n);
+    }
+    return 0;
+}
+
+// 2a. A frozen agent resumes nobody and renews no lease: the watchdog resumes, the lease
+// ends new stalls.
+TEST_F(StallLab, FrozenAgentLeavesNoStallLongerThanASecond) {
+    inject({"--stall", "write=50ms"});
+    pid_t agent = agent_pid();
+    ASSERT_EQ(kill(agent, SIGSTOP), 0);
+    double t0 = mono_ms();
+    auto e = write_ms(kExp, 20, 1);
+    double took = mono_ms() - t0;
+    kill(agent, SIGCONT);
+    ASSERT_EQ(e.size(), 20u);
+    double worst = *std::max_element(e.begin(), e.end());
+    std::printf("  agent frozen: 20 writes in %.0f ms, worst %.0f ms\n", took, worst);
+    EXPECT_LT(worst, 50 + 1000) << "a stall lasted past its time plus a second while the agent was frozen";
+    EXPECT_LT(took, 5000);
+}
+
+// 2b. A kill of the agent's process group (systemd, a runtime) does not take the watchdog.
+TEST_F(StallLab, ProcessGroupKillOfTheAgentStillResumes) {
+    inject({"--stall", "write=3s"});
+    pid_t agent = agent_pid();
+    pid_t w = background_writer(3);
+    for (int i = 0; i < 200 && state(w) != 'T'; i++) sleep_ms(10);
+    ASSERT_EQ(state(w), 'T') << "the writer was never stopped";
+    pid_t dog = watchdog_of(agent);
+    ASSERT_GT(dog, 0) << "no watchdog";
+    EXPECT_NE(getpgid(dog), getpgid(agent)) << "the watchdog shares the agent's process group";
+    double t0 = mono_ms();
+    ASSERT_EQ(kill(-getpgid(agent), SIGKILL), 0);
+    waitpid(w, nullptr, 0);
+    EXPECT_LT(mono_ms() - t0, 1500) << "the writer stayed stopped after its agent's group was killed";
+    for (int i = 0; i < 40 && process_alive(dog); i++) sleep_ms(50);
+    EXPECT_FALSE(process_alive(dog)) << "the watchdog outlived its work";
+}
+
+// 2b. Agent and watchdog SIGKILLed by hand: the next tardy command resumes what they left.
+TEST_F(StallLab, WhenAgentAndWatchdogAreKilledTheNextCommandResumes) {
+    inject({"--stall", "write=300ms"});
+    pid_t agent = agent_pid();
+    pid_t w = background_writer(3);
+    for (int i = 0; i < 200 && state(w) != 'T'; i++) sleep_ms(10);
+    ASSERT_EQ(state(w), 'T');
+    pid_t dog = watchdog_of(agent);
+    ASSERT_GT(dog, 0);
+    kill(dog, SIGKILL);
+    kill(agent, SIGKILL);
+    sleep_ms(1500);
+    ASSERT_EQ(state(w), 'T') << "expected nobody to be left to resume it";
+    auto r = tardy({"list"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("resumed 1 process"), std::string::npos) << r.err;
+    waitpid(w, nullptr, 0);
+}
+
+// 2c. After an agent-only SIGKILL, a process that re-enters its stalled call is not left
+// stopped by the programs that linger until the kernel releases them.
+TEST_F(StallLab, AfterTheAgentDiesNoRestoppedProcessIsLeft) {
+    for (int run = 0; run < 5; run++) {
+        inject({"--stall", "write=100ms"});
+        pid_t w = background_writer(400);
+        for (int i = 0; i < 200 && state(w) != 'T'; i++) sleep_ms(5);
+        sleep_ms(run * 37 % 90);
+        ASSERT_EQ(kill(agent_pid(), SIGKILL), 0);
+        double t0 = mono_ms();
+        int st = 0;
+        pid_t done = 0;
+        while ((done = waitpid(w, &st, WNOHANG)) == 0 && mono_ms() - t0 < 8000) sleep_ms(20);
+        EXPECT_EQ(done, w) << "run " << run << ": the writer is stuck (state " << state(w) << ") after the agent died";
+        if (done != w) {
+            kill(w, SIGCONT);
+            waitpid(w, nullptr, 0);
+        }
+        EXPECT_EQ(tardy({"kill"}).status, 0);
+    }
+}
+
+// 7. The agent never stalls itself.
+TEST_F(StallLab, StallOnTheAgentsOwnCgroupIsRefused) {
+    auto cgfs = CgroupFs::detect();
+    ASSERT_TRUE(cgfs);
+    auto self = cgfs->by_pid(getpid());
+    ASSERT_TRUE(self);
+    inject({"--loss", "1%"}, "starts-agent");  // the agent runs in this test's cgroup
+    std::vector<std::string> targets{self->rel};
+    if (self->rel != "/") targets.push_back(std::filesystem::path(self->rel).parent_path().string());
+    for (const auto& t : targets) {
+        auto r = tardy({"inject", "--cgroup", t, "--force", "--stall", "write=1s"});
+        EXPECT_EQ(r.status, 2) << t << ": " << r.err;
+        EXPECT_NE(r.err.find("agent"), std::string::npos) << r.err;
+    }
+    EXPECT_EQ(list_json()["injections"].size(), 1u);
 }
 
 }  // namespace
