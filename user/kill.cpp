@@ -43,6 +43,16 @@ public:
         else
             run_dir_ok_ = ensure_dir(p_.run_dir).ok();  // so that the lock can be taken
         disarm();
+        // One kill at a time: a kill holds agent.lock while it works, and a second one must
+        // not take it for an agent's. It waits, then finds nothing or a newer agent.
+        std::optional<RunLock> serial;
+        if (run_dir_ok_) {
+            auto k = RunLock::acquire(p_.kill_lock(), 20000);
+            if (k)
+                serial.emplace(std::move(*k));
+            else
+                problem(k.error().message + ": another `tardy kill` did not finish within 20s");
+        }
         for (int round = 0; round < kRounds; round++) {
             take_lock();
             auto pids = holders(holdings());
@@ -55,6 +65,7 @@ public:
         remove_files();
         verify();
         if (lock_) lock_->remove_and_release(p_.lock_file());
+        if (serial) serial->remove_and_release(p_.kill_lock());
         return std::move(rep_);
     }
 
@@ -89,6 +100,7 @@ private:
         }
     }
 
+    // Only agents and watchdogs can hold these here: other kills wait for kill.lock first.
     // SIGTERM (and SIGCONT, which a stopped agent needs to act on it) through pidfds, each
     // after proving again that the process holds the lock or the control map; SIGKILL for
     // those still there after the grace time.

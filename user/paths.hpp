@@ -17,6 +17,7 @@ struct Paths {
     std::string pid_file() const { return run_dir + "/agent.pid"; }
     std::string socket() const { return run_dir + "/agent.sock"; }
     std::string lock_file() const { return run_dir + "/agent.lock"; }
+    std::string kill_lock() const { return run_dir + "/kill.lock"; }  // one kill switch at a time
     std::string journal() const { return run_dir + "/journal"; }
     std::string log() const { return run_dir + "/agent.log"; }
     std::string control_pin() const { return bpffs_dir + "/tardy_control"; }

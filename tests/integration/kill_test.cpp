@@ -88,7 +88,7 @@ protected:
 
 // 1. An inject racing kill must never leave an agent that kill calls clean, nor two agents.
 TEST_F(KillLab, KillRacingInjectsNeverLeavesAnInvisibleAgent) {
-    for (int round = 0; round < 6; round++) {
+    for (int round = 0; round < 4; round++) {
         std::vector<std::thread> ts;
         std::atomic<int> killed_clean{0};
         for (int i = 0; i < 6; i++)
@@ -323,6 +323,47 @@ TEST_F(KillLab, SlowAndSilentClientsDelayNothing) {
     EXPECT_EQ(probe(kExp, "udp", false, 10).answered(), 10) << "the fault outlived --for";
     stop = true;
     slow.join();
+}
+
+// Many clients at once, for a while: inject, stop, list and kill in every order. Then a last
+// kill must be clean, and from outside (the kernel's program list, /proc, bpffs) nothing of
+// tardy is left.
+TEST_F(KillLab, ManyClientsAtOnceLeaveNothingBehind) {
+    std::atomic<bool> stop{false};
+    std::atomic<int> ops{0}, crashes{0};
+    auto worker = [&](unsigned seed) {
+        std::vector<std::vector<std::string>> menu{
+            {"inject", "--cgroup", lab_->cgroup_rel(kExp), "--loss", "50%", "--name", "a", "--for", "2s"},
+            {"inject", "--cgroup", lab_->cgroup_rel(kCtl), "--loss", "10%", "--name", "b"},
+            {"inject", "--cgroup", lab_->cgroup_rel(kExp), "--stall", "write=5ms:10%", "--name", "c"},
+            {"stop", "a"}, {"stop", "--all"}, {"list"}, {"list", "--json"}, {"kill"}};
+        while (!stop) {
+            seed = seed * 1103515245 + 12345;
+            const auto& cmd = menu[(seed >> 16) % menu.size()];
+            auto r = tardy(cmd);
+            if (r.status >= 128 && crashes++ < 3)
+                std::printf("  crash: tardy %s %s: status %d: %s\n", cmd[0].c_str(), cmd[1].c_str(), r.status,
+                            r.err.c_str());
+            ops++;
+        }
+    };
+    std::vector<std::thread> ts;
+    for (unsigned i = 0; i < 4; i++) ts.emplace_back(worker, i * 7919 + 1);
+    sleep_ms(8000);
+    stop = true;
+    for (auto& t : ts) t.join();
+    std::printf("  %d commands from 4 clients in 8 s\n", ops.load());
+    EXPECT_EQ(crashes, 0) << "a command crashed";
+    auto k = tardy({"kill"});
+    EXPECT_EQ(k.status, 0) << k.out << k.err;
+    EXPECT_NE(k.out.find("clean"), std::string::npos) << k.out;
+    for (int i = 0; i < 60 && (count_our_programs() || !agents_of(run_dir_).empty()); i++) sleep_ms(50);
+    EXPECT_EQ(count_our_programs(), 0) << "a program of ours is still loaded";
+    EXPECT_TRUE(agents_of(run_dir_).empty()) << "an agent is alive after a clean kill";
+    EXPECT_FALSE(fs::exists(bpffs_)) << "pins left";
+    EXPECT_FALSE(fs::exists(run_dir_ + "/agent.sock"));
+    EXPECT_EQ(probe(kExp, "udp", false, 20).answered(), 20);
+    EXPECT_EQ(probe(kCtl, "udp", false, 20).answered(), 20);
 }
 
 }  // namespace
