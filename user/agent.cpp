@@ -36,6 +36,8 @@
 #include "units.hpp"
 #include "pinned.hpp"
 #include "run_lock.hpp"
+#include "request.hpp"
+#include "server.hpp"
 
 using nlohmann::json;
 
@@ -635,45 +637,6 @@ void Agent::end_all() {
     for (const auto& n : names) (void)end(n);
 }
 
-Result<Fd> listen_on(const std::string& path) {
-    Fd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!s.valid()) return Error::sys("socket", errno);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    if (path.size() >= sizeof a.sun_path) return Error::user("socket path too long: " + path);
-    std::strcpy(a.sun_path, path.c_str());
-    unlink(path.c_str());
-    if (bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return Error::sys("bind " + path, errno);
-    chmod(path.c_str(), 0600);
-    if (listen(s.get(), 16) != 0) return Error::sys("listen " + path, errno);
-    return s;
-}
-
-void serve_one(Agent& agent, int lfd) {
-    Fd c(accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
-    if (!c.valid()) return;
-    std::string in;
-    char buf[65536];
-    while (in.empty() || in.back() != '\n') {
-        pollfd p{c.get(), POLLIN, 0};
-        if (poll(&p, 1, 2000) <= 0) return;  // a client that sends nothing cannot hold us
-        ssize_t n = read(c.get(), buf, sizeof buf);
-        if (n <= 0) return;
-        in.append(buf, n);
-        if (in.size() > (1 << 20)) return;
-    }
-    auto req = json::parse(in, nullptr, false);
-    json rep;
-    try {
-        rep = req.is_discarded() || !req.is_object() ? fail(Error::other("request is not a JSON object"))
-                                                     : agent.handle(req);
-    } catch (const std::exception& e) {
-        rep = fail(Error::other(std::string("malformed request: ") + e.what()));
-    }
-    std::string out = rep.dump() + "\n";
-    (void)!send(c.get(), out.data(), out.size(), MSG_NOSIGNAL);
-}
-
 // Undo what a previous agent left behind (it died without cleaning up).
 void recover_journal(const Paths& p) {
     Journal j(p.journal());
@@ -790,8 +753,10 @@ int run_agent(const AgentOptions& o) {
     Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
     itimerspec its{{0, 100'000'000}, {0, 100'000'000}};  // 100 ms: expiry resolution
     timerfd_settime(tfd.get(), 0, &its, nullptr);
-    auto l = listen_on(p.socket());
-    if (!l) return status.fail(l.error());
+    auto server = Server::listen(p.socket(), [&](std::string_view line) {
+        return handle_line(line, [&](const json& req) { return agent.handle(req); });
+    });
+    if (!server) return status.fail(server.error());
     files.socket = true;
     FILE* pf = std::fopen(p.pid_file().c_str(), "we");
     if (pf) {
@@ -809,27 +774,29 @@ int run_agent(const AgentOptions& o) {
 
     int code = 0;
     unsigned ticks = 0;
+    std::vector<pollfd> fds;
     for (bool running = true; running;) {
-        pollfd fds[5] = {{l->get(), POLLIN, 0},
-                         {sfd.get(), POLLIN, 0},
-                         {tfd.get(), POLLIN, 0},
-                         {agent.stall_events_fd(), POLLIN, 0},
-                         {agent.resume_timer_fd(), POLLIN, 0}};
-        if (poll(fds, 5, -1) < 0) {
+        fds = {{sfd.get(), POLLIN, 0},
+               {tfd.get(), POLLIN, 0},
+               {agent.stall_events_fd(), POLLIN, 0},
+               {agent.resume_timer_fd(), POLLIN, 0}};
+        const size_t own = fds.size();
+        (*server)->add_pollfds(fds);
+        if (poll(fds.data(), fds.size(), (*server)->timeout_ms(mono_ns())) < 0) {
             if (errno == EINTR) continue;
             code = 1;
             break;
         }
         // Resumes first: a stalled process must not wait for anything else.
-        if (fds[3].revents) agent.on_stall_events();
-        if (fds[4].revents) agent.on_resume_timer();
-        if (fds[1].revents) {
+        if (fds[2].revents) agent.on_stall_events();
+        if (fds[3].revents) agent.on_resume_timer();
+        if (fds[0].revents) {
             signalfd_siginfo si{};
             (void)!read(sfd.get(), &si, sizeof si);
             log("signal " + std::to_string(si.ssi_signo) + ": ending every injection");
             running = false;
         }
-        if (fds[2].revents) {
+        if (fds[1].revents) {
             uint64_t n;
             (void)!read(tfd.get(), &n, sizeof n);
             agent.tick();
@@ -839,7 +806,9 @@ int run_agent(const AgentOptions& o) {
                 running = false;
             }
         }
-        if (fds[0].revents) serve_one(agent, l->get());
+        // Clients last, and never blocking: see server.hpp.
+        (*server)->service(fds.data() + own, fds.size() - own);
+        (*server)->expire(mono_ns());
     }
     agent.end_all();
     resume_left_stopped(p);  // the pin may hold processes of an earlier agent too

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "fd.hpp"
+#include "request.hpp"
 
 namespace tardy {
 namespace {
@@ -37,7 +38,9 @@ Result<Fd> connect_agent(const Paths& p) {
 Result<nlohmann::json> agent_call(const Paths& p, const nlohmann::json& req, int timeout_ms) {
     auto s = connect_agent(p);
     if (!s) return s.error();
-    std::string out = req.dump() + "\n";
+    nlohmann::json versioned = req;
+    if (versioned.is_object()) versioned["v"] = kProtocolVersion;
+    std::string out = versioned.dump() + "\n";
     if (send(s->get(), out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size()))
         return Error::sys("send to the agent", errno);
     std::string in;

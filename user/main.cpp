@@ -56,10 +56,22 @@ int need_root() {
     return 0;
 }
 
+// Root, then a usable environment (checked only where the command needs it), then the
+// processes left stopped by a dead agent are resumed: every state-touching command does this.
+void resume_orphans(const Paths& p);
+int ready_for_state(const Paths& p, bool check_paths) {
+    if (int rc = need_root()) return rc;
+    if (check_paths) {
+        if (auto v = validate_paths(p); !v) return report(v.error());
+    }
+    resume_orphans(p);
+    return 0;
+}
+
 int cmd_inject(const InjectArgs& a, const Paths& p) {
     auto r = build_inject_request(a);
     if (!r) return report(r.error());
-    if (int rc = need_root()) return rc;
+    if (int rc = ready_for_state(p, true)) return rc;
     auto cgfs = CgroupFs::detect();
     if (!cgfs) return report(cgfs.error());
     auto req = prepare_inject(*r, *cgfs);
@@ -147,6 +159,7 @@ int cmd_stop(const std::string& name, bool all, const Paths& p) {
     if (!name.empty()) {
         if (auto v = validate_name(name); !v) return report(v.error());
     }
+    if (int rc = ready_for_state(p, true)) return rc;
     if (!agent_reachable(p)) {
         if (all) {
             std::printf("no active injections\n");
@@ -336,12 +349,13 @@ int run(int argc, char** argv) {
 
     for (const auto* c : app.get_subcommands())
         if (int rc = check_empty_values(*c)) return rc;
-    if (*inject || *list || *stop || *agent) {
-        if (auto v = validate_paths(paths); !v) return report(v.error());
+    // Mistakes in the arguments first (inject and stop check theirs before calling
+    // ready_for_state), then root, then the environment.
+    if (*list || *killc) {
+        if (int rc = ready_for_state(paths, list->parsed())) return rc;
     }
-    if (*inject || *list || *stop || *killc) {
-        if (int rc = need_root()) return rc;
-        resume_orphans(paths);
+    if (*agent) {
+        if (auto v = validate_paths(paths); !v) return report(v.error());
     }
     if (*inject) return cmd_inject(ia, paths);
     if (*list) return cmd_list(list_json, paths);

@@ -394,6 +394,22 @@ Result<bool> probe_kind(const std::string& kind) {
     return true;
 }
 
+static_assert(kClsactIngress == TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS));
+static_assert(kClsactEgress == TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS));
+
+bool is_clsact(const QdiscMsg& q) { return q.kind == "clsact" && q.parent == TC_H_CLSACT; }
+
+// Whether any filter is left on either hook of the device's clsact.
+Result<bool> clsact_filters(Rtnl& nl, int ifindex, const std::string& ifname) {
+    for (uint32_t parent : {kClsactIngress, kClsactEgress}) {
+        auto n = count_dump(nl, RTM_GETTFILTER, RTM_NEWTFILTER, ifindex, parent,
+                            "the clsact filters of " + ifname);
+        if (!n) return n.error();
+        if (*n) return true;
+    }
+    return false;
+}
+
 std::string to_hex(const uint8_t* p, size_t n) {
     static const char digits[] = "0123456789abcdef";
     std::string s;
@@ -508,6 +524,55 @@ Result<void> restore_root_qdisc(const QdiscSnapshot& s) {
         return Error{ErrorKind::System, what + ": " + not_available_msg(s.kind), ENOENT};
     if (r.err) return nl_error(what, r);
     return ok();
+}
+
+Result<bool> clsact_exists(int ifindex) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    auto qs = dump_qdiscs(nl, ifindex, *name);
+    if (!qs) return qs.error();
+    return std::any_of(qs->begin(), qs->end(), is_clsact);
+}
+
+Result<int> count_filters(int ifindex, uint32_t parent) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    return count_dump(nl, RTM_GETTFILTER, RTM_NEWTFILTER, ifindex, parent,
+                      "the filters of " + *name + " at parent " + handle_str(parent));
+}
+
+Result<bool> clsact_has_filters(int ifindex) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    return clsact_filters(nl, ifindex, *name);
+}
+
+Result<bool> remove_clsact_if_empty(int ifindex) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    auto qs = dump_qdiscs(nl, ifindex, *name);
+    if (!qs) return qs.error();
+    if (std::none_of(qs->begin(), qs->end(), is_clsact)) return false;
+    auto busy = clsact_filters(nl, ifindex, *name);
+    if (!busy) return busy.error();
+    if (*busy) return false;
+    std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+    // The kind and handle make the kernel refuse (EINVAL, ENOENT) anything but a clsact.
+    nlmsghdr* nlh = put_tc_header(buf.data(), RTM_DELQDISC, NLM_F_ACK, ifindex, TC_H_CLSACT,
+                                  TC_H_MAKE(TC_H_CLSACT, 0));
+    mnl_attr_put_strz(nlh, TCA_KIND, "clsact");
+    Reply r = nl.exchange(nlh, [](const nlmsghdr*) {});
+    if (r.err == ENOENT || r.err == EINVAL) return false;  // gone, or replaced by another kind since
+    if (r.err) return nl_error("cannot remove the clsact qdisc of " + *name, r);
+    return true;
 }
 
 Result<void> check_restorable(const QdiscSnapshot& s) {

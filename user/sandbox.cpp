@@ -116,8 +116,9 @@ Result<void> Sandbox::build() {
         pids_.push_back(*res);
         TARDY_TRY(write_file(cg + "/cgroup.procs", std::to_string(*res)));
     }
-    // `ip netns exec` enters the namespace before it execs sleep: wait for that.
-    for (int i = 0; i < 200; i++) {
+    // `ip netns exec` enters the namespace before it execs sleep: wait for that (up to 10 s:
+    // under software emulation 1 s was not always enough).
+    for (int i = 0; i < 2000; i++) {
         bool all = true;
         for (size_t k = 1; k < pids_.size(); k++) {
             std::error_code ec;

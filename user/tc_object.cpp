@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "percpu.hpp"
+#include "qdisc.hpp"
 #include "tc.skel.h"
 
 namespace tardy {
@@ -110,10 +111,8 @@ Result<TcAttachment> TcAttachment::attach_egress(const TcObject& obj, int ifinde
     if (err && err != -EEXIST) return Error::sys("create clsact qdisc on ifindex " + std::to_string(ifindex), -err);
     a.created_hook_ = (err == 0);
     auto undo_hook = [&] {
-        if (a.created_hook_) {
-            hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-            bpf_tc_hook_destroy(&hook);
-        }
+        // Best effort, and only if still empty: another tool may have used it meanwhile.
+        if (a.created_hook_) (void)remove_clsact_if_empty(ifindex);
     };
     if (auto r = before_filter(kClsactHandle, kClsactPriority, a.created_hook_); !r) {
         undo_hook();
@@ -145,12 +144,11 @@ Result<void> detach_clsact(int ifindex, uint32_t handle, uint32_t priority, bool
     int err = bpf_tc_detach(&hook, &opts);
     if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
         return Error::sys("detach clsact filter from ifindex " + std::to_string(ifindex), -err);
-    if (destroy_hook) {
-        hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-        err = bpf_tc_hook_destroy(&hook);
-        if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
-            return Error::sys("remove clsact qdisc from ifindex " + std::to_string(ifindex), -err);
-    }
+    if (!destroy_hook) return ok();
+    // We made the clsact, but other tools may have put filters on it since, and deleting the
+    // qdisc (bpf_tc_hook_destroy) would take theirs with ours: delete it only when empty.
+    auto r = remove_clsact_if_empty(ifindex);
+    if (!r && r.error().err != ENODEV) return r.error();  // its messages name the device
     return ok();
 }
 
