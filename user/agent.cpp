@@ -640,12 +640,10 @@ void Agent::end_all() {
 // Undo what a previous agent left behind (it died without cleaning up).
 void recover_journal(const Paths& p) {
     Journal j(p.journal());
-    // TODO(undo_all)
-    for (const auto& e : j.open_entries()) {
-        auto r = undo_journal_entry(e);
-        if (r) (void)j.done(e.id);
-    }
-    (void)j.compact();
+    UndoSummary s = undo_all(j);
+    for (const auto& d : s.undone) log("journal: " + d);
+    for (const auto& e : s.problems) log("journal: " + e);
+    if (s.set_aside) log("journal: set aside " + std::to_string(s.set_aside) + " unreadable entries in " + s.set_aside_path);
 }
 
 // The agent's log is its stderr (spawn_agent points it at agent.log): capped by moving it to

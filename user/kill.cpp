@@ -144,14 +144,12 @@ private:
     void undo_journal() {
         if (!exists(p_.journal())) return;
         Journal j(p_.journal());
-        // TODO(undo_all)
-        for (const auto& e : j.open_entries()) {
-            auto r = undo_journal_entry(e);
-            if (r) (void)j.done(e.id);
-            if (r) done("undid journal entry " + std::to_string(e.id));
-            else problem(r.error().message);
-        }
-        (void)j.compact();
+        UndoSummary s = undo_all(j);
+        for (const auto& d : s.undone) done(d);
+        for (const auto& e : s.problems) problem(e);
+        if (s.set_aside)
+            done("set aside " + std::to_string(s.set_aside) + " unreadable journal entr" +
+                 (s.set_aside == 1 ? "y" : "ies") + " in " + s.set_aside_path + " (nothing could be undone from them)");
     }
 
     void remove_pin(const std::string& pin) {

@@ -18,9 +18,10 @@ bin=$out/tardy_fuzz
 CLANGXX=${CLANGXX:-clang++}
 
 # The minimal set that links: journal.cpp undoes entries through netns, tc_object and qdisc;
-# spec.cpp parses socket faults and stalls.
+# spec.cpp parses socket faults and stalls (stall_object.cpp names syscalls, reading pins through
+# pinned.cpp); request.cpp checks agent requests with both.
 srcs=(user/units.cpp user/spec.cpp user/qdisc.cpp user/journal.cpp user/cgroup.cpp user/netns.cpp
-      user/tc_object.cpp user/sock_faults.cpp user/stall_object.cpp)
+      user/tc_object.cpp user/sock_faults.cpp user/stall_object.cpp user/pinned.cpp user/request.cpp)
 
 [[ -f build/tc.skel.h ]] || make --no-print-directory build/tc.skel.h
 mkdir -p "$out/corpus"

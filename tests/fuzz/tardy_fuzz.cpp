@@ -1,5 +1,6 @@
 // libFuzzer target over everything tardy parses from text it does not control: the units users
-// type, inject flags, qdisc journal records, journal files and cgroup directory names.
+// type, inject flags, qdisc journal records, journal files (and undo_all on them), cgroup
+// directory names and the agent's request lines.
 //
 // The first input byte picks the parser (mod kTargets), the rest is its input. Every check that
 // fails calls abort() with a line saying which invariant broke, so libFuzzer saves the input.
@@ -19,14 +20,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "cgroup.hpp"
 #include "journal.hpp"
+#include "netns.hpp"
 #include "qdisc.hpp"
+#include "request.hpp"
+#include "sock_faults.hpp"
 #include "spec.hpp"
+#include "stall_object.hpp"
 #include "units.hpp"
 
 using namespace tardy;
@@ -323,6 +329,7 @@ std::string scratch_journal() {
         std::atexit([] {
             unlink((g_scratch + "/journal").c_str());
             unlink((g_scratch + "/journal.tmp").c_str());
+            unlink((g_scratch + "/journal.rejected").c_str());
             rmdir(g_scratch.c_str());
         });
     }
@@ -379,6 +386,34 @@ void fuzz_journal(std::string_view in) {
             return e.id == *id && e.kind == "qdisc" && e.ifindex == 7 && e.data == "qdisc-v1 with spaces";
         });
         CHECK(found, "a new record does not read back", in);
+    }
+
+    // undo_all, only where it cannot touch this machine: nsfs inodes are 0xEFFFFFF0 and up, so
+    // entries in lower ones are in namespaces that do not exist. All of it is undone or set aside.
+    bool harmless = std::all_of(open.begin(), open.end(), [](const JournalEntry& e) { return e.netns_ino < 0xE0000000ULL; });
+    if (harmless) {
+        {
+            std::ofstream out(path, std::ios::binary | std::ios::trunc);
+            out.write(in.data(), static_cast<std::streamsize>(in.size()));
+        }
+        const std::string rejected = path + ".rejected";
+        unlink(rejected.c_str());
+        Journal u(path);
+        auto s = undo_all(u);
+        CHECK(s.problems.empty(), "undo_all failed in a gone namespace: " + (s.problems.empty() ? "" : s.problems[0]), in);
+        CHECK(s.undone.size() <= 20, "undo_all summary too long", in);
+        CHECK(s.set_aside >= corrupt && static_cast<size_t>(s.set_aside) <= corrupt + open.size(),
+              "undo_all set aside a wrong count", in);
+        if (open.size() <= 20)
+            CHECK(s.undone.size() + (s.set_aside - corrupt) == open.size(), "undo_all lost an entry", in);
+        CHECK(access(path.c_str(), F_OK) != 0, "undo_all left the journal", in);
+        std::ifstream rin(rejected, std::ios::binary);
+        std::string rtext((std::istreambuf_iterator<char>(rin)), std::istreambuf_iterator<char>());
+        CHECK(std::count(rtext.begin(), rtext.end(), '\n') == s.set_aside, ".rejected has a wrong line count", in);
+        CHECK((s.set_aside > 0) == (s.set_aside_path == rejected), "set_aside_path wrong", in);
+        auto again = undo_all(u);
+        CHECK(again.undone.empty() && again.problems.empty() && again.set_aside == 0, "a second undo_all found work", in);
+        unlink(rejected.c_str());
     }
     unlink(path.c_str());
     unlink((path + ".tmp").c_str());
@@ -441,9 +476,103 @@ void fuzz_inject(std::string_view in) {
     if (!a.loss.empty()) CHECK(r->net.loss_ppm > 0, "zero loss accepted", in);
 }
 
+// ---- agent requests ---------------------------------------------------------------------------
+
+// Reads an accepted request the way Agent::inject() and Agent::stop() do (user/agent.cpp):
+// after handle_line() let it through, none of this may throw.
+nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
+    using nlohmann::json;
+    try {
+        std::string op = req.value("op", std::string());
+        if (op == "stop") {
+            bool all = req.value("all", false);
+            CHECK(all || validate_name(req.value("name", std::string())), "stop accepted without all or a name", in);
+        }
+        if (op != "inject") return {{"ok", true}};
+        std::string name = req.value("name", std::string());
+        std::string path = req.at("cgroup").at("path"), rel = req.at("cgroup").at("rel");
+        uint64_t id = req.at("cgroup").at("id");
+        auto net = req.at("net").get<NetFaults>();
+        auto sock = req.value("sock", json::object()).get<SockFaults>();
+        auto stalls = req.value("stalls", json::array()).get<std::vector<StallSpec>>();
+        uint64_t for_ns = req.at("for_ns");
+        auto devices = req.value("devices", std::vector<std::string>{});
+        for (const auto& ns : net.any() ? req.at("netns") : json::array()) NetnsRef ref{ns.at("ino"), ns.at("path")};
+        CHECK(name.empty() || validate_name(name), "invalid name accepted", in);
+        CHECK(!path.empty() && path[0] == '/' && id > 0 && for_ns > 0, "cgroup or for_ns accepted out of range", in);
+        CHECK(net.any() || sock.any() || sock.any_file() || !stalls.empty(), "accepted without a fault", in);
+        CHECK(net.jitter_ns <= net.delay_ns && net.delay_ns + net.jitter_ns <= TARDY_MAX_DELAY_NS &&
+                  net.loss_ppm <= TARDY_PPM, "net accepted out of range", in);
+        CHECK(stalls.size() <= TARDY_STALL_MAX && sock.faults.size() <= TARDY_SOCK_MAX_FAULTS &&
+                  sock.file_faults.size() <= TARDY_FILE_MAX_FAULTS && sock.peers.size() <= TARDY_SOCK_MAX_PEERS,
+              "too many faults accepted", in);
+        for (const auto& s : stalls)
+            CHECK(std::strcmp(syscall_name(s.nr), "?") != 0 && s.delay_ns > 0 && s.ppm <= TARDY_PPM, "bad stall", in);
+        CHECK(encode(sock, 0, 1) && encode_file(sock, 0, 1), "an accepted sock does not encode", in);
+        (void)describe(sock), (void)describe(net), (void)describe(stalls), (void)rel, (void)devices;
+    } catch (const std::exception& e) {
+        fail(std::string("an accepted request made the agent's reads throw: ") + e.what(), in);
+    }
+    return {{"ok", true}};
+}
+
+// A valid inject request as prepare_inject() builds it, with its values as slots: the input
+// fills one slot (the rest keep these defaults), so most inputs get past the JSON parser to
+// the field checks. The last choice sends the input as the whole line.
+constexpr std::string_view kRequestTemplate =
+    R"({"v":1,"op":"inject","name":@,"cgroup":{"path":@,"rel":"a","id":@},"net":{"delay_ns":@,"jitter_ns":@,)"
+    R"("loss_ppm":@},"sock":{"faults":[{"op":@,"err":@,"ppm":@}],"peers":[@],"port_lo":@,"port_hi":@,)"
+    R"("file_faults":[{"op":@,"err":@,"ppm":@}],"path":@},"stalls":[{"nr":@,"delay_ns":@,"ppm":@}],"for_ns":@,)"
+    R"("netns":[{"ino":@,"path":@}],"devices":[@]})";
+constexpr std::string_view kRequestDefaults[] = {
+    R"("api")", R"("/sys/fs/cgroup/a")", "7", "50000000", "1000", "50000", "1", "111", "250000", R"("10.0.0.0/8")",
+    "5432", "5440", "1", "13", "1000000", R"("/var/lib")", "1", "50000000", "1000000", "300000000000", "4026531840",
+    R"("/proc/1/ns/net")", R"("eth0")"};
+constexpr size_t kSlots = std::size(kRequestDefaults);
+
+// The template with `value` in `slot` (kSlots: every slot keeps its default).
+std::string fill_request(size_t slot, std::string_view value) {
+    std::string line;
+    size_t n = 0;
+    for (char c : kRequestTemplate) {
+        if (c != '@') {
+            line += c;
+            continue;
+        }
+        line += n == slot ? value : kRequestDefaults[n];
+        n++;
+    }
+    return line;
+}
+
+void fuzz_request(std::string_view in) {
+    static const bool template_valid = [] {
+        auto yes = [](const nlohmann::json&) { return nlohmann::json{{"ok", true}}; };
+        std::string r = handle_line(fill_request(kSlots, ""), yes);
+        return r == "{\"ok\":true}\n" || (std::fprintf(stderr, "template refused: %s", r.c_str()), false);
+    }();
+    CHECK(template_valid, "the request template is refused", in);
+    size_t slot = in.empty() ? kSlots : static_cast<uint8_t>(in[0]) % (kSlots + 1);
+    std::string_view value = in.empty() ? in : in.substr(1);
+    std::string line = slot == kSlots ? std::string(value) : fill_request(slot, value);
+    bool dispatched = false;
+    std::string reply = handle_line(line, [&](const nlohmann::json& req) {
+        dispatched = true;
+        return read_like_agent(req, in);
+    });
+    CHECK(!reply.empty() && reply.back() == '\n' && reply.find('\n') == reply.size() - 1, "reply is not one line", in);
+    auto j = nlohmann::json::parse(reply, nullptr, false);
+    CHECK(j.is_object() && j.contains("ok") && j["ok"].is_boolean(), "reply without a boolean ok: " + reply, in);
+    CHECK(j["ok"] == dispatched, "ok disagrees with dispatch: " + reply, in);
+    if (!dispatched)
+        CHECK(j.contains("error") && j["error"].is_string() && !j["error"].get<std::string>().empty() &&
+                  j.value("user", false),
+              "a refusal that is not a user error: " + reply, in);
+}
+
 using Target = void (*)(std::string_view);
 constexpr Target kTargets[] = {fuzz_duration,     fuzz_percent,       fuzz_qdisc_decode, fuzz_qdisc_encode,
-                               fuzz_journal,      fuzz_container_id,  fuzz_inject};
+                               fuzz_journal,      fuzz_container_id,  fuzz_inject,       fuzz_request};
 
 }  // namespace
 

@@ -86,6 +86,21 @@ protected:
     std::vector<std::string> exp_loss() { return {"inject", "--cgroup", lab_->cgroup_rel(kExp), "--loss", "100%"}; }
 };
 
+// 12. An entry kill cannot decode is set aside and reported, not retried forever.
+TEST_F(KillLab, AnUndecodableJournalEntryNeverBlocksKill) {
+    fs::create_directories(run_dir_);
+    std::ofstream(run_dir_ + "/journal") << "+ 1 qdisc 4026531840 1 lo not-a-qdisc-record\n"
+                                         << "+ 2 clsact 4026531840 1 lo zz:yy\n";
+    auto k = tardy({"kill"});
+    EXPECT_EQ(k.status, 0) << k.out << k.err;
+    EXPECT_NE(k.out.find("set aside 2"), std::string::npos) << k.out;
+    EXPECT_FALSE(fs::exists(run_dir_ + "/journal"));
+    EXPECT_TRUE(fs::exists(run_dir_ + "/journal.rejected"));
+    auto again = tardy({"kill"});
+    EXPECT_EQ(again.status, 0) << again.err;
+    EXPECT_NE(again.out.find("nothing to do"), std::string::npos) << again.out;
+}
+
 // 1. An inject racing kill must never leave an agent that kill calls clean, nor two agents.
 TEST_F(KillLab, KillRacingInjectsNeverLeavesAnInvisibleAgent) {
     for (int round = 0; round < 4; round++) {
