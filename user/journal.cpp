@@ -16,7 +16,7 @@
 
 #include "netns.hpp"
 #include "qdisc.hpp"
-#include "tc_object.hpp"
+#include "tc_filter.hpp"
 
 namespace tardy {
 namespace {

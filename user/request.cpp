@@ -8,7 +8,7 @@
 
 #include "sock_faults.hpp"
 #include "spec.hpp"
-#include "stall_object.hpp"
+#include "syscalls.hpp"
 #include "tardy_abi.hpp"
 
 namespace tardy {

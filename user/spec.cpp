@@ -2,7 +2,7 @@
 
 #include <tardy_abi.hpp>
 
-#include "stall_object.hpp"
+#include "syscalls.hpp"
 #include "units.hpp"
 
 namespace tardy {

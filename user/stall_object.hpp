@@ -11,6 +11,7 @@
 
 #include "error.hpp"
 #include "tardy_abi.hpp"
+#include "syscalls.hpp"
 
 struct tardy_stall;
 struct bpf_link;
@@ -65,8 +66,5 @@ Result<pid_t> start_watchdog(int control_fd, int stalled_fd, const std::string& 
 // How late past its due time the watchdog resumes a process the agent should have resumed.
 constexpr uint64_t kWatchdogGraceNs = 300'000'000ULL;
 
-// x86_64 syscall numbers of the names --stall accepts; -1 when unknown.
-long syscall_number(const std::string& name);
-const char* syscall_name(long nr);
 
 }  // namespace tardy

@@ -76,9 +76,6 @@ private:
     bool created_hook_ = false;
 };
 
-// Removes a clsact filter recorded in the journal (calling thread's namespace).
-Result<void> detach_clsact(int ifindex, uint32_t handle, uint32_t priority, bool destroy_hook);
-
 // libbpf's messages up to this level (LIBBPF_WARN=0, INFO=1, DEBUG=2) go to stderr;
 // -1 (the default) silences them: errors reach the user as Error values instead.
 void set_libbpf_log(int level);
