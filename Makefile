@@ -25,11 +25,14 @@ GTEST_LIBS := -lgtest -lgtest_main -lgmock -pthread
 BPF_SRCS   := $(wildcard bpf/*.bpf.c)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS      := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-LIB_SRCS   := $(filter-out user/main.cpp,$(wildcard user/*.cpp))
+LIB_SRCS   := $(filter-out user/cli/main.cpp,$(wildcard user/*/*.cpp))
 LIB_OBJS   := $(patsubst user/%.cpp,$(BUILD)/user/%.o,$(LIB_SRCS))
 TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/bpf_tests $(BUILD)/integration_tests
 
 all: $(BUILD)/tardy
+
+# Generated files are kept (not intermediates): a second `make` does nothing.
+.SECONDARY: $(BPF_OBJS) $(SKELS)
 
 $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.bpf.h) include/tardy/abi.h | $(BUILD)
 	@echo "  BPF     $@"
@@ -53,7 +56,7 @@ $(BUILD)/tests/%.o: tests/%.cpp | $(SKELS)
 $(BUILD)/libtardy.a: $(LIB_OBJS)
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/tardy: $(BUILD)/user/main.o $(BUILD)/libtardy.a
+$(BUILD)/tardy: $(BUILD)/user/cli/main.o $(BUILD)/libtardy.a
 	@echo "  LINK    $@"
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 

@@ -53,6 +53,14 @@ if ((vm)); then
   tally "$LOGS/vm_tests.log" $rc
 fi
 
+# The dependency rule between the layers of user/ (docs/design.md).
+if scripts/check-layers.sh; then
+  passed=$((passed + 1))
+else
+  echo "  layer check: failed (above)"
+  failed=$((failed + 1))
+fi
+
 # Nothing of ours may be left in the kernel after a run.
 left=$(bpftool prog list 2>/dev/null | grep -c ' name tardy_' || true)
 if [[ $left -ne 0 ]]; then

@@ -10,7 +10,7 @@
 
 #include "../common/packets.hpp"
 #include "../common/self_cgroup.hpp"
-#include "tc_object.hpp"
+#include "loader/tc_object.hpp"
 
 using namespace tardy;
 using namespace tardy::test;

@@ -15,9 +15,9 @@
 #include "../common/packets.hpp"
 #include "../common/privileges.hpp"
 #include "../common/self_cgroup.hpp"
-#include "cgroup.hpp"
-#include "sandbox.hpp"
-#include "tc_object.hpp"
+#include "sys/cgroup.hpp"
+#include "lab/sandbox.hpp"
+#include "loader/tc_object.hpp"
 
 using namespace tardy;
 using namespace tardy::test;

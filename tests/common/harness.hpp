@@ -18,11 +18,11 @@
 #include <string>
 #include <vector>
 
-#include "netns.hpp"
+#include "sys/netns.hpp"
 #include "privileges.hpp"
-#include "process.hpp"
-#include "qdisc.hpp"
-#include "sandbox.hpp"
+#include "sys/process.hpp"
+#include "sys/qdisc.hpp"
+#include "lab/sandbox.hpp"
 
 namespace tardy::test {
 

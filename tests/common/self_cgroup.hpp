@@ -9,8 +9,8 @@
 #include <fstream>
 #include <string>
 
-#include "cgroup.hpp"
-#include "sandbox.hpp"
+#include "sys/cgroup.hpp"
+#include "lab/sandbox.hpp"
 
 namespace tardy::test {
 

@@ -20,12 +20,13 @@ CLANGXX=${CLANGXX:-clang++}
 # The minimal set that links: journal.cpp undoes entries through netns, tc_object and qdisc;
 # spec.cpp parses socket faults and stalls (stall_object.cpp names syscalls, reading pins through
 # pinned.cpp); request.cpp checks agent requests with both.
-srcs=(user/units.cpp user/spec.cpp user/qdisc.cpp user/journal.cpp user/cgroup.cpp user/netns.cpp
-      user/tc_object.cpp user/sock_faults.cpp user/stall_object.cpp user/pinned.cpp user/request.cpp)
+srcs=(user/model/units.cpp user/model/spec.cpp user/sys/qdisc.cpp user/sys/journal.cpp user/sys/cgroup.cpp
+      user/sys/netns.cpp user/sys/tc_filter.cpp user/loader/tc_object.cpp user/model/sock_faults.cpp
+      user/loader/stall_object.cpp user/loader/pinned.cpp user/model/request.cpp user/model/syscalls.cpp)
 
 [[ -f build/tc.skel.h ]] || make --no-print-directory build/tc.skel.h
 mkdir -p "$out/corpus"
-newest=$(ls -t tests/fuzz/tardy_fuzz.cpp "${srcs[@]}" user/*.hpp include/tardy/abi.h build/tc.skel.h build/stall.skel.h | head -1)
+newest=$(ls -t tests/fuzz/tardy_fuzz.cpp "${srcs[@]}" user/*/*.hpp include/tardy/abi.h build/tc.skel.h build/stall.skel.h | head -1)
 if [[ ! -x $bin || $newest -nt $bin ]]; then
     echo "  FUZZ    $bin"
     "$CLANGXX" -std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \

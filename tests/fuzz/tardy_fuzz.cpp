@@ -25,15 +25,15 @@
 #include <string_view>
 #include <vector>
 
-#include "cgroup.hpp"
-#include "journal.hpp"
-#include "netns.hpp"
-#include "qdisc.hpp"
-#include "request.hpp"
-#include "sock_faults.hpp"
-#include "spec.hpp"
-#include "stall_object.hpp"
-#include "units.hpp"
+#include "sys/cgroup.hpp"
+#include "sys/journal.hpp"
+#include "sys/netns.hpp"
+#include "sys/qdisc.hpp"
+#include "model/request.hpp"
+#include "model/sock_faults.hpp"
+#include "model/spec.hpp"
+#include "loader/stall_object.hpp"
+#include "model/units.hpp"
 
 using namespace tardy;
 

@@ -15,8 +15,8 @@
 #include <optional>
 
 #include "../common/harness.hpp"
-#include "journal.hpp"
-#include "tc_object.hpp"
+#include "sys/journal.hpp"
+#include "loader/tc_object.hpp"
 
 using namespace tardy;
 using namespace tardy::test;

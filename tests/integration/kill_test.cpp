@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "../common/harness.hpp"
-#include "fd.hpp"
-#include "paths.hpp"
+#include "sys/fd.hpp"
+#include "sys/paths.hpp"
 
 using namespace tardy;
 using namespace tardy::test;

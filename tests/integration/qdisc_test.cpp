@@ -8,7 +8,7 @@
 //   g++ -std=c++20 -Wall -Wextra -Werror -O2 -I/work/main/user -o /tmp/qdisc_test /work/main/tests/integration/qdisc_test.cpp /work/main/user/qdisc.cpp -lgtest -lgtest_main -lmnl -pthread
 //   /tmp/qdisc_test
 
-#include "qdisc.hpp"
+#include "sys/qdisc.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

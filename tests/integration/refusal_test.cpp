@@ -2,8 +2,8 @@
 #include <sys/stat.h>
 #include <algorithm>
 #include "../common/harness.hpp"
-#include "file_object.hpp"
-#include "qdisc.hpp"
+#include "loader/file_object.hpp"
+#include "sys/qdisc.hpp"
 
 using namespace tardy;
 using namespace tardy::test;

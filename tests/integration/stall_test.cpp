@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <sstream>
 
-#include "cgroup.hpp"
+#include "sys/cgroup.hpp"
 
 #include "../common/harness.hpp"
 

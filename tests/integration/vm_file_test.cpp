@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "../common/harness.hpp"
-#include "file_object.hpp"
+#include "loader/file_object.hpp"
 
 using namespace tardy;
 using namespace tardy::test;

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <limits.h>
 #include <sys/utsname.h>
-#include <tardy_abi.hpp>
+#include "model/tardy_abi.hpp"
 #include <unistd.h>
 
 #include <cstddef>
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "process.hpp"
+#include "sys/process.hpp"
 #include "test_util.hpp"
 
 namespace tardy {

@@ -1,6 +1,6 @@
 // user/cgroup: resolving targets over a fake cgroup v2 tree and a fake /proc, both plain
 // directories in a scratch directory.
-#include "cgroup.hpp"
+#include "sys/cgroup.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "process.hpp"
+#include "sys/process.hpp"
 
 namespace tardy {
 namespace {

@@ -1,5 +1,5 @@
 // user/journal: the write-ahead record of changes to undo, in a scratch file.
-#include "journal.hpp"
+#include "sys/journal.hpp"
 
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "qdisc.hpp"
+#include "sys/qdisc.hpp"
 #include "test_util.hpp"
 
 namespace tardy {

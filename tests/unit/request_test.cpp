@@ -1,18 +1,18 @@
 // user/request: what the agent accepts from its socket. Garbage is refused with one line;
 // what is accepted can be read the way the agent reads it without a throw.
-#include "request.hpp"
+#include "model/request.hpp"
 
 #include <gtest/gtest.h>
-#include <tardy_abi.hpp>
+#include "model/tardy_abi.hpp"
 
 #include <chrono>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "netns.hpp"
-#include "sock_faults.hpp"
-#include "spec.hpp"
+#include "sys/netns.hpp"
+#include "model/sock_faults.hpp"
+#include "model/spec.hpp"
 #include "test_util.hpp"
 
 namespace tardy {

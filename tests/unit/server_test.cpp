@@ -1,6 +1,6 @@
 // user/server: the agent's request socket. No client, however slow, silent or numerous, may
 // delay another or the loop it shares with the lease and expiry.
-#include "server.hpp"
+#include "agent/server.hpp"
 
 #include <gtest/gtest.h>
 #include <poll.h>

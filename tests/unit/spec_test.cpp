@@ -1,8 +1,8 @@
 // user/spec: turning `tardy inject` flags into a validated InjectRequest.
-#include "spec.hpp"
+#include "model/spec.hpp"
 
 #include <gtest/gtest.h>
-#include <tardy_abi.hpp>
+#include "model/tardy_abi.hpp"
 
 #include <string>
 

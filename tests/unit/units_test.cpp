@@ -1,5 +1,5 @@
 // user/units: the durations and percentages users type, and how they are printed back.
-#include "units.hpp"
+#include "model/units.hpp"
 
 #include <gtest/gtest.h>
 

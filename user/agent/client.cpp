@@ -1,0 +1,129 @@
+#include "agent/client.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "sys/fd.hpp"
+#include "model/request.hpp"
+
+namespace tardy {
+namespace {
+
+Result<Fd> connect_agent(const Paths& p) {
+    Fd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!s.valid()) return Error::sys("socket", errno);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (p.socket().size() >= sizeof a.sun_path)
+        return Error::user("TARDY_RUN_DIR is too long for a Unix socket path; use a shorter one");
+    std::strcpy(a.sun_path, p.socket().c_str());
+    if (connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        if (errno == EACCES || errno == EPERM)
+            return Error::user("talking to the agent at " + p.socket() + " needs root; run it with sudo");
+        return Error::sys("connect to the agent at " + p.socket(), errno);
+    }
+    return s;
+}
+
+}  // namespace
+
+Result<nlohmann::json> agent_call(const Paths& p, const nlohmann::json& req, int timeout_ms) {
+    auto s = connect_agent(p);
+    if (!s) return s.error();
+    nlohmann::json versioned = req;
+    if (versioned.is_object()) versioned["v"] = kProtocolVersion;
+    std::string out = versioned.dump() + "\n";
+    if (send(s->get(), out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size()))
+        return Error::sys("send to the agent", errno);
+    std::string in;
+    char buf[65536];
+    for (;;) {
+        pollfd pfd{s->get(), POLLIN, 0};
+        int r = poll(&pfd, 1, timeout_ms);
+        if (r == 0) return Error::other("the agent did not answer within " + std::to_string(timeout_ms / 1000) +
+                                        "s; if it is hung, `tardy kill` ends every fault");
+        if (r < 0) return Error::sys("wait for the agent", errno);
+        ssize_t n = read(s->get(), buf, sizeof buf);
+        if (n < 0) return Error::sys("read from the agent", errno);
+        if (n == 0) break;
+        in.append(buf, n);
+        if (in.back() == '\n') break;
+    }
+    if (in.empty())
+        return Error::other("the agent exited before it answered (see " + p.log() + "); `tardy list` shows what is left");
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded()) return Error::other("the agent sent a reply that is not JSON");
+    return j;
+}
+
+bool agent_reachable(const Paths& p) { return connect_agent(p).ok(); }
+
+Result<nlohmann::json> reply_or_error(const nlohmann::json& r) {
+    if (r.value("ok", false)) return r;
+    std::string msg = r.value("error", std::string("the agent refused the request"));
+    return r.value("user", false) ? Error::user(msg) : Error::other(msg);
+}
+
+Result<void> spawn_agent(const Paths& p, const std::string& self_exe) {
+    int st_pipe[2];
+    if (pipe2(st_pipe, O_CLOEXEC) != 0) return Error::sys("pipe", errno);
+    Fd rd(st_pipe[0]), wr(st_pipe[1]);
+    pid_t pid = fork();
+    if (pid < 0) return Error::sys("fork the agent", errno);
+    if (pid == 0) {
+        // Double fork: the agent is re-parented to init and never becomes our zombie.
+        setsid();
+        if (fork() != 0) _exit(0);
+        int nul = open("/dev/null", O_RDONLY);
+        int log = open(p.log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        dup2(nul, 0);
+        dup2(log >= 0 ? log : nul, 1);
+        dup2(log >= 0 ? log : nul, 2);
+        dup2(wr.get(), 3);  // the start status: "ready" or why not
+        execl(self_exe.c_str(), self_exe.c_str(), "agent", "--exit-when-idle", "--status-fd", "3",
+              static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    wr.reset();
+    int st = 0;
+    waitpid(pid, &st, 0);
+    std::string line;
+    char buf[1024];
+    for (;;) {  // up to 10 s: loading and verifying the BPF object on a slow machine
+        pollfd pfd{rd.get(), POLLIN, 0};
+        int r = poll(&pfd, 1, 10000);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return Error::other("the agent did not start within 10s; see " + p.log());
+        ssize_t n = read(rd.get(), buf, sizeof buf);
+        if (n <= 0) break;
+        line.append(buf, n);
+        if (line.find('\n') != std::string::npos) break;
+    }
+    if (auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
+    if (line == "ready") return ok();
+    if (line.rfind("error user ", 0) == 0) return Error::user(line.substr(11));
+    if (line.rfind("error system ", 0) == 0) {
+        std::string why = line.substr(13);
+        if (why.rfind("another agent", 0) == 0) {
+            // Another inject started one first: use that one once it answers.
+            for (int i = 0; i < 500; i++) {
+                if (agent_reachable(p)) return ok();
+                timespec ts{0, 10'000'000};
+                nanosleep(&ts, nullptr);
+            }
+            return Error::other(why + "; it did not answer within 5s (is `tardy kill` at work?); try again");
+        }
+        return Error::other("the agent could not start: " + why);
+    }
+    return Error::other("the agent exited while starting; see " + p.log());
+}
+
+}  // namespace tardy

@@ -1,0 +1,79 @@
+#include "agent/inject.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "agent/client.hpp"
+#include "sys/netns.hpp"
+
+namespace tardy {
+
+Result<nlohmann::json> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs) {
+    auto cg = cgfs.resolve(r.target);
+    if (!cg) return cg.error();
+    if (!r.force) {
+        if (cg->rel == "/")
+            return Error::user("refusing the root cgroup: it holds every process on the host; add --force if you mean it");
+        auto self = cgfs.by_pid(getpid());
+        if (self && self->id == cg->id)
+            return Error::user("refusing " + cg->rel + ": tardy itself runs there; add --force if you mean it");
+    }
+    std::vector<NetnsRef> ns;
+    if (!r.net.any()) {
+        // socket faults only: hooks on the cgroup, no network namespace or device involved
+    } else if (!r.netns.empty()) {
+        auto n = netns_by_name(r.netns);
+        if (!n) return n.error();
+        ns.push_back(*n);
+    } else {
+        ns = netns_of_pids(cgfs.procs(*cg));
+        if (ns.empty())
+            return Error::user("cgroup " + cg->rel + " has no processes, so its network namespace is unknown; "
+                               "name it with --netns NAME|PATH");
+    }
+    // Devices are checked here too, so a typo never starts an agent or loads a program.
+    for (const auto& n : ns) {
+        auto fd = open_netns(n);
+        if (!fd) return fd.error();
+        std::vector<NetDevice> devs;
+        TARDY_TRY(in_netns(fd->get(), [&] {
+            devs = list_devices();
+            return ok();
+        }));
+        for (const auto& want : r.devices) {
+            if (std::none_of(devs.begin(), devs.end(), [&](const NetDevice& d) { return d.name == want; })) {
+                std::string have;
+                for (const auto& d : devs) have += (have.empty() ? "" : ", ") + d.name;
+                return Error::user("--device " + want + ": no such device in network namespace " + n.path +
+                                   " (it has: " + have + ")");
+            }
+        }
+        if (r.devices.empty() &&
+            std::none_of(devs.begin(), devs.end(), [](const NetDevice& d) { return !d.loopback; }))
+            return Error::user("network namespace " + n.path + " has no device but loopback; choose one with --device lo");
+    }
+    nlohmann::json nsj = nlohmann::json::array();
+    for (const auto& n : ns) nsj.push_back({{"ino", n.ino}, {"path", n.path}});
+    return nlohmann::json{{"op", "inject"},
+                          {"name", r.name},
+                          {"cgroup", {{"path", cg->path}, {"rel", cg->rel}, {"id", cg->id}}},
+                          {"net", r.net},
+                          {"sock", r.sock},
+                          {"stalls", r.stalls},
+                          {"for_ns", r.for_ns},
+                          {"netns", nsj},
+                          {"devices", r.devices}};
+}
+
+Result<nlohmann::json> submit_inject(const Paths& p, const nlohmann::json& req, const std::string& self_exe) {
+    if (!agent_reachable(p)) {
+        TARDY_TRY(ensure_dir(p.run_dir));
+        TARDY_TRY(spawn_agent(p, self_exe));
+    }
+    auto rep = agent_call(p, req);
+    if (!rep) return rep.error();
+    return reply_or_error(*rep);
+}
+
+}  // namespace tardy

@@ -1,0 +1,87 @@
+// The agent's request socket, served from its single-threaded poll loop without ever
+// blocking it: the lease, expiry and stall resumes share that loop, so no client (silent,
+// slow, flooding, or not reading its reply) may hold it up.
+//
+// Protocol: a client connects, sends one line (at most kMaxLineBytes before its '\n'; EOF
+// ends it too), gets the handler's reply and the connection is closed. Each client has one
+// deadline (kClientDeadlineNs from accept) for all of that; past it, it is closed.
+//
+// Use from the loop:
+//   std::vector<pollfd> fds = {...own fds...};
+//   size_t first = fds.size();
+//   server->add_pollfds(fds);
+//   poll(fds.data(), fds.size(), min(own timeout, server->timeout_ms(now)));
+//   ...own fds...
+//   server->service(fds.data() + first, fds.size() - first);
+//   server->expire(now);
+// Times are CLOCK_MONOTONIC nanoseconds.
+#pragma once
+
+#include <poll.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/error.hpp"
+#include "sys/fd.hpp"
+
+namespace tardy {
+
+class Server {
+public:
+    // One request line in (without its '\n'), the reply out (sent as is: end it with '\n').
+    // Called synchronously from service(); an exception from it closes that client.
+    using Handler = std::function<std::string(std::string_view line)>;
+
+    static constexpr size_t kMaxClients = 32;                      // beyond: accepted and closed at once
+    static constexpr uint64_t kClientDeadlineNs = 2'000'000'000;  // accept to reply sent
+    static constexpr size_t kMaxLineBytes = 1 << 20;
+
+    // Listens on a Unix stream socket at `path` (mode 0600, non-blocking, close-on-exec),
+    // replacing a stale socket there; refuses to replace anything that is not a socket.
+    static Result<std::unique_ptr<Server>> listen(const std::string& path, Handler h);
+    // Closes every client and the listening socket. Does not unlink the path: the owner does.
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Appends the listening socket and every client: POLLIN while reading a request,
+    // POLLOUT while a reply is pending.
+    void add_pollfds(std::vector<pollfd>& out) const;
+    // Handles the entries add_pollfds() added (in the same order; matched by fd, so a
+    // shorter or reordered slice does no harm): accepts, reads, answers, writes. Never blocks.
+    void service(const pollfd* fds, size_t n);
+    // Closes the clients whose deadline is at or before now.
+    void expire(uint64_t now_mono_ns);
+    // Milliseconds until the earliest deadline (rounded up), -1 when nothing is due.
+    int timeout_ms(uint64_t now_mono_ns) const;
+    size_t clients() const { return clients_.size(); }
+
+private:
+    struct Client {
+        Fd fd;
+        uint64_t deadline_ns = 0;
+        std::string in;   // the request so far
+        std::string out;  // the reply, once the request is complete
+        size_t sent = 0;
+        bool replying = false;
+    };
+
+    Server(Fd listener, Handler h);
+    void accept_all(uint64_t now);
+    bool on_readable(Client& c);  // false: close it
+    bool flush(Client& c);        // false: close it (done or failed)
+
+    Fd listener_;
+    Handler handler_;
+    std::vector<std::unique_ptr<Client>> clients_;
+    uint64_t accept_paused_until_ = 0;  // out of fds: retried then, not in a busy loop
+    std::vector<char> buf_;
+};
+
+}  // namespace tardy

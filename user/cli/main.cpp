@@ -1,0 +1,383 @@
+// tardy: the command line. Thin: parsing and printing over the library.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "agent/agent.hpp"
+#include "agent/client.hpp"
+#include "lab/demo.hpp"
+#include "cli/doctor.hpp"
+#include "loader/file_object.hpp"
+#include "loader/sock_object.hpp"
+#include "loader/stall_object.hpp"
+#include "agent/inject.hpp"
+#include "agent/kill.hpp"
+#include "lab/probe.hpp"
+#include "sys/qdisc.hpp"
+#include "loader/tc_object.hpp"
+#include "model/units.hpp"
+#include "loader/pinned.hpp"
+#include "sys/paths.hpp"
+
+using nlohmann::json;
+using namespace tardy;
+
+namespace {
+
+constexpr int kExitUser = 2;
+
+// One line whatever the message echoes back of the user's input.
+std::string one_line(std::string s) {
+    for (char& c : s)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    return s;
+}
+
+int report(const Error& e) {
+    std::fprintf(stderr, "tardy: %s\n", one_line(e.message).c_str());
+    return e.is_user() ? kExitUser : 1;
+}
+
+std::string self_exe() {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, n) : "tardy";
+}
+
+int need_root() {
+    if (geteuid() != 0) {
+        std::fprintf(stderr, "tardy: this command needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); run it with sudo\n");
+        return kExitUser;
+    }
+    return 0;
+}
+
+// Root, then a usable environment (checked only where the command needs it), then the
+// processes left stopped by a dead agent are resumed: every state-touching command does this.
+void resume_orphans(const Paths& p);
+int ready_for_state(const Paths& p, bool check_paths) {
+    if (int rc = need_root()) return rc;
+    if (check_paths) {
+        if (auto v = validate_paths(p); !v) return report(v.error());
+    }
+    resume_orphans(p);
+    return 0;
+}
+
+int cmd_inject(const InjectArgs& a, const Paths& p) {
+    auto r = build_inject_request(a);
+    if (!r) return report(r.error());
+    if (int rc = ready_for_state(p, true)) return rc;
+    auto cgfs = CgroupFs::detect();
+    if (!cgfs) return report(cgfs.error());
+    auto req = prepare_inject(*r, *cgfs);
+    if (!req) return report(req.error());
+    // The objects a fault needs are loaded (not attached) here, before an agent starts, so a
+    // kernel that cannot do the fault is a one-line refusal with nothing started. A kernel
+    // can list the BPF LSM and still refuse its programs (this build host does, with EPERM).
+    if (r->sock.any_file()) {
+        if (auto probe = FileObject::load(""); !probe) return report(probe.error());
+    }
+    if (r->sock.any()) {
+        if (auto probe = SockObject::load(""); !probe) return report(probe.error());
+    }
+    if (!r->stalls.empty()) {
+        if (auto probe = StallObject::load(""); !probe) return report(probe.error());
+    }
+    if (r->net.delay_ns) {
+        // Checked before an agent is started: a kernel without sch_fq accepts departure
+        // stamps but never enforces them, which would be a silent no-op fault.
+        auto fq = qdisc_kind_available("fq");
+        if (fq && !*fq)
+            return report(Error::user("--delay needs the fq qdisc to enforce departure times, and this kernel has "
+                                      "none (sch_fq missing; see `tardy doctor`); --loss works without it"));
+    }
+    if (!req) return report(req.error());
+    auto rep = submit_inject(p, *req, self_exe());
+    if (!rep) return report(rep.error());
+    std::string devs;
+    for (const auto& d : (*rep)["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
+    std::printf("%s\n", (*rep)["name"].get<std::string>().c_str());
+    std::fprintf(stderr, "tardy: %s on %s%s for %s\n", describe(*r).c_str(),
+                 (*req)["cgroup"]["rel"].get<std::string>().c_str(), devs.empty() ? "" : (" via " + devs).c_str(),
+                 format_duration(r->for_ns).c_str());
+    return 0;
+}
+
+std::string left(uint64_t ns) {
+    uint64_t s = ns / 1'000'000'000ULL;
+    char buf[32];
+    if (s >= 60)
+        std::snprintf(buf, sizeof buf, "%llum%02llus", static_cast<unsigned long long>(s / 60),
+                      static_cast<unsigned long long>(s % 60));
+    else
+        std::snprintf(buf, sizeof buf, "%.1fs", ns / 1e9);
+    return buf;
+}
+
+int cmd_list(bool as_json, const Paths& p) {
+    json injections = json::array();
+    if (agent_reachable(p)) {
+        auto rep = agent_call(p, {{"op", "list"}});
+        if (!rep) return report(rep.error());
+        auto r = reply_or_error(*rep);
+        if (!r) return report(r.error());
+        injections = (*r)["injections"];
+    }
+    if (as_json) {
+        std::cout << json{{"injections", injections}}.dump(2) << "\n";
+        return 0;
+    }
+    if (injections.empty()) {
+        std::printf("no active injections\n");
+        return 0;
+    }
+    // Faults last: they are the one column of unbounded width.
+    std::printf("%-16s %-28s %-8s %-10s %8s %8s %8s %10s %7s %7s %7s  %s\n", "NAME", "CGROUP", "LEFT", "DEVICES",
+                "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS", "FAILED", "STALLED", "FAULTS");
+    for (const auto& i : injections) {
+        std::string devs;
+        for (const auto& d : i["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
+        if (devs.empty()) devs = "-";
+        const auto& c = i["counters"];
+        auto u = [&](const char* k) { return static_cast<unsigned long long>(c.value(k, uint64_t{0})); };
+        std::printf("%-16s %-28s %-8s %-10s %8llu %8llu %8llu %10llu %7llu %7llu %7llu  %s\n",
+                    i["name"].get<std::string>().c_str(), i["cgroup"].get<std::string>().c_str(),
+                    left(i["left_ns"].get<uint64_t>()).c_str(), devs.c_str(), u("matched"), u("delayed"), u("dropped"),
+                    u("bytes"), u("calls"), u("failed"), u("stalled"), i["faults"].get<std::string>().c_str());
+    }
+    return 0;
+}
+
+int cmd_stop(const std::string& name, bool all, const Paths& p) {
+    if (name.empty() == !all)
+        return report(Error::user("name one injection (tardy stop NAME) or use --all"));
+    if (!name.empty()) {
+        if (auto v = validate_name(name); !v) return report(v.error());
+    }
+    if (int rc = ready_for_state(p, true)) return rc;
+    if (!agent_reachable(p)) {
+        if (all) {
+            std::printf("no active injections\n");
+            return 0;
+        }
+        return report(Error::user("no active injection named '" + name + "' (no agent is running)"));
+    }
+    json req = {{"op", "stop"}};
+    if (all)
+        req["all"] = true;
+    else
+        req["name"] = name;
+    auto rep = agent_call(p, req);
+    if (!rep) return report(rep.error());
+    auto r = reply_or_error(*rep);
+    if (!r) return report(r.error());
+    for (const auto& n : (*r)["stopped"]) std::printf("stopped %s\n", n.get<std::string>().c_str());
+    if ((*r)["stopped"].empty()) std::printf("no active injections\n");
+    return 0;
+}
+
+int cmd_kill(const Paths& p) {
+    KillReport rep = pull_kill_switch(p);
+    for (const auto& d : rep.done) std::printf("%s\n", d.c_str());
+    for (const auto& e : rep.problems) std::fprintf(stderr, "tardy kill: %s\n", e.c_str());
+    if (rep.done.empty() && rep.clean()) std::printf("nothing to do: no agent, no pins, no journal\n");
+    if (rep.clean()) std::printf("clean: no fault of tardy's is active\n");
+    return rep.clean() ? 0 : 1;
+}
+
+// Every tardy command run as root first resumes processes whose stall is long overdue: their
+// agent and watchdog are dead or frozen, and nobody else would.
+void resume_orphans(const Paths& p) {
+    if (geteuid() != 0) return;
+    if (int n = resume_overdue(p.stalled_pin()); n > 0)
+        std::fprintf(stderr, "tardy: resumed %d process(es) left stopped by a stall that nobody ended\n", n);
+}
+
+// An option given with an empty value ("--for ''") is a mistake, never "use the default".
+int check_empty_values(const CLI::App& cmd) {
+    for (const CLI::Option* o : cmd.get_options()) {
+        if (o->get_type_size() == 0) continue;  // a flag
+        for (const auto& v : o->results()) {
+            if (v.empty()) {
+                std::fprintf(stderr, "tardy: %s needs a value; see tardy %s --help\n", o->get_name().c_str(),
+                             cmd.get_name().c_str());
+                return kExitUser;
+            }
+        }
+    }
+    return 0;
+}
+
+int run(int argc, char** argv);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Nothing may escape: the kill switch in particular must report, never abort.
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "tardy: internal error: %s\n", one_line(e.what()).c_str());
+    } catch (...) {
+        std::fprintf(stderr, "tardy: internal error\n");
+    }
+    return 1;
+}
+
+namespace {
+
+int run(int argc, char** argv) {
+    CLI::App app{"tardy: kernel-level latency and fault injection for cgroups (eBPF)", "tardy"};
+    app.require_subcommand(0, 1);
+    app.set_version_flag("--version", std::string("tardy 0.1.0"));
+    app.footer(
+        "Examples:\n"
+        "  sudo tardy inject --cgroup system.slice/api.service --loss 5% --for 2m\n"
+        "  sudo tardy inject --container 3f2a --delay 50ms --jitter 10ms --name slow-db\n"
+        "  sudo tardy list\n"
+        "  sudo tardy stop slow-db\n"
+        "  sudo tardy kill            # end every fault now, even with a hung agent\n"
+        "State: TARDY_RUN_DIR (default /run/tardy), TARDY_BPFFS (default /sys/fs/bpf/tardy).");
+    Paths paths = Paths::from_env();
+    set_libbpf_log(-1);  // the CLI reports errors as one line; the agent logs libbpf's warnings
+
+    InjectArgs ia;
+    auto* inject = app.add_subcommand("inject", "Inject faults into a target cgroup's traffic");
+    inject->add_option("--cgroup", ia.cgroup, "Target cgroup v2: path (absolute or below the mount) or numeric id");
+    inject->add_option("--pid", ia.pid, "Target the cgroup of this process");
+    inject->add_option("--container", ia.container, "Target a container by id (full or unique prefix)");
+    inject->add_option("--delay", ia.delay, "Delay egress packets, e.g. 50ms (needs the fq qdisc)");
+    inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay)");
+    inject->add_option("--loss", ia.loss, "Drop this share of egress packets, e.g. 5% or 0.01%");
+    inject->add_option("--fail", ia.fails,
+                       "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket, "
+                       "open (openat), read, write (repeatable), e.g. connect=ECONNREFUSED:25%");
+    inject->add_option("--stall", ia.stalls,
+                       "Stall a syscall: SYSCALL=DUR[:PCT] (repeatable), e.g. write=50ms:10% (the process pauses)");
+    inject->add_option("--peer", ia.peers, "Only socket calls to this address or CIDR (repeatable, IPv4 or IPv6)");
+    inject->add_option("--port", ia.port, "Only socket calls to this port or range N-M");
+    inject->add_option("--path", ia.path, "Only file calls on files under this absolute path prefix");
+    inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
+    inject->add_option("--name", ia.name, "Name for list/stop (default: inj-N)");
+    inject->add_option("--device", ia.devices, "Attach on this device (repeatable; default: every non-loopback one)");
+    inject->add_option("--netns", ia.netns, "Target network namespace: NAME under /run/netns or a path "
+                                            "(default: those of the target's processes)");
+    inject->add_flag("--force", ia.force, "Allow the root cgroup or tardy's own cgroup as target");
+    inject->footer("Units: ns, us, ms, s, m, h (250us, 1.5s); percentages with % (5%, 0.01%).\n"
+                   "Examples:\n"
+                   "  sudo tardy inject --pid 4242 --loss 30% --for 1m --name flaky\n"
+                   "  sudo tardy inject --cgroup app.slice/api.service --fail connect=ECONNREFUSED:20% "
+                   "--peer 10.0.0.5 --port 5432\n"
+                   "  sudo tardy inject --container 3f2a --fail sendmsg=ENETUNREACH --port 53   # DNS fails\n"
+                   "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"
+                   "  sudo tardy inject --pid 4242 --fail open=EIO:10% --path /var/lib/app   # needs the BPF LSM");
+
+    bool list_json = false;
+    auto* list = app.add_subcommand("list", "Show active injections, time left and counters");
+    list->add_flag("--json", list_json, "Print JSON");
+
+    std::string stop_name;
+    bool stop_all = false;
+    auto* stop = app.add_subcommand("stop", "End one injection (NAME) or all (--all)");
+    stop->add_option("name", stop_name, "Injection name (see tardy list)");
+    stop->add_flag("--all", stop_all, "End every injection");
+
+    auto* killc = app.add_subcommand("kill", "Kill switch: disarm every program, stop the agent, restore everything");
+
+    bool doctor_json = false;
+    auto* doctor = app.add_subcommand("doctor", "Say which faults this kernel can do, and why not");
+    doctor->add_flag("--json", doctor_json, "Print JSON");
+
+    AgentOptions ao{paths};
+    bool verbose = false;
+    auto* agent = app.add_subcommand("agent", "Run the agent in the foreground (inject starts one when needed)");
+    agent->add_flag("--exit-when-idle", ao.exit_when_idle, "Leave when the last injection ends");
+    agent->add_option("--rng-seed", ao.rng_seed, "Seed loss decisions reproducibly (tests)");
+    agent->add_option("--status-fd", ao.status_fd, "")->group("");  // spawn_agent's start report
+    agent->add_flag("--verbose", verbose, "Log libbpf's messages");
+
+    DemoOptions dopt;
+    auto* demo = app.add_subcommand("demo", "Run the sandboxed experiment: control vs experiment cohort, kill switch");
+    demo->add_flag("--json", dopt.json, "Print JSON");
+    demo->add_option("--phase", dopt.phase_s, "Seconds to measure each phase (default 3)");
+
+    ProbeArgs pa;
+    auto* probe = app.add_subcommand("__probe", "");
+    probe->group("");  // internal: the demo's and tests' client
+    add_probe_options(probe, pa);
+    SockCallArgs sa;
+    auto* sockcall = app.add_subcommand("__sockcall", "");
+    sockcall->group("");
+    add_sockcall_options(sockcall, sa);
+    WriteTimeArgs wa;
+    auto* writetime = app.add_subcommand("__writetime", "");
+    writetime->group("");
+    add_writetime_options(writetime, wa);
+    FileCallArgs fa;
+    auto* filecall = app.add_subcommand("__filecall", "");
+    filecall->group("");
+    add_filecall_options(filecall, fa);
+    EchoArgs ea;
+    auto* echo = app.add_subcommand("__echo", "");
+    echo->group("");
+    add_echo_options(echo, ea);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::string msg = e.what();
+        if (dynamic_cast<const CLI::ExtrasError*>(&e) && argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty())
+            msg = std::string("unknown command '") + argv[1] + "'";
+        std::fprintf(stderr, "tardy: %s; see tardy --help\n", one_line(msg).c_str());
+        return kExitUser;
+    }
+    if (app.get_subcommands().empty()) {
+        std::fprintf(stderr, "tardy: name a command: inject, list, stop, kill, doctor, agent or demo; see tardy --help\n");
+        return kExitUser;
+    }
+
+    for (const auto* c : app.get_subcommands())
+        if (int rc = check_empty_values(*c)) return rc;
+    // Mistakes in the arguments first (inject and stop check theirs before calling
+    // ready_for_state), then root, then the environment.
+    if (*list || *killc) {
+        if (int rc = ready_for_state(paths, list->parsed())) return rc;
+    }
+    if (*agent) {
+        if (auto v = validate_paths(paths); !v) return report(v.error());
+    }
+    if (*inject) return cmd_inject(ia, paths);
+    if (*list) return cmd_list(list_json, paths);
+    if (*stop) return cmd_stop(stop_name, stop_all, paths);
+    if (*killc) return cmd_kill(paths);
+    if (*doctor) return run_doctor(doctor_json);
+    if (*agent) {
+        if (int rc = need_root()) return rc;
+        if (ao.status_fd >= 0) fcntl(ao.status_fd, F_SETFD, FD_CLOEXEC);
+        set_libbpf_log(verbose ? 2 : 0);
+        return run_agent(ao);
+    }
+    if (*demo) {
+        if (int rc = need_root()) return rc;
+        return run_demo(dopt, self_exe());
+    }
+    if (*probe) return run_probe(pa);
+    if (*echo) return run_echo(ea);
+    if (*sockcall) return run_sockcall(sa);
+    if (*writetime) return run_writetime(wa);
+    if (*filecall) return run_filecall(fa);
+    return 0;
+}
+
+}  // namespace

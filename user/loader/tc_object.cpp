@@ -1,0 +1,142 @@
+#include "loader/tc_object.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <vector>
+
+#include "loader/percpu.hpp"
+#include "sys/qdisc.hpp"
+#include "tc.skel.h"
+#include "sys/tc_filter.hpp"
+
+namespace tardy {
+namespace {
+
+// The 6.1 UAPI headers predate TCX; the kernel ABI values are fixed.
+constexpr int kBpfTcxEgress = 47;
+// Our clsact filters: a fixed handle and a late priority, so other filters run first.
+constexpr uint32_t kClsactHandle = 0x7a7d;
+constexpr uint32_t kClsactPriority = 0xc000;
+
+int g_level = -1;  // below LIBBPF_WARN: silent; the agent logs warnings, --verbose all
+
+int print_fn(enum libbpf_print_level level, const char* fmt, va_list args) {
+    if (static_cast<int>(level) > g_level) return 0;
+    return vfprintf(stderr, fmt, args);
+}
+
+}  // namespace
+
+void set_libbpf_log(int level) {
+    g_level = level;
+    libbpf_set_print(print_fn);
+}
+
+Result<std::unique_ptr<TcObject>> TcObject::load(const Options& o) {
+    libbpf_set_print(print_fn);
+    std::unique_ptr<TcObject> obj(new TcObject());
+    LIBBPF_OPTS(bpf_object_open_opts, oo);
+    if (!o.pin_dir.empty()) oo.pin_root_path = o.pin_dir.c_str();
+    obj->skel_ = tardy_tc__open_opts(&oo);
+    if (!obj->skel_) return Error::sys("open BPF object tc.bpf.o", errno);
+    obj->skel_->rodata->cfg_rng_seed = o.rng_seed;
+    if (o.pin_dir.empty()) bpf_map__set_pin_path(obj->skel_->maps.tardy_control, nullptr);
+    bpf_map__set_map_flags(obj->skel_->maps.tardy_control, BPF_F_MMAPABLE);
+    if (int err = tardy_tc__load(obj->skel_); err)
+        return Error::sys("load BPF object tc.bpf.o (run `tardy doctor`)", -err);
+    int cfd = bpf_map__fd(obj->skel_->maps.tardy_control);
+    void* m = mmap(nullptr, sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+    if (m == MAP_FAILED) return Error::sys("mmap the control map", errno);
+    obj->control_ = static_cast<volatile tardy_control*>(m);
+    return obj;
+}
+
+TcObject::~TcObject() {
+    if (control_) munmap(const_cast<tardy_control*>(control_), sysconf(_SC_PAGESIZE));
+    tardy_tc__destroy(skel_);
+}
+
+int TcObject::egress_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress); }
+int TcObject::egress_cls_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress_cls); }
+
+void TcObject::bump_generation() { __atomic_add_fetch(&control_->generation, 1, __ATOMIC_SEQ_CST); }
+
+Result<void> TcObject::put_rule(uint64_t cgid, const tardy_rule& r) {
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_rules), &cgid, &r, BPF_ANY))
+        return Error::sys("write rule for cgroup " + std::to_string(cgid), errno);
+    bump_generation();
+    return ok();
+}
+
+Result<void> TcObject::delete_rule(uint64_t cgid) {
+    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_rules), &cgid) && errno != ENOENT)
+        return Error::sys("delete rule for cgroup " + std::to_string(cgid), errno);
+    bump_generation();
+    return ok();
+}
+
+Result<tardy_counters> TcObject::counters(uint32_t slot) const {
+    return sum_percpu<tardy_counters>(bpf_map__fd(skel_->maps.tardy_counters), slot, [](auto& s, const auto& c) { s.matched += c.matched; s.delayed += c.delayed; s.dropped += c.dropped; s.bytes += c.bytes; }, "counters");
+}
+
+Result<void> TcObject::reset_counters(uint32_t slot) {
+    return zero_percpu<tardy_counters>(bpf_map__fd(skel_->maps.tardy_counters), slot, "counters");
+}
+
+Result<TcAttachment> TcAttachment::attach_egress(const TcObject& obj, int ifindex, Mode mode,
+                                                 const BeforeFilter& before_filter) {
+    TcAttachment a;
+    a.ifindex_ = ifindex;
+    if (mode == Mode::Auto) {
+        int fd = bpf_link_create(obj.egress_prog_fd(), ifindex, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
+        if (fd >= 0) {
+            a.kind_ = Kind::Tcx;
+            a.link_ = Fd(fd);
+            return a;
+        }
+        int e = -fd;
+        if (e != EINVAL && e != EOPNOTSUPP && e != 524 /* ENOTSUPP */)
+            return Error::sys("attach TCX egress program to ifindex " + std::to_string(ifindex), e);
+    }
+    int prog_fd = obj.egress_cls_prog_fd();
+
+    // Kernel without TCX: a clsact qdisc and a direct-action filter over netlink.
+    a.kind_ = Kind::Clsact;
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+    int err = bpf_tc_hook_create(&hook);
+    if (err && err != -EEXIST) return Error::sys("create clsact qdisc on ifindex " + std::to_string(ifindex), -err);
+    a.created_hook_ = (err == 0);
+    auto undo_hook = [&] {
+        // Best effort, and only if still empty: another tool may have used it meanwhile.
+        if (a.created_hook_) (void)remove_clsact_if_empty(ifindex);
+    };
+    if (auto r = before_filter(kClsactHandle, kClsactPriority, a.created_hook_); !r) {
+        undo_hook();
+        return r.error();
+    }
+    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = 0, .prog_id = 0, .handle = kClsactHandle,
+                .priority = kClsactPriority);
+    err = bpf_tc_attach(&hook, &opts);
+    if (err) {
+        undo_hook();
+        return Error::sys("attach clsact egress filter to ifindex " + std::to_string(ifindex), -err);
+    }
+    a.handle_ = kClsactHandle;
+    a.priority_ = kClsactPriority;
+    return a;
+}
+
+Result<void> TcAttachment::detach() {
+    if (kind_ == Kind::Tcx) {
+        link_.reset();
+        return ok();
+    }
+    return detach_clsact(ifindex_, handle_, priority_, created_hook_);
+}
+
+}  // namespace tardy

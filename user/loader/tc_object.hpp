@@ -1,0 +1,83 @@
+// The loaded TC object (bpf/tc.bpf.c): its maps and programs, and attachments of its
+// programs to network devices.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "model/error.hpp"
+#include "sys/fd.hpp"
+#include "model/tardy_abi.hpp"
+
+struct tardy_tc;
+
+namespace tardy {
+
+class TcObject {
+public:
+    struct Options {
+        std::string pin_dir;      // bpffs directory for the control map; empty: do not pin
+        uint64_t rng_seed = 0;    // 0: the kernel's prandom; else a reproducible sequence
+    };
+    static Result<std::unique_ptr<TcObject>> load(const Options& o);
+    ~TcObject();
+    TcObject(const TcObject&) = delete;
+    TcObject& operator=(const TcObject&) = delete;
+
+    int egress_prog_fd() const;      // for TCX links
+    int egress_cls_prog_fd() const;  // for clsact filters: delays without TCP small queues
+
+    Result<void> put_rule(uint64_t cgid, const tardy_rule& r);
+    Result<void> delete_rule(uint64_t cgid);
+    Result<tardy_counters> counters(uint32_t slot) const;  // summed over CPUs
+    Result<void> reset_counters(uint32_t slot);
+
+    // The control map is mmap()ed: fields are stored one by one, so the agent renewing its
+    // lease never writes `armed` back over a concurrent `tardy kill`.
+    volatile tardy_control* control() { return control_; }
+    void bump_generation();
+
+private:
+    TcObject() = default;
+    tardy_tc* skel_ = nullptr;
+    volatile tardy_control* control_ = nullptr;
+};
+
+// Attaches a TC program to one device in the calling thread's network namespace. TCX links
+// (kernel >= 6.6) are FD-owned and vanish with their holder; the netlink clsact filter of
+// older kernels does not, so its caller must journal it before and remove it after.
+class TcAttachment {
+public:
+    enum class Kind { Tcx, Clsact };
+    // before_filter runs once a clsact qdisc exists and before the filter is added, with
+    // whether this call created the qdisc: the place to journal the filter.
+    using BeforeFilter = std::function<Result<void>(uint32_t handle, uint32_t priority, bool created_hook)>;
+    // Mode::Auto: a TCX link when the kernel has TCX, else a clsact filter. Mode::Clsact:
+    // always a clsact filter (delays need its STOLEN verdict, see bpf/lib/steal.bpf.h).
+    enum class Mode { Auto, Clsact };
+    static Result<TcAttachment> attach_egress(const TcObject& obj, int ifindex, Mode mode,
+                                              const BeforeFilter& before_filter);
+
+    Kind kind() const { return kind_; }
+    uint32_t handle() const { return handle_; }
+    uint32_t priority() const { return priority_; }
+    bool created_hook() const { return created_hook_; }
+
+    // Detach now. A clsact filter must be detached in its network namespace.
+    Result<void> detach();
+
+private:
+    Kind kind_ = Kind::Tcx;
+    int ifindex_ = 0;
+    Fd link_;
+    uint32_t handle_ = 0, priority_ = 0;
+    bool created_hook_ = false;
+};
+
+// libbpf's messages up to this level (LIBBPF_WARN=0, INFO=1, DEBUG=2) go to stderr;
+// -1 (the default) silences them: errors reach the user as Error values instead.
+void set_libbpf_log(int level);
+
+}  // namespace tardy

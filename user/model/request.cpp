@@ -1,0 +1,396 @@
+#include "model/request.hpp"
+
+#include <cctype>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "model/sock_faults.hpp"
+#include "model/spec.hpp"
+#include "model/syscalls.hpp"
+#include "model/tardy_abi.hpp"
+
+namespace tardy {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr size_t kMaxPath = 4096;  // PATH_MAX, with its NUL
+constexpr uint64_t kMaxU64 = ~0ULL;
+
+// A value as an error message shows it: short, one line, valid UTF-8.
+std::string shown(const json& v) {
+    if (v.is_object()) return "an object";
+    if (v.is_array()) return "an array";
+    std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (s.size() > 60) {
+        size_t cut = 57;
+        while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) cut--;  // not inside a character
+        s = s.substr(0, cut) + "...";
+    }
+    return s;
+}
+
+Error bad(const std::string& field, const std::string& why) {
+    return Error::user("request field " + field + ": " + why);
+}
+
+const json* member(const json& obj, const char* key) {
+    auto it = obj.find(key);
+    return it == obj.end() ? nullptr : &*it;
+}
+
+// Absent: `dflt` when there is one (the agent reads the field with value()), else missing.
+Result<uint64_t> get_uint(const json& obj, const char* key, const std::string& where, uint64_t lo, uint64_t hi,
+                          std::optional<uint64_t> dflt = std::nullopt) {
+    const json* v = member(obj, key);
+    if (!v) {
+        if (dflt) return *dflt;
+        return bad(where, "missing");
+    }
+    // Whole numbers only: get<uint64_t>() would wrap a negative and truncate a fraction.
+    bool whole = v->is_number_unsigned() || (v->is_number_integer() && v->get<int64_t>() >= 0);
+    std::string range = hi == kMaxU64 ? ">= " + std::to_string(lo)
+                                      : "from " + std::to_string(lo) + " to " + std::to_string(hi);
+    if (!whole) return bad(where, "want a whole number " + range + ", got " + shown(*v));
+    uint64_t x = v->get<uint64_t>();
+    if (x < lo || x > hi) return bad(where, std::to_string(x) + " is out of range; want " + range);
+    return x;
+}
+
+Result<std::string> get_string(const json& obj, const char* key, const std::string& where, bool required) {
+    const json* v = member(obj, key);
+    if (!v) {
+        if (required) return bad(where, "missing");
+        return std::string();
+    }
+    if (!v->is_string()) return bad(where, "want a string, got " + shown(*v));
+    const auto& s = v->get_ref<const std::string&>();
+    // C APIs (open, inet_pton) would stop at a NUL and act on a prefix of what was checked.
+    if (s.find('\0') != std::string::npos) return bad(where, "contains a NUL byte");
+    return s;
+}
+
+Result<void> check_abs_path(const std::string& p, const std::string& where, size_t max) {
+    if (p.empty() || p[0] != '/') return bad(where, "want an absolute path, got " + shown(json(p)));
+    if (p.size() >= max) return bad(where, "longer than " + std::to_string(max - 1) + " bytes");
+    return ok();
+}
+
+Result<const json*> get_array(const json& obj, const char* key, const std::string& where, size_t max) {
+    const json* a = member(obj, key);
+    if (!a) return static_cast<const json*>(nullptr);
+    if (!a->is_array()) return bad(where, "want an array, got " + shown(*a));
+    if (a->size() > max) return bad(where, std::to_string(a->size()) + " entries; at most " + std::to_string(max));
+    return a;
+}
+
+Result<const json*> need_object(const json& v, const std::string& where, const char* shape) {
+    if (!v.is_object()) return bad(where, std::string("want an object ") + shape + ", got " + shown(v));
+    return &v;
+}
+
+std::string at(const std::string& where, size_t i) { return where + "[" + std::to_string(i) + "]"; }
+
+// As the CLI's validate_name(), starting with a letter or digit: `tardy stop -x` would read
+// a leading '-' as an option. Our own message: validate_name() echoes the whole name.
+bool valid_name(const std::string& n) {
+    return validate_name(n).ok() && std::isalnum(static_cast<unsigned char>(n[0]));
+}
+constexpr const char* kNameRule = "use 1 to 64 characters from [A-Za-z0-9._-], starting with a letter or digit";
+
+Result<NetFaults> check_net(const json& req) {
+    const json* n = member(req, "net");
+    if (!n) return bad("net", "missing; want an object (may be {})");
+    TARDY_TRY(need_object(*n, "net", "{delay_ns, jitter_ns, loss_ppm}"));
+    NetFaults f;
+    auto delay = get_uint(*n, "delay_ns", "net.delay_ns", 0, TARDY_MAX_DELAY_NS, 0);
+    if (!delay) return delay.error();
+    auto jitter = get_uint(*n, "jitter_ns", "net.jitter_ns", 0, TARDY_MAX_DELAY_NS, 0);
+    if (!jitter) return jitter.error();
+    if (*jitter > *delay) return bad("net.jitter_ns", "exceeds net.delay_ns; use jitter <= delay");
+    if (*delay + *jitter > TARDY_MAX_DELAY_NS) return bad("net", "delay_ns plus jitter_ns is over 5s");
+    auto loss = get_uint(*n, "loss_ppm", "net.loss_ppm", 0, TARDY_PPM, 0);
+    if (!loss) return loss.error();
+    f.delay_ns = *delay;
+    f.jitter_ns = *jitter;
+    f.loss_ppm = static_cast<uint32_t>(*loss);
+    return f;
+}
+
+// sock.faults or sock.file_faults: [{op, err, ppm}], one per operation.
+Result<std::vector<SockFault>> check_faults(const json& sock, const char* key, bool file) {
+    std::string where = std::string("sock.") + key;
+    auto a = get_array(sock, key, where, file ? TARDY_FILE_MAX_FAULTS : TARDY_SOCK_MAX_FAULTS);
+    if (!a) return a.error();
+    std::vector<SockFault> out;
+    if (!*a) return out;
+    for (size_t i = 0; i < (*a)->size(); i++) {
+        const json& x = (**a)[i];
+        std::string w = at(where, i);
+        TARDY_TRY(need_object(x, w, "{op, err, ppm}"));
+        auto op = get_uint(x, "op", w + ".op", 1, file ? uint64_t{TARDY_FOP_WRITE} : uint64_t{TARDY_OP_SOCKET});
+        if (!op) return op.error();
+        auto err = get_uint(x, "err", w + ".err", 1, 4095);
+        if (!err) return err.error();
+        if (errno_from_text(std::to_string(*err)) != *err)
+            return bad(w + ".err", std::to_string(*err) + " is not an errno");
+        auto ppm = get_uint(x, "ppm", w + ".ppm", 1, TARDY_PPM);
+        if (!ppm) return ppm.error();
+        for (const auto& o : out)
+            if (o.op == *op) return bad(w + ".op", "operation " + std::to_string(*op) + " appears twice");
+        out.push_back({static_cast<uint32_t>(*op), static_cast<uint32_t>(*err), static_cast<uint32_t>(*ppm), file});
+    }
+    return out;
+}
+
+Result<SockFaults> check_sock(const json& req) {
+    SockFaults f;
+    const json* s = member(req, "sock");
+    if (!s) return f;
+    TARDY_TRY(need_object(*s, "sock", "{faults, file_faults, peers, port_lo, port_hi, path}"));
+    auto faults = check_faults(*s, "faults", false);
+    if (!faults) return faults.error();
+    auto files = check_faults(*s, "file_faults", true);
+    if (!files) return files.error();
+    f.faults = *faults;
+    f.file_faults = *files;
+    auto path = get_string(*s, "path", "sock.path", false);
+    if (!path) return path.error();
+    if (!path->empty()) {
+        TARDY_TRY(check_abs_path(*path, "sock.path", TARDY_PATH_MAX));
+        if (!f.any_file()) return bad("sock.path", "filters file faults; give sock.file_faults or leave it out");
+    }
+    auto peers = get_array(*s, "peers", "sock.peers", TARDY_SOCK_MAX_PEERS);
+    if (!peers) return peers.error();
+    for (size_t i = 0; *peers && i < (*peers)->size(); i++) {
+        std::string w = at("sock.peers", i);
+        if (!(**peers)[i].is_string()) return bad(w, "want a string, got " + shown((**peers)[i]));
+        const auto& p = (**peers)[i].get_ref<const std::string&>();
+        if (p.find('\0') != std::string::npos || !parse_peer(p))
+            return bad(w, shown((**peers)[i]) + " is not an IPv4 or IPv6 address or prefix");
+        f.peers.push_back(p);
+    }
+    auto lo = get_uint(*s, "port_lo", "sock.port_lo", 0, 65535, 0);
+    if (!lo) return lo.error();
+    auto hi = get_uint(*s, "port_hi", "sock.port_hi", 0, 65535, 0);
+    if (!hi) return hi.error();
+    if ((*lo || *hi) && (*lo == 0 || *lo > *hi))
+        return bad("sock.port_lo", "want 1 <= port_lo <= port_hi, or both 0 for any port");
+    f.port_lo = static_cast<uint16_t>(*lo);
+    f.port_hi = static_cast<uint16_t>(*hi);
+    bool addressed = false;
+    for (const auto& x : f.faults) addressed |= x.op != TARDY_OP_SOCKET;
+    if ((!f.peers.empty() || f.port_lo) && !addressed)
+        return bad("sock.peers", "peer and port filters need a connect, sendmsg or bind fault");
+    return f;
+}
+
+Result<size_t> check_stalls(const json& req) {
+    auto a = get_array(req, "stalls", "stalls", TARDY_STALL_MAX);
+    if (!a) return a.error();
+    if (!*a) return size_t{0};
+    std::set<uint64_t> seen;
+    for (size_t i = 0; i < (*a)->size(); i++) {
+        const json& x = (**a)[i];
+        std::string w = at("stalls", i);
+        TARDY_TRY(need_object(x, w, "{nr, delay_ns, ppm}"));
+        auto nr = get_uint(x, "nr", w + ".nr", 0, 1 << 20);
+        if (!nr) return nr.error();
+        if (std::string(syscall_name(static_cast<long>(*nr))) == "?")
+            return bad(w + ".nr", "syscall " + std::to_string(*nr) + " is not one --stall supports");
+        if (!seen.insert(*nr).second) return bad(w + ".nr", "syscall " + std::to_string(*nr) + " appears twice");
+        auto d = get_uint(x, "delay_ns", w + ".delay_ns", 1, kMaxStallNs);
+        if (!d) return d.error();
+        auto ppm = get_uint(x, "ppm", w + ".ppm", 1, TARDY_PPM);
+        if (!ppm) return ppm.error();
+    }
+    return (*a)->size();
+}
+
+Result<void> check_cgroup(const json& req) {
+    const json* cg = member(req, "cgroup");
+    if (!cg) return bad("cgroup", "missing");
+    TARDY_TRY(need_object(*cg, "cgroup", "{path, rel, id}"));
+    auto path = get_string(*cg, "path", "cgroup.path", true);
+    if (!path) return path.error();
+    TARDY_TRY(check_abs_path(*path, "cgroup.path", kMaxPath));
+    auto rel = get_string(*cg, "rel", "cgroup.rel", true);
+    if (!rel) return rel.error();
+    auto id = get_uint(*cg, "id", "cgroup.id", 1, kMaxU64);
+    if (!id) return id.error();
+    return ok();
+}
+
+Result<void> check_netns(const json& req, bool needed) {
+    auto a = get_array(req, "netns", "netns", kMaxU64);
+    if (!a) return a.error();
+    if (needed && (!*a || (*a)->empty()))
+        return bad("netns", "packet faults need the target's network namespaces: give at least one {ino, path}");
+    for (size_t i = 0; *a && i < (*a)->size(); i++) {
+        const json& x = (**a)[i];
+        std::string w = at("netns", i);
+        TARDY_TRY(need_object(x, w, "{ino, path}"));
+        auto ino = get_uint(x, "ino", w + ".ino", 1, kMaxU64);
+        if (!ino) return ino.error();
+        auto path = get_string(x, "path", w + ".path", true);
+        if (!path) return path.error();
+        TARDY_TRY(check_abs_path(*path, w + ".path", kMaxPath));
+    }
+    return ok();
+}
+
+Result<void> check_devices(const json& req) {
+    auto a = get_array(req, "devices", "devices", kMaxU64);
+    if (!a) return a.error();
+    for (size_t i = 0; *a && i < (*a)->size(); i++) {
+        const json& d = (**a)[i];
+        std::string w = at("devices", i);
+        if (!d.is_string()) return bad(w, "want a device name, got " + shown(d));
+        const auto& s = d.get_ref<const std::string&>();
+        if (s.empty() || s.size() > 15 || s.find_first_of(std::string("/\0", 2)) != std::string::npos)
+            return bad(w, shown(d) + " is not a network device name (1 to 15 bytes, no '/')");
+    }
+    return ok();
+}
+
+Result<void> check_inject(const json& req) {
+    auto name = get_string(req, "name", "name", false);
+    if (!name) return name.error();
+    if (!name->empty() && !valid_name(*name)) return bad("name", shown(json(*name)) + ": " + kNameRule);
+    TARDY_TRY(check_cgroup(req));
+    auto net = check_net(req);
+    if (!net) return net.error();
+    auto sock = check_sock(req);
+    if (!sock) return sock.error();
+    auto stalls = check_stalls(req);
+    if (!stalls) return stalls.error();
+    auto for_ns = get_uint(req, "for_ns", "for_ns", 1, kMaxForNs);
+    if (!for_ns) return for_ns.error();
+    TARDY_TRY(check_netns(req, net->any()));
+    TARDY_TRY(check_devices(req));
+    if (!net->any() && !sock->any() && !sock->any_file() && *stalls == 0)
+        return Error::user("request has no fault: give net.delay_ns, net.loss_ppm, sock.faults, sock.file_faults "
+                           "or stalls");
+    return ok();
+}
+
+Result<void> check_stop(const json& req) {
+    if (const json* all = member(req, "all")) {
+        if (!all->is_boolean()) return bad("all", "want true or false, got " + shown(*all));
+        if (all->get<bool>()) return ok();
+    }
+    auto name = get_string(req, "name", "name", false);
+    if (!name) return name.error();
+    if (name->empty()) return Error::user("stop needs \"all\": true or the \"name\" of an injection");
+    if (!valid_name(*name)) return bad("name", shown(json(*name)) + ": " + kNameRule);
+    return ok();
+}
+
+// Whether JSON text nests arrays and objects deeper than `limit`, found without recursion
+// or a tree. Brackets inside strings do not count; text that is not JSON is the parser's
+// to refuse, so an unbalanced count here does no harm.
+bool too_deep(std::string_view text, int limit) {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return true;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return false;
+}
+
+const char* type_of(const json& j) {
+    switch (j.type()) {
+    case json::value_t::array: return "an array";
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null: return "null";
+    default: return "a number";
+    }
+}
+
+}  // namespace
+
+Result<nlohmann::json> parse_request(std::string_view line) {
+    if (line.size() > kMaxRequestBytes)
+        return Error::user("request of " + std::to_string(line.size()) + " bytes; at most " +
+                           std::to_string(kMaxRequestBytes));
+    if (too_deep(line, kMaxRequestDepth))
+        return Error::user("request nests arrays or objects deeper than " + std::to_string(kMaxRequestDepth) +
+                           " levels");
+    json j;
+    try {
+        j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    } catch (...) {  // allocation failure: the request is refused, the agent goes on
+        return Error::other("request could not be parsed");
+    }
+    if (j.is_discarded()) return Error::user("request is not valid JSON");
+    if (!j.is_object()) return Error::user(std::string("request is ") + type_of(j) + ", not a JSON object");
+    return j;
+}
+
+Result<void> validate_request(const nlohmann::json& req) {
+    try {
+        if (!req.is_object()) return Error::user("request is not a JSON object");
+        if (const json* v = member(req, "v")) {
+            if (!v->is_number_integer() || v->get<int64_t>() != kProtocolVersion)
+                return Error::user("request protocol version " + shown(*v) + ": this agent speaks version " +
+                                   std::to_string(kProtocolVersion) +
+                                   "; use the tardy that started it, or end it (`tardy kill`) and retry");
+        }
+        const json* op = member(req, "op");
+        if (!op) return bad("op", "missing; want inject, list, stop or ping");
+        if (!op->is_string()) return bad("op", "want a string, got " + shown(*op));
+        const auto& o = op->get_ref<const std::string&>();
+        if (o == "inject") return check_inject(req);
+        if (o == "stop") return check_stop(req);
+        if (o == "list" || o == "ping") return ok();
+        return bad("op", "unknown request " + shown(*op) + "; want inject, list, stop or ping");
+    } catch (const std::exception& e) {  // a bug here must refuse the request, not end the agent
+        return Error::other(std::string("request check failed: ") + e.what());
+    }
+}
+
+nlohmann::json error_reply(const Error& e) { return {{"ok", false}, {"user", e.is_user()}, {"error", e.message}}; }
+
+std::string handle_line(std::string_view line, const Dispatch& dispatch) {
+    try {
+        json rep;
+        auto req = parse_request(line);
+        auto valid = req ? validate_request(*req) : Result<void>(req.error());
+        if (!valid) {
+            rep = error_reply(valid.error());
+        } else {
+            try {
+                rep = dispatch(*req);
+            } catch (const std::exception& e) {
+                rep = error_reply(Error::other(std::string("the agent failed on this request: ") + e.what()));
+            } catch (...) {
+                rep = error_reply(Error::other("the agent failed on this request"));
+            }
+            auto okv = rep.is_object() ? rep.find("ok") : rep.end();
+            if (!rep.is_object() || okv == rep.end() || !okv->is_boolean())
+                rep = error_reply(Error::other("the agent made a reply without \"ok\""));
+        }
+        // replace: an echoed string cut inside a character must not make dump() throw.
+        return rep.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    } catch (...) {
+        return "{\"ok\":false,\"user\":false,\"error\":\"the agent could not answer this request\"}\n";
+    }
+}
+
+}  // namespace tardy

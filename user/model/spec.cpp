@@ -1,0 +1,171 @@
+#include "model/spec.hpp"
+
+#include "model/tardy_abi.hpp"
+
+#include "model/syscalls.hpp"
+#include "model/units.hpp"
+
+namespace tardy {
+
+Result<void> validate_name(const std::string& name) {
+    if (name.empty() || name.size() > 64)
+        return Error::user("--name '" + name + "': use 1 to 64 characters from [A-Za-z0-9._-]");
+    for (char c : name) {
+        bool okc = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '.' || c == '_' || c == '-';
+        if (!okc)
+            return Error::user("--name '" + name + "': use only letters, digits, '.', '_' and '-'");
+    }
+    if (name[0] == '-' || name[0] == '.' || name[0] == '_')
+        return Error::user("--name '" + name + "': start with a letter or a digit (it must not look like an option)");
+    return ok();
+}
+
+Result<StallSpec> parse_stall(const std::string& spec) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0)
+        return Error::user("--stall '" + spec + "': write SYSCALL=DUR[:PCT], e.g. write=50ms:10%");
+    std::string sys = spec.substr(0, eq), rest = spec.substr(eq + 1), pct;
+    StallSpec st;
+    st.nr = syscall_number(sys);
+    if (st.nr < 0)
+        return Error::user("--stall " + sys + ": unknown or unsupported syscall; e.g. read, write, openat, connect, "
+                           "fsync, sendto, recvfrom");
+    if (auto colon = rest.find(':'); colon != std::string::npos) {
+        pct = rest.substr(colon + 1);
+        rest = rest.substr(0, colon);
+    }
+    auto d = parse_duration_ns(rest, "--stall " + sys);
+    if (!d) return d.error();
+    if (*d < 1'000'000 || *d > 60'000'000'000ULL)
+        return Error::user("--stall " + spec + ": use a stall from 1ms to 60s");
+    st.delay_ns = *d;
+    if (!pct.empty()) {
+        auto p = parse_percent_ppm(pct, "--stall " + sys);
+        if (!p) return p.error();
+        if (*p == 0) return Error::user("--stall " + spec + ": 0% stalls nothing; give a positive percentage");
+        st.ppm = *p;
+    }
+    return st;
+}
+
+std::string describe(const std::vector<StallSpec>& stalls) {
+    std::string s;
+    for (const auto& st : stalls) {
+        if (!s.empty()) s += ", ";
+        s += std::string("stall ") + syscall_name(st.nr) + " " + format_duration(st.delay_ns);
+        if (st.ppm != 1'000'000) s += " " + format_ppm(st.ppm);
+    }
+    return s;
+}
+
+void to_json(nlohmann::json& j, const StallSpec& s) { j = {{"nr", s.nr}, {"delay_ns", s.delay_ns}, {"ppm", s.ppm}}; }
+void from_json(const nlohmann::json& j, StallSpec& s) {
+    s.nr = j.at("nr");
+    s.delay_ns = j.at("delay_ns");
+    s.ppm = j.at("ppm");
+}
+
+Result<InjectRequest> build_inject_request(const InjectArgs& a) {
+    InjectRequest r;
+    int targets = !a.cgroup.empty() + !a.pid.empty() + !a.container.empty();
+    if (targets != 1)
+        return Error::user("name exactly one target: --cgroup PATH|ID, --pid PID or --container ID");
+    if (!a.cgroup.empty()) r.target = {TargetRef::Kind::Cgroup, a.cgroup};
+    if (!a.pid.empty()) r.target = {TargetRef::Kind::Pid, a.pid};
+    if (!a.container.empty()) r.target = {TargetRef::Kind::Container, a.container};
+
+    if (!a.delay.empty()) {
+        auto d = parse_duration_ns(a.delay, "--delay");
+        if (!d) return d.error();
+        r.net.delay_ns = *d;
+    }
+    if (!a.jitter.empty()) {
+        if (a.delay.empty())
+            return Error::user("--jitter needs --delay: jitter varies a delay (e.g. --delay 50ms --jitter 10ms)");
+        auto j = parse_duration_ns(a.jitter, "--jitter");
+        if (!j) return j.error();
+        if (*j > r.net.delay_ns)
+            return Error::user("--jitter " + a.jitter + " exceeds --delay " + a.delay +
+                               ": a packet cannot leave before it was sent; use jitter <= delay");
+        r.net.jitter_ns = *j;
+    }
+    if (r.net.delay_ns + r.net.jitter_ns > TARDY_MAX_DELAY_NS)
+        return Error::user("--delay plus --jitter is over 5s: fq would drop such packets; use less");
+    if (!a.delay.empty() && r.net.delay_ns == 0)
+        return Error::user("--delay 0: nothing to inject; give a positive duration or leave it out");
+    if (!a.loss.empty()) {
+        auto l = parse_percent_ppm(a.loss, "--loss");
+        if (!l) return l.error();
+        r.net.loss_ppm = *l;
+        if (*l == 0)
+            return Error::user("--loss 0%: nothing to inject; give a positive percentage or leave it out");
+    }
+    auto sock = build_sock_faults(a.fails, a.peers, a.port, a.path);
+    if (!sock) return sock.error();
+    r.sock = *sock;
+    for (const auto& st : a.stalls) {
+        auto one = parse_stall(st);
+        if (!one) return one.error();
+        for (const auto& other : r.stalls)
+            if (other.nr == one->nr)
+                return Error::user("--stall " + st + ": that syscall already has a --stall; give one per syscall");
+        r.stalls.push_back(*one);
+    }
+    if (r.stalls.size() > TARDY_STALL_MAX) return Error::user("too many --stall options");
+    if (!r.net.any() && !r.sock.any() && !r.sock.any_file() && r.stalls.empty())
+        return Error::user("no fault given: add --delay DUR, --loss PCT, --fail SYSCALL=ERRNO or --stall SYSCALL=DUR");
+    if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))
+        return Error::user("--device and --netns choose where packet faults apply; give --delay or --loss, or leave them out");
+    if (!a.for_dur.empty()) {
+        auto f = parse_duration_ns(a.for_dur, "--for");
+        if (!f) return f.error();
+        if (*f < 1'000'000)
+            return Error::user("--for " + a.for_dur + ": too short; use at least 1ms");
+        r.for_ns = *f;
+    }
+    if (!a.name.empty()) {
+        TARDY_TRY(validate_name(a.name));
+        r.name = a.name;
+    }
+    for (const auto& d : a.devices) {
+        if (d.empty() || d.size() >= 16 || d.find('/') != std::string::npos)
+            return Error::user("--device '" + d + "': not a network device name");
+    }
+    r.devices = a.devices;
+    r.netns = a.netns;
+    r.force = a.force;
+    return r;
+}
+
+std::string describe(const NetFaults& f) {
+    std::string s;
+    if (f.delay_ns) {
+        s += "delay " + format_duration(f.delay_ns);
+        if (f.jitter_ns) s += "±" + format_duration(f.jitter_ns);
+    }
+    if (f.loss_ppm) {
+        if (!s.empty()) s += ", ";
+        s += "loss " + format_ppm(f.loss_ppm);
+    }
+    return s;
+}
+
+std::string describe(const InjectRequest& r) {
+    std::string out;
+    for (const auto& part : {describe(r.net), describe(r.sock), describe(r.stalls)})
+        if (!part.empty()) out += (out.empty() ? "" : "; ") + part;
+    return out;
+}
+
+void to_json(nlohmann::json& j, const NetFaults& f) {
+    j = {{"delay_ns", f.delay_ns}, {"jitter_ns", f.jitter_ns}, {"loss_ppm", f.loss_ppm}};
+}
+
+void from_json(const nlohmann::json& j, NetFaults& f) {
+    f.delay_ns = j.value("delay_ns", uint64_t{0});
+    f.jitter_ns = j.value("jitter_ns", uint64_t{0});
+    f.loss_ppm = j.value("loss_ppm", uint32_t{0});
+}
+
+}  // namespace tardy

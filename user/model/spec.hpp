@@ -1,0 +1,73 @@
+// The injection model: what to do to whom, for how long. Parsed and validated before
+// anything in the kernel is touched.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/error.hpp"
+#include "model/sock_faults.hpp"
+
+namespace tardy {
+
+struct NetFaults {
+    uint64_t delay_ns = 0;
+    uint64_t jitter_ns = 0;
+    uint32_t loss_ppm = 0;
+    bool any() const { return delay_ns || loss_ppm; }
+};
+
+// --stall SYSCALL=DUR[:PCT]
+struct StallSpec {
+    long nr = 0;
+    uint64_t delay_ns = 0;
+    uint32_t ppm = 1'000'000;
+};
+Result<StallSpec> parse_stall(const std::string& spec);
+std::string describe(const std::vector<StallSpec>& stalls);
+
+// The target as the user named it; resolution to a cgroup happens in targets.hpp.
+struct TargetRef {
+    enum class Kind { Cgroup, Pid, Container } kind = Kind::Cgroup;
+    std::string value;
+};
+
+// What `tardy inject` asks for, after unit parsing.
+struct InjectRequest {
+    TargetRef target;
+    NetFaults net;
+    SockFaults sock;
+    std::vector<StallSpec> stalls;
+    uint64_t for_ns = 5ULL * 60 * 1'000'000'000;  // 5m
+    std::string name;                             // empty: the agent picks one
+    std::vector<std::string> devices;             // empty: every non-loopback device
+    std::string netns;                            // empty: found from the target's processes
+    bool force = false;                           // allow the root cgroup / the agent's own
+};
+
+// Raw strings from the command line, before units are parsed.
+struct InjectArgs {
+    std::string cgroup, pid, container;
+    std::string delay, jitter, loss, for_dur, name, netns, port, path;
+    std::vector<std::string> devices, fails, peers, stalls;
+    bool force = false;
+};
+
+Result<InjectRequest> build_inject_request(const InjectArgs& a);
+
+// Names are used as identifiers in list/stop: keep them shell- and file-friendly.
+Result<void> validate_name(const std::string& name);
+
+std::string describe(const NetFaults& f);  // "delay 50ms±10ms, loss 5%"
+std::string describe(const InjectRequest& r);  // network and socket faults together
+
+void to_json(nlohmann::json& j, const StallSpec& s);
+void from_json(const nlohmann::json& j, StallSpec& s);
+void to_json(nlohmann::json& j, const NetFaults& f);
+void from_json(const nlohmann::json& j, NetFaults& f);
+
+}  // namespace tardy
