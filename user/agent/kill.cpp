@@ -42,9 +42,9 @@ public:
             problem(v.error().message + " (doing what can still be done)");
         else
             run_dir_ok_ = ensure_dir(p_.run_dir).ok();  // so that the lock can be taken
-        disarm();
-        // One kill at a time: a kill holds agent.lock while it works, and a second one must
-        // not take it for an agent's. It waits, then finds nothing or a newer agent.
+        // One kill at a time: a kill holds agent.lock (and, for a moment, the control map)
+        // while it works, and must not be taken for an agent by another. The second waits,
+        // then finds the switch pulled, or a newer agent to end.
         std::optional<RunLock> serial;
         if (run_dir_ok_) {
             auto k = RunLock::acquire(p_.kill_lock(), 20000);
@@ -53,6 +53,7 @@ public:
             else
                 problem(k.error().message + ": another `tardy kill` did not finish within 20s");
         }
+        disarm();
         for (int round = 0; round < kRounds; round++) {
             take_lock();
             auto pids = holders(holdings());

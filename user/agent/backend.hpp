@@ -1,0 +1,63 @@
+// What every fault backend (packets at TC, socket calls, file calls, stalls, and those to
+// come) offers the agent: the agent keeps the injections and asks each backend that an
+// injection uses to put it in the kernel, take it out, and count what it did. Adding a fault
+// kind means a backend and its model, not another branch in the agent.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/error.hpp"
+#include "model/spec.hpp"
+#include "sys/cgroup.hpp"
+#include "sys/netns.hpp"
+#include "loader/sock_object.hpp"
+
+namespace tardy {
+
+struct DeviceKey {
+    uint64_t netns = 0;
+    int ifindex = 0;
+    auto operator<=>(const DeviceKey&) const = default;
+};
+
+struct Injection {
+    std::string name;
+    Cgroup cg;
+    NetFaults net;
+    SockFaults sock;
+    std::vector<StallSpec> stalls;
+    std::vector<NetnsRef> netns;          // where the packet faults' devices are
+    std::vector<std::string> want_devices;  // empty: every non-loopback device
+    uint64_t expires_ns = 0;
+    uint64_t for_ns = 0;
+    uint32_t slot = 0;
+    // Filled in by the backends:
+    std::vector<DeviceKey> devices;       // tc: the devices it holds
+    std::vector<std::string> device_names;
+    std::vector<CgroupLink> links;        // sock: programs on the target cgroup
+};
+
+// Counters of one injection, summed over the backends it uses.
+struct FaultCounters {
+    uint64_t matched = 0, delayed = 0, dropped = 0, bytes = 0;  // packets
+    uint64_t calls = 0, failed = 0, stalled = 0;                  // syscalls
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual const char* name() const = 0;
+    virtual bool used_by(const Injection& inj) const = 0;
+    // Loads the BPF object on first use, puts the injection's rule and attaches what it
+    // needs. On failure nothing of this injection is left in this backend.
+    virtual Result<void> add(Injection& inj) = 0;
+    // Removes the injection's rule and what only it needed.
+    virtual Result<void> remove(Injection& inj) = 0;
+    // No injection uses this backend any more: detach the programs every process pays for.
+    virtual void unused() {}
+    virtual void count(const Injection& inj, FaultCounters& c) const = 0;
+};
+
+}  // namespace tardy

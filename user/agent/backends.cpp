@@ -1,0 +1,184 @@
+#include "agent/backends.hpp"
+
+#include <algorithm>
+
+#include "agent/log.hpp"
+#include "sys/qdisc.hpp"
+
+namespace tardy {
+
+// ---- packets (TC) ----
+
+Result<void> TcBackend::take_devices(Injection& inj) {
+    struct Plan {
+        DeviceKey key;
+        int nsfd;
+        std::string ifname;
+    };
+    std::vector<Fd> nsfds;
+    std::vector<Plan> plan;
+    const auto& want = inj.want_devices;
+    for (const auto& ref : inj.netns) {
+        auto fd = open_netns(ref);
+        if (!fd) return fd.error();
+        std::vector<NetDevice> devs;
+        TARDY_TRY(in_netns(fd->get(), [&] {
+            devs = list_devices();
+            return ok();
+        }));
+        for (const auto& w : want) {
+            if (std::none_of(devs.begin(), devs.end(), [&](const NetDevice& d) { return d.name == w; })) {
+                std::string have;
+                for (const auto& d : devs) have += (have.empty() ? "" : ", ") + d.name;
+                return Error::user("--device " + w + ": no such device in the target's network namespace (" + ref.path +
+                                   " has: " + have + ")");
+            }
+        }
+        for (const auto& d : devs) {
+            bool chosen = want.empty() ? !d.loopback : std::find(want.begin(), want.end(), d.name) != want.end();
+            if (chosen) plan.push_back({{ref.ino, d.ifindex}, fd->get(), d.name});
+        }
+        nsfds.push_back(std::move(*fd));
+    }
+    if (plan.empty())
+        return Error::user("the target's network namespace has no device but loopback; choose one with --device lo");
+
+    bool need_fq = inj.net.delay_ns > 0;
+    if (need_fq) {
+        bool available = false;
+        TARDY_TRY(in_netns(plan.front().nsfd, [&]() -> Result<void> {
+            auto a = qdisc_kind_available("fq");
+            if (!a) return a.error();
+            available = *a;
+            return ok();
+        }));
+        if (!available)
+            return Error::user("--delay needs the fq qdisc to enforce departure times, and this kernel has none "
+                               "(sch_fq missing; see `tardy doctor`); --loss works without it");
+    }
+    for (const auto& p : plan) {
+        if (auto r = devices_.acquire(p.key, p.nsfd, p.ifname, need_fq); !r) {
+            release_devices(inj);
+            return r;
+        }
+        inj.devices.push_back(p.key);
+        inj.device_names.push_back(p.ifname);
+    }
+    return ok();
+}
+
+void TcBackend::release_devices(Injection& inj) {
+    bool had_fq = inj.net.delay_ns > 0;
+    for (auto d = inj.devices.rbegin(); d != inj.devices.rend(); ++d) {
+        if (auto r = devices_.release(*d, had_fq); !r) log("release " + devices_.ifname(*d) + ": " + r.error().message);
+    }
+    inj.devices.clear();
+}
+
+Result<void> TcBackend::add(Injection& inj) {
+    TARDY_TRY(take_devices(inj));
+    tardy_rule rule{};
+    rule.slot = inj.slot;
+    rule.loss_ppm = inj.net.loss_ppm;
+    rule.delay_ns = inj.net.delay_ns;
+    rule.jitter_ns = inj.net.jitter_ns;
+    rule.expires_ns = inj.expires_ns;
+    auto r = env_.tc.reset_counters(inj.slot);
+    if (r) r = env_.tc.put_rule(inj.cg.id, rule);
+    if (!r) {
+        (void)env_.tc.delete_rule(inj.cg.id);
+        release_devices(inj);
+    }
+    return r;
+}
+
+Result<void> TcBackend::remove(Injection& inj) {
+    auto r = env_.tc.delete_rule(inj.cg.id);
+    release_devices(inj);
+    return r;
+}
+
+void TcBackend::count(const Injection& inj, FaultCounters& c) const {
+    auto t = env_.tc.counters(inj.slot);
+    if (!t) return;
+    c.matched += t->matched;
+    c.delayed += t->delayed;
+    c.dropped += t->dropped;
+    c.bytes += t->bytes;
+}
+
+// ---- socket calls (cgroup hooks) ----
+
+Result<void> SockBackend::add(Injection& inj) {
+    if (!obj_) {
+        auto s = SockObject::load(env_.paths.bpffs_dir, env_.rng_seed);
+        if (!s) return s.error();
+        obj_ = std::move(*s);
+    }
+    auto rule = encode(inj.sock, inj.slot, inj.expires_ns);
+    if (!rule) return rule.error();
+    TARDY_TRY(obj_->reset_counters(inj.slot));
+    // The rule first, then the links: a call that runs the hooks already finds it.
+    TARDY_TRY(obj_->put_rule(inj.cg.id, *rule));
+    env_.tc.bump_generation();
+    std::vector<uint32_t> ops;
+    for (const auto& f : inj.sock.faults) ops.push_back(f.op);
+    auto links = obj_->attach(inj.cg.path, ops);
+    if (!links) {
+        (void)obj_->delete_rule(inj.cg.id);
+        return links.error();
+    }
+    inj.links = std::move(*links);
+    return ok();
+}
+
+Result<void> SockBackend::remove(Injection& inj) {
+    inj.links.clear();  // detach first: no call runs the hooks from here on
+    if (!obj_) return ok();
+    auto r = obj_->delete_rule(inj.cg.id);
+    env_.tc.bump_generation();
+    return r;
+}
+
+void SockBackend::count(const Injection& inj, FaultCounters& c) const {
+    if (!obj_) return;
+    if (auto s = obj_->counters(inj.slot)) {
+        c.calls += s->seen;
+        c.failed += s->failed;
+    }
+}
+
+// ---- file calls (BPF LSM) ----
+
+Result<void> FileBackend::add(Injection& inj) {
+    if (!obj_) {
+        auto f = FileObject::load(env_.paths.bpffs_dir, env_.rng_seed);
+        if (!f) return f.error();
+        obj_ = std::move(*f);
+    }
+    auto rule = encode_file(inj.sock, inj.slot, inj.expires_ns);
+    if (!rule) return rule.error();
+    TARDY_TRY(obj_->reset_counters(inj.slot));
+    TARDY_TRY(obj_->put_rule(inj.cg.id, *rule));
+    if (auto r = obj_->attach(); !r) {
+        (void)obj_->delete_rule(inj.cg.id);
+        return r;
+    }
+    return ok();
+}
+
+Result<void> FileBackend::remove(Injection& inj) { return obj_ ? obj_->delete_rule(inj.cg.id) : ok(); }
+
+void FileBackend::unused() {
+    if (obj_) obj_->detach();
+}
+
+void FileBackend::count(const Injection& inj, FaultCounters& c) const {
+    if (!obj_) return;
+    if (auto s = obj_->counters(inj.slot)) {
+        c.calls += s->seen;
+        c.failed += s->failed;
+    }
+}
+
+}  // namespace tardy

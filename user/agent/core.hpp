@@ -1,0 +1,53 @@
+// The agent's state: the injections, their slots and names, and the backends that put them
+// in the kernel. Driven by the event loop in run.cpp; requests come in already validated
+// (model/request.hpp).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/agent.hpp"
+#include "agent/backends.hpp"
+#include "agent/devices.hpp"
+#include "agent/log.hpp"
+#include "sys/journal.hpp"
+
+namespace tardy {
+
+class Agent {
+public:
+    Agent(const AgentOptions& o, std::unique_ptr<TcObject> obj);
+
+    nlohmann::json handle(const nlohmann::json& req);
+    void tick();  // renews the lease, ends what reached its deadline
+    void end_all();
+    void arm() { __atomic_store_n(&tc_->control()->armed, 1u, __ATOMIC_SEQ_CST); }
+    bool idle() const { return injections_.empty(); }
+    uint64_t last_activity_ns = mono_ns();
+    StallBackend& stalls() { return *stalls_; }
+
+private:
+    nlohmann::json inject(const nlohmann::json& req);
+    nlohmann::json list();
+    nlohmann::json stop(const nlohmann::json& req);
+    Result<void> end(const std::string& name);
+    // Tells each backend that no injection but `leaving` uses any more that it is unused:
+    // host-wide programs (stall tracepoints, LSM hooks) cost every process while attached.
+    void release_unused(const std::string& leaving);
+
+    AgentOptions o_;
+    std::unique_ptr<TcObject> tc_;
+    Journal journal_;
+    DeviceManager devices_;
+    StallBackend* stalls_ = nullptr;
+    std::vector<std::unique_ptr<Backend>> backends_;  // in the order faults are put in place
+    std::map<std::string, Injection> injections_;
+    std::vector<uint32_t> free_slots_;
+    uint64_t next_auto_name_ = 1;
+};
+
+}  // namespace tardy

@@ -1,0 +1,133 @@
+#include "agent/devices.hpp"
+
+#include <fcntl.h>
+
+#include <cstdio>
+
+#include "agent/log.hpp"
+#include "sys/qdisc.hpp"
+
+namespace tardy {
+
+std::string DeviceManager::ifname(const DeviceKey& k) const {
+    auto it = devices_.find(k);
+    return it == devices_.end() ? std::string() : it->second.ifname;
+}
+
+Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq) {
+    Device& d = devices_[k];
+    if (!d.nsfd.valid()) {
+        d.nsfd = Fd(fcntl(nsfd, F_DUPFD_CLOEXEC, 0));
+        d.ifname = ifname;
+    }
+    bool installed_fq = false;
+    if (need_fq && d.fq_refs == 0) {
+        auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+            auto snap = root_qdisc(k.ifindex);
+            if (!snap) return snap.error();
+            if (snap->kind == "fq") return ok();  // already enforcing departure times
+            TARDY_TRY(check_restorable(*snap));
+            auto jid = journal_.record({0, "qdisc", k.netns, k.ifindex, ifname, encode(*snap)});
+            if (!jid) return jid.error();
+            if (auto rr = replace_root_qdisc(k.ifindex, "fq", fq_options_for_delay()); !rr) {
+                (void)journal_.done(*jid);
+                return rr.error();
+            }
+            d.qdisc_jid = *jid;
+            installed_fq = true;
+            return ok();
+        });
+        if (!r) {
+            if (d.refs == 0) devices_.erase(k);
+            return r;
+        }
+        if (installed_fq) log("installed fq as root qdisc of " + ifname);
+    }
+    // Delays need a clsact filter (bpf/lib/steal.bpf.h); a device attached by a TCX link for
+    // loss moves to clsact when a delay arrives: the filter first, then the link goes, so
+    // no packet passes unseen (one may be seen twice).
+    bool need_clsact = need_fq && d.attachment && d.attachment->kind() == TcAttachment::Kind::Tcx;
+    if (d.refs == 0 || need_clsact) {
+        std::optional<TcAttachment> old;
+        if (need_clsact) old.emplace(std::move(*d.attachment));
+        auto mode = need_fq ? TcAttachment::Mode::Clsact : TcAttachment::Mode::Auto;
+        auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+            auto a = TcAttachment::attach_egress(
+                obj_, k.ifindex, mode, [&](uint32_t h, uint32_t prio, bool created) -> Result<void> {
+                    char data[64];
+                    std::snprintf(data, sizeof data, "%x:%x:%d", h, prio, created ? 1 : 0);
+                    auto jid = journal_.record({0, "clsact", k.netns, k.ifindex, ifname, data});
+                    if (!jid) return jid.error();
+                    d.attach_jid = *jid;
+                    return ok();
+                });
+            if (!a) {
+                if (d.attach_jid) (void)journal_.done(std::exchange(d.attach_jid, 0));
+                return a.error();
+            }
+            d.attachment.emplace(std::move(*a));
+            return ok();
+        });
+        if (!r) {
+            if (old) d.attachment.emplace(std::move(*old));  // keep serving the loss rules
+            if (need_fq && d.fq_refs == 0) (void)restore_fq(d);
+            if (d.refs == 0) devices_.erase(k);
+            return r;
+        }
+        if (old) (void)old->detach();  // a TCX link: closing its fd detaches it
+        log("attached egress program to " + ifname +
+            (d.attachment->kind() == TcAttachment::Kind::Tcx ? " (TCX link)" : " (clsact filter)"));
+    }
+    d.refs++;
+    if (need_fq) d.fq_refs++;
+    return ok();
+}
+
+Result<void> DeviceManager::restore_fq(Device& d) {
+    if (!d.qdisc_jid) return ok();  // fq was there before us
+    Result<void> result = ok();
+    for (const auto& e : journal_.open_entries()) {
+        if (e.id != d.qdisc_jid) continue;
+        result = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+            auto snap = decode(e.data);
+            if (!snap) return snap.error();
+            return restore_root_qdisc(*snap);
+        });
+        if (result) {
+            (void)journal_.done(d.qdisc_jid);
+            log("restored root qdisc of " + d.ifname);
+        } else {
+            log("restore root qdisc of " + d.ifname + ": " + result.error().message);
+        }
+    }
+    d.qdisc_jid = 0;
+    return result;
+}
+
+Result<void> DeviceManager::release(const DeviceKey& k, bool had_fq) {
+    auto it = devices_.find(k);
+    if (it == devices_.end()) return ok();
+    Device& d = it->second;
+    Result<void> result = ok();
+    if (had_fq && --d.fq_refs == 0) {
+        if (auto r = restore_fq(d); !r) result = r;
+    }
+    if (d.refs > 0 && --d.refs == 0) {
+        if (d.attachment) {
+            auto r = d.attachment->kind() == TcAttachment::Kind::Tcx
+                         ? d.attachment->detach()
+                         : in_netns(d.nsfd.get(), [&] { return d.attachment->detach(); });
+            if (r && d.attach_jid) (void)journal_.done(d.attach_jid);
+            if (!r) {
+                log("detach from " + d.ifname + ": " + r.error().message);
+                result = r;
+            } else {
+                log("detached egress program from " + d.ifname);
+            }
+        }
+        if (d.fq_refs == 0) devices_.erase(it);
+    }
+    return result;
+}
+
+}  // namespace tardy

@@ -1,0 +1,41 @@
+// The network devices the TC program is attached to, shared by the injections that use
+// them: the attachment (TCX link or journaled clsact filter) and, for delays, fq as root
+// qdisc (the replaced one journaled and put back when the last delay ends).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "agent/backend.hpp"
+#include "loader/tc_object.hpp"
+#include "sys/fd.hpp"
+#include "sys/journal.hpp"
+
+namespace tardy {
+
+class DeviceManager {
+public:
+    DeviceManager(TcObject& obj, Journal& journal) : obj_(obj), journal_(journal) {}
+    Result<void> acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq);
+    Result<void> release(const DeviceKey& k, bool had_fq);
+    std::string ifname(const DeviceKey& k) const;
+
+private:
+    struct Device {
+        std::string ifname;
+        Fd nsfd;
+        std::optional<TcAttachment> attachment;
+        uint64_t attach_jid = 0;  // journal entry of a clsact filter, 0 for TCX
+        int refs = 0;
+        int fq_refs = 0;
+        uint64_t qdisc_jid = 0;   // journal entry of the replaced root qdisc, 0 when fq was there
+    };
+    Result<void> restore_fq(Device& d);
+
+    TcObject& obj_;
+    Journal& journal_;
+    std::map<DeviceKey, Device> devices_;
+};
+
+}  // namespace tardy

@@ -1,0 +1,26 @@
+#include "agent/log.hpp"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+
+namespace tardy {
+
+void log(const std::string& msg) {
+    char when[32];
+    std::time_t t = std::time(nullptr);
+    std::strftime(when, sizeof when, "%F %T", std::localtime(&t));
+    std::fprintf(stderr, "%s tardy-agent[%d]: %s\n", when, getpid(), msg.c_str());
+    std::fflush(stderr);
+}
+
+uint64_t mono_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + ts.tv_nsec;
+}
+
+}  // namespace tardy

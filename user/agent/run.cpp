@@ -1,0 +1,201 @@
+// The agent's life: start (lock, recovery, load, listen, arm), the event loop, the end.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "agent/core.hpp"
+#include "agent/server.hpp"
+#include "loader/pinned.hpp"
+#include "model/request.hpp"
+#include "sys/run_lock.hpp"
+
+using nlohmann::json;
+
+namespace tardy {
+namespace {
+
+// Undo what a previous agent left behind (it died without cleaning up).
+void recover_journal(const Paths& p) {
+    Journal j(p.journal());
+    UndoSummary s = undo_all(j);
+    for (const auto& d : s.undone) log("journal: " + d);
+    for (const auto& e : s.problems) log("journal: " + e);
+    if (s.set_aside) log("journal: set aside " + std::to_string(s.set_aside) + " unreadable entries in " + s.set_aside_path);
+}
+
+// The agent's log is its stderr (spawn_agent points it at agent.log): capped by moving it to
+// agent.log.1 once it passes kLogCap, so a long-lived agent cannot fill the disk.
+constexpr off_t kLogCap = 4 << 20;
+void cap_log(const Paths& p) {
+    struct stat st{}, log_st{};
+    if (fstat(2, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < kLogCap) return;
+    if (stat(p.log().c_str(), &log_st) != 0 || log_st.st_ino != st.st_ino || log_st.st_dev != st.st_dev) return;
+    if (rename(p.log().c_str(), (p.log() + ".1").c_str()) != 0) return;
+    int fd = open(p.log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return;
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    log("log moved to " + p.log() + ".1 at " + std::to_string(st.st_size) + " bytes");
+}
+
+// Tells the process that started us (spawn_agent) how the start went: "ready" or
+// "error user|system MESSAGE", one line, then closes.
+class StartStatus {
+public:
+    explicit StartStatus(int fd) : fd_(fd) {}
+    ~StartStatus() { close_fd(); }
+    void ready() { say("ready"); }
+    int fail(const Error& e) {
+        log(e.message);
+        say(std::string("error ") + (e.is_user() ? "user " : "system ") + e.message);
+        return e.is_user() ? 2 : 1;
+    }
+
+private:
+    void say(const std::string& line) {
+        if (fd_ < 0) return;
+        std::string l = line + "\n";
+        (void)!write(fd_, l.data(), l.size());
+        close_fd();
+    }
+    void close_fd() {
+        if (fd_ >= 0) close(fd_);
+        fd_ = -1;
+    }
+    int fd_;
+};
+
+// What the agent made in the file system, removed on every way out.
+struct RunFiles {
+    const Paths& p;
+    bool pins = false, socket = false, pid = false;
+    ~RunFiles() {
+        if (pins) {
+            unlink(p.control_pin().c_str());
+            unlink(p.stalled_pin().c_str());
+            rmdir(p.bpffs_dir.c_str());
+        }
+        if (socket) unlink(p.socket().c_str());
+        if (pid) unlink(p.pid_file().c_str());
+    }
+};
+
+// Resumes what an earlier agent left stopped and recorded: before anything else.
+void resume_left_stopped(const Paths& p) {
+    auto m = open_stalled_map(p.stalled_pin());
+    if (!m) return;
+    if (int n = resume_recorded(m->fd.get()); n > 0)
+        log("resumed " + std::to_string(n) + " process(es) an earlier agent left stopped");
+}
+
+}  // namespace
+
+int run_agent(const AgentOptions& o) {
+    const Paths& p = o.paths;
+    StartStatus status(o.status_fd);
+    if (auto v = validate_paths(p); !v) return status.fail(v.error());
+    if (auto r = ensure_dir(p.run_dir); !r) return status.fail(r.error());
+    auto lock = RunLock::acquire(p.lock_file());
+    if (!lock) {
+        if (lock.error().err == EWOULDBLOCK)
+            return status.fail(Error::other("another agent (or `tardy kill`) holds " + p.lock_file()));
+        return status.fail(lock.error());
+    }
+    // Released last, after every file below is gone: the next agent finds a clean slate.
+    struct LockGuard {
+        RunLock& lock;
+        const std::string& path;
+        ~LockGuard() { lock.remove_and_release(path); }
+    } lock_guard{*lock, p.lock_file()};
+    resume_left_stopped(p);
+    recover_journal(p);
+    if (auto r = ensure_bpffs_dir(p.bpffs_dir); !r) return status.fail(r.error());
+    RunFiles files{p};
+    files.pins = true;
+    auto obj = TcObject::load({p.bpffs_dir, o.rng_seed});
+    if (!obj) return status.fail(obj.error());
+    Agent agent(o, std::move(*obj));
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    Fd sfd(signalfd(-1, &mask, SFD_CLOEXEC));
+    Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+    itimerspec its{{0, 100'000'000}, {0, 100'000'000}};  // 100 ms: expiry resolution
+    timerfd_settime(tfd.get(), 0, &its, nullptr);
+    auto server = Server::listen(p.socket(), [&](std::string_view line) {
+        return handle_line(line, [&](const json& req) { return agent.handle(req); });
+    });
+    if (!server) return status.fail(server.error());
+    files.socket = true;
+    FILE* pf = std::fopen(p.pid_file().c_str(), "we");
+    if (pf) {
+        std::fprintf(pf, "%d\n", getpid());
+        std::fclose(pf);
+        files.pid = true;
+    }
+    agent.tick();
+    // Armed last, after the lease is set and everything that can fail has: a fresh control
+    // map is zeroed, i.e. disarmed. `tardy kill` removes the pin, so a new agent never
+    // inherits a pulled switch; starting one is the explicit act of re-arming.
+    agent.arm();
+    log("ready on " + p.socket() + (o.exit_when_idle ? " (exits when idle)" : ""));
+    status.ready();
+
+    int code = 0;
+    unsigned ticks = 0;
+    std::vector<pollfd> fds;
+    for (bool running = true; running;) {
+        fds = {{sfd.get(), POLLIN, 0},
+               {tfd.get(), POLLIN, 0},
+               {agent.stalls().events_fd(), POLLIN, 0},
+               {agent.stalls().timer_fd(), POLLIN, 0}};
+        const size_t own = fds.size();
+        (*server)->add_pollfds(fds);
+        if (poll(fds.data(), fds.size(), (*server)->timeout_ms(mono_ns())) < 0) {
+            if (errno == EINTR) continue;
+            code = 1;
+            break;
+        }
+        // Resumes first: a stalled process must not wait for anything else.
+        if (fds[2].revents) agent.stalls().on_events();
+        if (fds[3].revents) agent.stalls().on_timer();
+        if (fds[0].revents) {
+            signalfd_siginfo si{};
+            (void)!read(sfd.get(), &si, sizeof si);
+            log("signal " + std::to_string(si.ssi_signo) + ": ending every injection");
+            running = false;
+        }
+        if (fds[1].revents) {
+            uint64_t n;
+            (void)!read(tfd.get(), &n, sizeof n);
+            agent.tick();
+            if (++ticks % 100 == 0) cap_log(p);
+            if (o.exit_when_idle && agent.idle() && mono_ns() - agent.last_activity_ns > 2'000'000'000ULL) {
+                log("no injection left; leaving");
+                running = false;
+            }
+        }
+        // Clients last, and never blocking: see server.hpp.
+        (*server)->service(fds.data() + own, fds.size() - own);
+        (*server)->expire(mono_ns());
+    }
+    agent.end_all();
+    resume_left_stopped(p);  // the pin may hold processes of an earlier agent too
+    return code;
+}
+
+}  // namespace tardy
