@@ -1,4 +1,5 @@
 #include "sys/journal.hpp"
+#include "sys/journal_detail.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -83,10 +84,10 @@ void each_line(std::string_view text, F fn) {
     }
 }
 
-struct Parsed {
-    std::vector<JournalEntry> open;     // by id
-    std::vector<std::string_view> bad;  // lines that do not parse (views into the text)
-};
+}  // namespace
+
+namespace journal_detail {
+
 
 // One pass, no stream per line, no copies: a million-line journal parses in about a second.
 Parsed parse(std::string_view text) {
@@ -135,6 +136,10 @@ Parsed parse(std::string_view text) {
 }
 
 // The highest id on any line with a readable head, done or not.
+}  // namespace journal_detail
+
+namespace journal_detail {
+
 uint64_t max_id_in(std::string_view text) {
     uint64_t max = 0;
     each_line(text, [&](std::string_view rest) {
@@ -207,7 +212,9 @@ Result<void> append_file(const std::string& path, std::string lines) {
     return append_synced(fd.get(), std::move(lines), path);
 }
 
-}  // namespace
+}  // namespace journal_detail
+
+using namespace journal_detail;
 
 Journal::Stamp Journal::stamp_of(int fd) {
     struct stat st{};
@@ -308,234 +315,6 @@ Result<void> Journal::rewrite(const std::vector<JournalEntry>& entries) {
         close(dfd);
     }
     return ok();
-}
-
-namespace {
-
-struct ClsactData {
-    unsigned handle = 0, prio = 0, created = 0;
-};
-
-// data: handle:priority:created_hook
-Result<ClsactData> decode_clsact(const JournalEntry& e) {
-    ClsactData c;
-    if (std::sscanf(e.data.c_str(), "%x:%x:%u", &c.handle, &c.prio, &c.created) != 3)
-        return Error::other("journal entry " + std::to_string(e.id) + ": bad clsact data '" + e.data + "'");
-    return c;
-}
-
-// Whether the entry can ever be undone; what does not decode now never will.
-Result<void> check_decodes(const JournalEntry& e) {
-    if (e.kind == "clsact") {
-        auto c = decode_clsact(e);
-        return c ? ok() : Result<void>(c.error());
-    }
-    auto s = decode(e.data);
-    return s ? ok() : Result<void>(s.error());
-}
-
-// Undoes one entry in the calling thread's namespace; *device_gone when there was nothing left.
-Result<void> undo_here(const JournalEntry& e, bool* device_gone) {
-    if (e.kind == "clsact") {
-        auto c = decode_clsact(e);
-        if (!c) return c.error();
-        return detach_clsact(e.ifindex, c->handle, c->prio, c->created != 0);
-    }
-    auto snap = decode(e.data);
-    if (!snap) return snap.error();
-    auto r = restore_root_qdisc(*snap);
-    if (!r && r.error().err == ENODEV) {  // the device went, and its qdisc with it
-        if (device_gone) *device_gone = true;
-        return ok();
-    }
-    return r;
-}
-
-// Ways into the wanted namespaces, from one pass over /run/netns and /proc made on first use:
-// find_netns() makes that pass per call, and a million entries made a million passes.
-class NetnsIndex {
-public:
-    explicit NetnsIndex(std::set<uint64_t> want) : want_(std::move(want)) {}
-
-    // Error when nothing is left in the namespace, so nothing made in it survived either.
-    Result<Fd> open(uint64_t ino) {
-        if (!scanned_) scan();
-        auto it = paths_.find(ino);
-        if (it == paths_.end()) return Error::other("network namespace " + std::to_string(ino) + " is gone");
-        for (const auto& path : it->second)
-            if (auto fd = open_netns({ino, path})) return fd;
-        return find_netns(ino);  // what we saw in it exited since: look once more
-    }
-
-private:
-    void add(const std::string& path) {
-        struct stat st{};
-        if (stat(path.c_str(), &st) != 0 || !want_.count(st.st_ino)) return;
-        auto& v = paths_[st.st_ino];
-        if (v.size() < 8) v.push_back(path);
-    }
-    void scan() {
-        scanned_ = true;
-        for (const char* dir : {"/run/netns", "/proc"}) {
-            DIR* d = opendir(dir);
-            if (!d) continue;
-            bool proc = dir[1] == 'p';
-            while (auto* de = readdir(d)) {
-                std::string name = de->d_name;
-                if (proc ? (name[0] >= '0' && name[0] <= '9') : (name != "." && name != ".."))
-                    add(std::string(dir) + "/" + name + (proc ? "/ns/net" : ""));
-            }
-            closedir(d);
-        }
-    }
-    std::set<uint64_t> want_;
-    std::map<uint64_t, std::vector<std::string>> paths_;
-    bool scanned_ = false;
-};
-
-enum class Outcome : uint8_t { Failed, Undone, DeviceGone, NetnsGone, Rejected };
-
-std::string undone_line(const JournalEntry& e, Outcome o) {
-    std::string what = e.kind == "qdisc" ? "the root qdisc of " + e.ifname : "the clsact filter on " + e.ifname;
-    if (o == Outcome::NetnsGone) return "nothing to undo for " + what + ": its network namespace is gone";
-    if (o == Outcome::DeviceGone) return "nothing to undo for " + what + ": the device is gone";
-    return e.kind == "qdisc" ? "restored the root qdisc of " + e.ifname : "removed the clsact filter from " + e.ifname;
-}
-
-// kill prints every line: past this many, counts per kind instead of a line per entry.
-constexpr size_t kMaxLines = 20;
-
-void summarize_undone(const std::vector<JournalEntry>& open, const std::vector<Outcome>& out, UndoSummary& s) {
-    size_t n = std::count_if(out.begin(), out.end(), [](Outcome o) { return o != Outcome::Failed && o != Outcome::Rejected; });
-    if (n <= kMaxLines) {
-        for (size_t i = 0; i < open.size(); ++i)
-            if (out[i] != Outcome::Failed && out[i] != Outcome::Rejected) s.undone.push_back(undone_line(open[i], out[i]));
-        return;
-    }
-    size_t filters = 0, qdiscs = 0, gone_filters = 0, gone_qdiscs = 0;
-    for (size_t i = 0; i < open.size(); ++i) {
-        bool q = open[i].kind == "qdisc";
-        if (out[i] == Outcome::Undone) ++(q ? qdiscs : filters);
-        if (out[i] == Outcome::DeviceGone || out[i] == Outcome::NetnsGone) ++(q ? gone_qdiscs : gone_filters);
-    }
-    if (filters) s.undone.push_back("removed " + std::to_string(filters) + " clsact filter(s)");
-    if (qdiscs) s.undone.push_back("restored " + std::to_string(qdiscs) + " root qdisc(s)");
-    for (auto [count, what] : {std::pair{gone_filters, "clsact filter(s)"}, std::pair{gone_qdiscs, "root qdisc(s)"}})
-        if (count)
-            s.undone.push_back("nothing to undo for " + std::to_string(count) + " " + what +
-                               " on devices or network namespaces that are gone");
-}
-
-using Failures = std::vector<std::pair<size_t, std::string>>;  // index into the entries, why
-
-// One thread per namespace, newest entry first: undo in the reverse order of doing.
-Failures undo_by_namespace(const std::vector<JournalEntry>& open, std::vector<Outcome>& out,
-                           const std::map<uint64_t, std::vector<size_t>>& by_netns) {
-    std::set<uint64_t> inos;
-    for (const auto& group : by_netns) inos.insert(group.first);
-    NetnsIndex index(std::move(inos));
-    Failures failed;
-    for (const auto& group : by_netns) {
-        const std::vector<size_t>& idx = group.second;
-        auto fd = index.open(group.first);
-        if (!fd) {
-            for (size_t i : idx) out[i] = Outcome::NetnsGone;
-            continue;
-        }
-        auto r = in_netns(fd->get(), [&]() -> Result<void> {
-            for (auto it = idx.rbegin(); it != idx.rend(); ++it) {
-                bool gone = false;
-                auto u = undo_here(open[*it], &gone);
-                out[*it] = !u ? Outcome::Failed : gone ? Outcome::DeviceGone : Outcome::Undone;
-                if (!u) failed.emplace_back(*it, u.error().message);
-            }
-            return ok();
-        });
-        if (!r)
-            for (size_t i : idx) failed.emplace_back(i, r.error().message);
-    }
-    std::sort(failed.begin(), failed.end());
-    return failed;
-}
-
-void summarize_failed(const std::vector<JournalEntry>& open, const Failures& failed, UndoSummary& s) {
-    for (size_t k = 0; k < failed.size(); ++k) {
-        if (failed.size() > kMaxLines && k == kMaxLines / 2) {
-            s.problems.push_back("...and " + std::to_string(failed.size() - k) +
-                                 " more journal entries could not be undone; they stay for the next try");
-            return;
-        }
-        const auto& e = open[failed[k].first];
-        s.problems.push_back("could not undo journal entry " + std::to_string(e.id) + " (" + e.kind + " on " +
-                             e.ifname + "), left for the next try: " + failed[k].second);
-    }
-}
-
-}  // namespace
-
-Result<void> undo_journal_entry(const JournalEntry& e) {
-    auto ns = find_netns(e.netns_ino);
-    if (!ns) return ok();  // the namespace and everything in it are gone
-    return in_netns(ns->get(), [&] { return undo_here(e, nullptr); });
-}
-
-UndoSummary undo_all(Journal& j) {
-    UndoSummary s;
-    auto text = read_path(j.path_);
-    if (!text) {
-        s.problems.push_back(text.error().message);
-        return s;
-    }
-    Parsed p = parse(*text);
-
-    // What does not decode is set aside (below) instead of failing every kill from now on.
-    std::vector<Outcome> out(p.open.size(), Outcome::Failed);
-    std::string rejected;
-    for (auto line : p.bad) (rejected += line) += '\n';
-    std::map<uint64_t, std::vector<size_t>> by_netns;
-    for (size_t i = 0; i < p.open.size(); ++i) {
-        if (check_decodes(p.open[i])) {
-            by_netns[p.open[i].netns_ino].push_back(i);
-        } else {
-            out[i] = Outcome::Rejected;
-            rejected += format_line(p.open[i]) + "\n";
-        }
-    }
-
-    auto failed = undo_by_namespace(p.open, out, by_netns);
-
-    bool aside = rejected.empty();
-    int n_rejected = static_cast<int>(p.bad.size() + std::count(out.begin(), out.end(), Outcome::Rejected));
-    if (!rejected.empty()) {
-        std::string path = j.path_ + ".rejected";
-        if (auto r = append_file(path, std::move(rejected)); r) {
-            aside = true;
-            s.set_aside = n_rejected;
-            s.set_aside_path = path;
-        } else {
-            s.problems.push_back("could not set aside " + std::to_string(n_rejected) +
-                                 " journal line(s) that can never be undone, left in the journal: " +
-                                 r.error().message);
-        }
-    }
-
-    std::vector<uint64_t> closed;
-    std::vector<JournalEntry> left;
-    for (size_t i = 0; i < p.open.size(); ++i) {
-        if (out[i] == Outcome::Failed || (out[i] == Outcome::Rejected && !aside))
-            left.push_back(p.open[i]);
-        else
-            closed.push_back(p.open[i].id);
-    }
-    if (auto r = j.done_many(closed); !r) s.problems.push_back(r.error().message);
-    // From what we read, not a second read: the caller's lock kept everyone else out. Unreadable
-    // lines that did not reach .rejected stay where they are.
-    if (aside)
-        if (auto r = j.rewrite(left); !r) s.problems.push_back(r.error().message);
-
-    summarize_undone(p.open, out, s);
-    summarize_failed(p.open, failed, s);
-    return s;
 }
 
 }  // namespace tardy
