@@ -16,6 +16,7 @@
 
 #include "../common/harness.hpp"
 #include "sys/journal.hpp"
+#include "sys/tc_filter.hpp"
 #include "loader/tc_object.hpp"
 
 using namespace tardy;

@@ -1,5 +1,4 @@
 // The root qdisc of one network device: record it, swap in another (fq for EDT delay), put it back.
-// And the clsact qdisc tardy's filters share with other tools: what is left on it, removed when empty.
 //
 // Talks rtnetlink through libmnl. Every function acts in the calling thread's current network
 // namespace (callers setns() a thread into the target namespace first), and opens its own
@@ -63,30 +62,6 @@ Result<void> check_restorable(const QdiscSnapshot& s);
 // the kernel knows them. Needs CAP_SYS_ADMIN (for the namespace) and CAP_NET_ADMIN.
 Result<bool> qdisc_kind_available(const std::string& kind);
 
-// The hooks of a clsact qdisc, as filter parents: TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS) and
-// TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS), i.e. ffff:fff2 and ffff:fff3.
-constexpr uint32_t kClsactIngress = 0xfffffff2;
-constexpr uint32_t kClsactEgress = 0xfffffff3;
-
-// Whether the device has a clsact qdisc (kind clsact at parent ffff:fff1). Fails with err
-// ENODEV when there is no such device.
-Result<bool> clsact_exists(int ifindex);
-
-// Filters on one hook of the device's clsact qdisc (parent kClsactIngress or kClsactEgress), over
-// every chain. Counts what `tc filter add` makes: one per priority and protocol, however many
-// nodes (u32 keys, flower masks) it holds. 0 when the device has no clsact (a plain ingress
-// qdisc, also ffff:, answers for both parents); fails with err ENODEV when there is no such device.
-Result<int> count_filters(int ifindex, uint32_t parent);
-
-// Whether any filter is left on the device's clsact qdisc, ingress or egress.
-Result<bool> clsact_has_filters(int ifindex);
-
-// Deletes the device's clsact qdisc only when it exists and no filter is left on either hook;
-// tells whether it did. Deleting a clsact destroys every filter on it, other tools' too. A filter
-// added between the check and the delete still goes with it: the kernel has no "delete if empty",
-// and one socket doing both back to back is the narrowest the window gets. Fails with err ENODEV
-// when there is no such device.
-Result<bool> remove_clsact_if_empty(int ifindex);
 
 // One line for the journal, e.g.
 // "qdisc-v1 ifindex=5 ifname=eth0 kind=htb handle=00010000 default=0 options=<hex> lost=<hex>".

@@ -2,11 +2,84 @@
 
 #include <bpf/libbpf.h>
 
+#include <algorithm>
+
 #include <string>
 
-#include "sys/qdisc.hpp"
+#include "sys/rtnl.hpp"
 
 namespace tardy {
+namespace {
+
+using namespace rtnl;
+
+static_assert(kClsactIngress == TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS));
+static_assert(kClsactEgress == TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS));
+
+bool is_clsact(const QdiscMsg& q) { return q.kind == "clsact" && q.parent == TC_H_CLSACT; }
+
+// Whether any filter is left on either hook of the device's clsact.
+Result<bool> clsact_filters(Rtnl& nl, int ifindex, const std::string& ifname) {
+    for (uint32_t parent : {kClsactIngress, kClsactEgress}) {
+        auto n = count_dump(nl, RTM_GETTFILTER, RTM_NEWTFILTER, ifindex, parent,
+                            "the clsact filters of " + ifname);
+        if (!n) return n.error();
+        if (*n) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+Result<bool> clsact_exists(int ifindex) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    auto qs = dump_qdiscs(nl, ifindex, *name);
+    if (!qs) return qs.error();
+    return std::any_of(qs->begin(), qs->end(), is_clsact);
+}
+
+Result<int> count_filters(int ifindex, uint32_t parent) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    return count_dump(nl, RTM_GETTFILTER, RTM_NEWTFILTER, ifindex, parent,
+                      "the filters of " + *name + " at parent " + handle_str(parent));
+}
+
+Result<bool> clsact_has_filters(int ifindex) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    return clsact_filters(nl, ifindex, *name);
+}
+
+Result<bool> remove_clsact_if_empty(int ifindex) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    auto qs = dump_qdiscs(nl, ifindex, *name);
+    if (!qs) return qs.error();
+    if (std::none_of(qs->begin(), qs->end(), is_clsact)) return false;
+    auto busy = clsact_filters(nl, ifindex, *name);
+    if (!busy) return busy.error();
+    if (*busy) return false;
+    std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+    // The kind and handle make the kernel refuse (EINVAL, ENOENT) anything but a clsact.
+    nlmsghdr* nlh = put_tc_header(buf.data(), RTM_DELQDISC, NLM_F_ACK, ifindex, TC_H_CLSACT,
+                                  TC_H_MAKE(TC_H_CLSACT, 0));
+    mnl_attr_put_strz(nlh, TCA_KIND, "clsact");
+    Reply r = nl.exchange(nlh, [](const nlmsghdr*) {});
+    if (r.err == ENOENT || r.err == EINVAL) return false;  // gone, or replaced by another kind since
+    if (r.err) return nl_error("cannot remove the clsact qdisc of " + *name, r);
+    return true;
+}
+
 
 Result<void> detach_clsact(int ifindex, uint32_t handle, uint32_t priority, bool destroy_hook) {
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
