@@ -27,7 +27,7 @@ BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS      := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 LIB_SRCS   := $(filter-out user/cli/main.cpp,$(wildcard user/*/*.cpp))
 LIB_OBJS   := $(patsubst user/%.cpp,$(BUILD)/user/%.o,$(LIB_SRCS))
-TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/bpf_tests $(BUILD)/integration_tests
+TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/bpf_tests $(BUILD)/integration_tests $(BUILD)/tardy-testkit
 
 all: $(BUILD)/tardy
 
@@ -68,6 +68,8 @@ $(BUILD)/bpf_tests: $(call test_objs,bpf) $(BUILD)/libtardy.a
 	$(Q)$(CXX) -o $@ $^ $(GTEST_LIBS) $(LDLIBS)
 $(BUILD)/integration_tests: $(call test_objs,integration) $(BUILD)/libtardy.a
 	$(Q)$(CXX) -o $@ $^ $(GTEST_LIBS) $(LDLIBS)
+$(BUILD)/tardy-testkit: $(call test_objs,tools) $(BUILD)/libtardy.a
+	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 $(BUILD)/tc_bench: $(BUILD)/tests/bench/tc_bench.o $(BUILD)/libtardy.a
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 

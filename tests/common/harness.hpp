@@ -120,6 +120,13 @@ protected:
         return r ? *r : CmdResult{};
     }
 
+    // The test drivers (tests/tools/), not shipped in tardy itself.
+    CmdResult testkit(std::vector<std::string> args) {
+        args.insert(args.begin(), build_dir() + "/tardy-testkit");
+        auto r = run_cmd(args);
+        return r ? *r : CmdResult{};
+    }
+
     // inject on the experiment cohort; asserts success
     std::string inject(const std::vector<std::string>& faults, const std::string& name = "") {
         std::vector<std::string> args{"inject", "--cgroup", lab_->cgroup_rel(Sandbox::Cohort::Experiment)};

@@ -14,7 +14,7 @@ class SockLab : public Lab {
 protected:
     // Outcome counts by errno name ("OK" for success) of `count` calls from a cohort.
     nlohmann::json calls(Sandbox::Cohort c, const std::string& op, const std::string& to, int port, int count) {
-        auto r = tardy({"__sockcall", "--cgroup", lab_->cgroup(c), "--netns", lab_->netns_a(), "--op", op, "--to", to,
+        auto r = testkit({"sockcall", "--cgroup", lab_->cgroup(c), "--netns", lab_->netns_a(), "--op", op, "--to", to,
                         "--port", std::to_string(port), "--count", std::to_string(count)});
         EXPECT_EQ(r.status, 0) << r.err;
         auto j = nlohmann::json::parse(r.out, nullptr, false);

@@ -18,7 +18,7 @@ namespace {
 class StallLab : public Lab {
 protected:
     std::vector<double> write_ms(Sandbox::Cohort c, int count, int interval_ms = 5) {
-        auto r = tardy({"__writetime", "--cgroup", lab_->cgroup(c), "--count", std::to_string(count), "--interval-ms",
+        auto r = testkit({"writetime", "--cgroup", lab_->cgroup(c), "--count", std::to_string(count), "--interval-ms",
                         std::to_string(interval_ms)});
         EXPECT_EQ(r.status, 0) << r.err;
         auto j = nlohmann::json::parse(r.out, nullptr, false);
@@ -41,7 +41,7 @@ protected:
     // goes to a pipe that nobody reads (it fits), kept open so it cannot die of SIGPIPE.
     pid_t background_writer(int count) {
         int out = -1;
-        auto p = spawn_cmd({build_dir() + "/tardy", "__writetime", "--cgroup", lab_->cgroup(kExp), "--count",
+        auto p = spawn_cmd({build_dir() + "/tardy-testkit", "writetime", "--cgroup", lab_->cgroup(kExp), "--count",
                             std::to_string(count), "--interval-ms", "1"},
                            &out);
         EXPECT_TRUE(p);

@@ -29,7 +29,7 @@ protected:
         if (!dir_.empty()) std::filesystem::remove_all(dir_);
     }
     nlohmann::json calls(Sandbox::Cohort c, const std::string& op, const std::string& file, int count) {
-        auto r = tardy({"__filecall", "--cgroup", lab_->cgroup(c), "--op", op, "--file", file, "--count",
+        auto r = testkit({"filecall", "--cgroup", lab_->cgroup(c), "--op", op, "--file", file, "--count",
                         std::to_string(count)});
         EXPECT_EQ(r.status, 0) << r.err;
         auto j = nlohmann::json::parse(r.out, nullptr, false);

@@ -310,18 +310,6 @@ int run(int argc, char** argv) {
     auto* probe = app.add_subcommand("__probe", "");
     probe->group("");  // internal: the demo's and tests' client
     add_probe_options(probe, pa);
-    SockCallArgs sa;
-    auto* sockcall = app.add_subcommand("__sockcall", "");
-    sockcall->group("");
-    add_sockcall_options(sockcall, sa);
-    WriteTimeArgs wa;
-    auto* writetime = app.add_subcommand("__writetime", "");
-    writetime->group("");
-    add_writetime_options(writetime, wa);
-    FileCallArgs fa;
-    auto* filecall = app.add_subcommand("__filecall", "");
-    filecall->group("");
-    add_filecall_options(filecall, fa);
     EchoArgs ea;
     auto* echo = app.add_subcommand("__echo", "");
     echo->group("");
@@ -374,9 +362,6 @@ int run(int argc, char** argv) {
     }
     if (*probe) return run_probe(pa);
     if (*echo) return run_echo(ea);
-    if (*sockcall) return run_sockcall(sa);
-    if (*writetime) return run_writetime(wa);
-    if (*filecall) return run_filecall(fa);
     return 0;
 }
 
