@@ -92,9 +92,11 @@ Result<SockFault> parse_fail(const std::string& spec) {
 Result<tardy_peer> parse_peer(const std::string& cidr) {
     tardy_peer p{};
     std::string addr = cidr, len;
+    bool has_len = false;
     if (auto slash = cidr.find('/'); slash != std::string::npos) {
         addr = cidr.substr(0, slash);
         len = cidr.substr(slash + 1);
+        has_len = true;
     }
     if (inet_pton(AF_INET, addr.c_str(), p.addr_be) == 1) {
         p.family = AF_INET;
@@ -105,7 +107,7 @@ Result<tardy_peer> parse_peer(const std::string& cidr) {
     } else {
         return Error::user("--peer '" + cidr + "': not an IPv4 or IPv6 address or prefix (e.g. 10.0.0.5 or fd00::/64)");
     }
-    if (!len.empty()) {
+    if (has_len) {
         uint32_t n = 0;
         if (!parse_uint(len, n) || n > p.prefix_len)
             return Error::user("--peer " + cidr + ": prefix length must be 0-" + std::to_string(p.prefix_len));

@@ -1,0 +1,82 @@
+// Churn: many inject/stop cycles (loss, connect faults, stalls) against one long-lived agent
+// leave its file descriptors and memory where they were. A leak here is a slow failure of the
+// rollback: an agent that runs for weeks must not run out of fds. Also prints the inject and
+// stop latency (docs/benchmarks.md quotes it; the test does not judge it).
+#include <sys/wait.h>
+
+#include <algorithm>
+
+#include "../common/harness.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+int fd_count(pid_t pid) {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec); !ec && it != fs::directory_iterator();
+         ++it)
+        n++;
+    return n;
+}
+
+long rss_kib(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return -1;
+}
+
+double pct(std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? -1 : v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+TEST_F(Lab, ChurnLeavesTheAgentsFdsAndMemoryUnchanged) {
+    int out = -1;
+    auto agent = spawn_cmd({build_dir() + "/tardy", "agent"}, &out);
+    ASSERT_TRUE(agent);
+    Fd agent_out(out);
+    for (int i = 0; i < 200 && !fs::exists(run_dir_ + "/agent.sock"); i++) sleep_ms(25);
+    ASSERT_TRUE(fs::exists(run_dir_ + "/agent.sock"));
+    const std::vector<std::vector<std::string>> kinds{{"--loss", "5%"},
+                                                      {"--fail", "connect=ECONNREFUSED:50%", "--port", "9"},
+                                                      {"--stall", "write=1ms:1%"}};
+    std::vector<double> inject_ms, stop_ms;
+    int fds_before = 0;
+    long rss_before = 0;
+    const int warmup = 15, cycles = 150;
+    for (int i = 0; i < warmup + cycles; i++) {
+        if (i == warmup) {
+            fds_before = fd_count(*agent);
+            rss_before = rss_kib(*agent);
+        }
+        double t0 = mono_ms();
+        inject(kinds[i % kinds.size()], "churn");
+        double t1 = mono_ms();
+        auto s = tardy({"stop", "churn"});
+        double t2 = mono_ms();
+        ASSERT_EQ(s.status, 0) << s.err;
+        if (i >= warmup) {
+            inject_ms.push_back(t1 - t0);
+            stop_ms.push_back(t2 - t1);
+        }
+    }
+    int fds_after = fd_count(*agent);
+    long rss_after = rss_kib(*agent);
+    std::printf("  %d cycles: agent fds %d -> %d, RSS %ld -> %ld KiB; inject p50 %.1f ms p99 %.1f ms, "
+                "stop p50 %.1f ms p99 %.1f ms (CLI round trips)\n",
+                cycles, fds_before, fds_after, rss_before, rss_after, pct(inject_ms, 0.5), pct(inject_ms, 0.99),
+                pct(stop_ms, 0.5), pct(stop_ms, 0.99));
+    EXPECT_EQ(fds_after, fds_before) << "the agent leaks file descriptors";
+    EXPECT_LT(rss_after - rss_before, 2048) << "the agent's memory grew by more than 2 MiB";
+    EXPECT_TRUE(process_alive(*agent));
+    EXPECT_EQ(tardy({"kill"}).status, 0);
+    waitpid(*agent, nullptr, 0);  // our child: reap it
+}
+
+}  // namespace
