@@ -20,7 +20,7 @@ CLANGXX=${CLANGXX:-clang++}
 # The minimal set that links: journal.cpp undoes entries through netns, tc_object and qdisc;
 # spec.cpp parses socket faults and stalls (stall_object.cpp names syscalls, reading pins through
 # pinned.cpp); request.cpp checks agent requests with both.
-srcs=(user/model/units.cpp user/model/spec.cpp user/sys/qdisc.cpp user/sys/journal.cpp user/sys/cgroup.cpp
+srcs=(user/model/units.cpp user/model/spec.cpp user/sys/qdisc.cpp user/sys/journal.cpp user/sys/journal_undo.cpp user/sys/cgroup.cpp
       user/sys/netns.cpp user/sys/tc_filter.cpp user/loader/tc_object.cpp user/model/sock_faults.cpp
       user/loader/stall_object.cpp user/loader/pinned.cpp user/model/request.cpp user/model/syscalls.cpp)
 
