@@ -1,5 +1,7 @@
 #include "agent/log.hpp"
 
+#include "loader/pinned.hpp"
+
 #include <time.h>
 #include <unistd.h>
 
@@ -17,10 +19,6 @@ void log(const std::string& msg) {
     std::fflush(stderr);
 }
 
-uint64_t mono_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + ts.tv_nsec;
-}
+uint64_t mono_ns() { return mono_now_ns(); }
 
 }  // namespace tardy

@@ -29,40 +29,44 @@ Result<bool> clsact_filters(Rtnl& nl, int ifindex, const std::string& ifname) {
     return false;
 }
 
+// An rtnetlink socket for questions about one device; returns the device's name for messages.
+Result<std::string> open_on(Rtnl& nl, int ifindex) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    TARDY_TRY(open_rtnl(nl, *name));
+    return name;
+}
+
 }  // namespace
 
 Result<bool> clsact_exists(int ifindex) {
-    auto name = ifname_of(ifindex);
-    if (!name) return name.error();
     Rtnl nl;
-    TARDY_TRY(open_rtnl(nl, *name));
+    auto name = open_on(nl, ifindex);
+    if (!name) return name.error();
     auto qs = dump_qdiscs(nl, ifindex, *name);
     if (!qs) return qs.error();
     return std::any_of(qs->begin(), qs->end(), is_clsact);
 }
 
 Result<int> count_filters(int ifindex, uint32_t parent) {
-    auto name = ifname_of(ifindex);
-    if (!name) return name.error();
     Rtnl nl;
-    TARDY_TRY(open_rtnl(nl, *name));
+    auto name = open_on(nl, ifindex);
+    if (!name) return name.error();
     return count_dump(nl, RTM_GETTFILTER, RTM_NEWTFILTER, ifindex, parent,
                       "the filters of " + *name + " at parent " + handle_str(parent));
 }
 
 Result<bool> clsact_has_filters(int ifindex) {
-    auto name = ifname_of(ifindex);
-    if (!name) return name.error();
     Rtnl nl;
-    TARDY_TRY(open_rtnl(nl, *name));
+    auto name = open_on(nl, ifindex);
+    if (!name) return name.error();
     return clsact_filters(nl, ifindex, *name);
 }
 
 Result<bool> remove_clsact_if_empty(int ifindex) {
-    auto name = ifname_of(ifindex);
-    if (!name) return name.error();
     Rtnl nl;
-    TARDY_TRY(open_rtnl(nl, *name));
+    auto name = open_on(nl, ifindex);
+    if (!name) return name.error();
     auto qs = dump_qdiscs(nl, ifindex, *name);
     if (!qs) return qs.error();
     if (std::none_of(qs->begin(), qs->end(), is_clsact)) return false;
