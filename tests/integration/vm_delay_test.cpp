@@ -101,21 +101,30 @@ TEST_F(VmLab, Delay200ms) {
 
 TEST_F(VmLab, JitterStaysInBoundsAndSpreads) {
     inject({"--delay", "50ms", "--jitter", "10ms"});
+    // The control cohort is probed at the same moment: what the emulator adds to its round
+    // trips (its 95th percentile) is what it can add to the experiment's, on top of the
+    // 60 ms the stamp allows. The stamp's exact bounds are proven without an emulator in
+    // bpf_tests (BpfProg.JitterStaysInsideTheWindow); here the point is the real path.
+    std::vector<double> ctl;
+    std::thread t([&] { ctl = udp_rtts(kCtl, 60, 10); });
     auto v = udp_rtts(kExp, 60, 10);
+    t.join();
     ASSERT_FALSE(v.empty());
+    ASSERT_FALSE(ctl.empty());
+    auto pct = [](std::vector<double> x, int p) {
+        std::sort(x.begin(), x.end());
+        return x[x.size() * p / 100];
+    };
+    double p95 = pct(v, 95), ctl95 = pct(ctl, 95);
     auto [mn, mx] = std::minmax_element(v.begin(), v.end());
-    std::vector<double> sorted(v);
-    std::sort(sorted.begin(), sorted.end());
-    double p95 = sorted[sorted.size() * 95 / 100];
-    std::printf("  jittered RTTs: min %.2f ms, median %.2f ms, p95 %.2f ms, max %.2f ms\n", *mn, median(v), p95,
-                *mx);
+    std::printf("  jittered RTTs: min %.2f ms, median %.2f ms, p95 %.2f ms, max %.2f ms; control p95 %.2f ms\n",
+                *mn, median(v), p95, *mx, ctl95);
     EXPECT_GE(*mn, 40.0);
-    // The departure is never later than 60 ms; under the emulator one reply in a run can
-    // still be held up by a host hiccup (70 ms seen once in CI), so the tight bound is on
-    // the 95th percentile and the maximum only catches a runaway stamp.
-    EXPECT_LE(p95, 65.0 + base_exp_);
-    EXPECT_LE(*mx, 85.0 + base_exp_);
+    double noise = std::max({base_exp_, ctl95, 1.0});
+    EXPECT_LE(p95, 60.0 + noise + 5.0);
+    EXPECT_LE(*mx, 85.0 + noise);
     EXPECT_GT(*mx - *mn, 5.0) << "no spread: jitter is not applied";
+    EXPECT_LT(ctl95, 25.0) << "the control cohort was delayed";
 }
 
 TEST_F(VmLab, DelayAndLossTogether) {
