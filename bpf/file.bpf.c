@@ -52,9 +52,11 @@ struct {
     __type(value, __u8);
 } tardy_files_under_prefix SEC(".maps");
 
-static __always_inline struct tardy_file_rule *tardy_file_rule_of_task(void)
+TARDY_CG_CACHE(tardy_file_cg_cache);
+
+static __always_inline struct tardy_file_rule *tardy_file_rule_of_task(const struct tardy_control *c)
 {
-    __u64 found = TARDY_TASK_RULE_CGID(&tardy_file_rules);
+    __u64 found = TARDY_TASK_RULE_CGID_CACHED(&tardy_file_cg_cache, &tardy_file_rules, c->generation);
 
     return found ? bpf_map_lookup_elem(&tardy_file_rules, &found) : NULL;
 }
@@ -116,13 +118,27 @@ static __always_inline struct tardy_file_rule *tardy_live_rule(void)
 
     if (!c)
         return NULL;
-    r = tardy_file_rule_of_task();
+    r = tardy_file_rule_of_task(c);
     if (!r)
         return NULL;
     now = bpf_ktime_get_ns();
     if (!tardy_lease_valid(c, now) || now >= r->expires_ns)
         return NULL;
     return r;
+}
+
+/* An LSM program's return value, in the range a verifier can prove: since 6.x (seen on
+ * Debian's 6.12) it refuses a program whose return value may lie outside [-MAX_ERRNO, 0],
+ * and an errno read from a map, or the verdict of the LSM before us, is any scalar to it.
+ * barrier_var() keeps the compiler from folding the checks away. */
+static __always_inline int tardy_lsm_ret(int v)
+{
+    barrier_var(v);
+    if (v > 0)
+        return 0;
+    if (v < -4095)
+        return -4095;
+    return v;
 }
 
 static __always_inline int tardy_apply(const struct tardy_file_rule *r, const struct tardy_sock_fault *f)
@@ -137,7 +153,7 @@ static __always_inline int tardy_apply(const struct tardy_file_rule *r, const st
         return 0;
     if (cnt)
         cnt->failed++;
-    return -(int)f->err;
+    return tardy_lsm_ret(-(int)f->err);
 }
 
 SEC("lsm.s/file_open")
@@ -149,7 +165,7 @@ int BPF_PROG(tardy_file_open, struct file *file, int ret)
     __u8 one = 1;
 
     if (ret)
-        return ret;
+        return tardy_lsm_ret(ret);
     if (tardy_internal_file(file))
         return 0;
     r = tardy_live_rule();
@@ -169,7 +185,7 @@ int BPF_PROG(tardy_file_permission, struct file *file, int mask, int ret)
     __u64 key = (__u64)file;
 
     if (ret)
-        return ret;
+        return tardy_lsm_ret(ret);
     if (tardy_internal_file(file))
         return 0;
     r = tardy_live_rule();

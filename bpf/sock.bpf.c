@@ -17,6 +17,31 @@ char LICENSE[] SEC("license") = "GPL";
 /* cgroup sock_addr verdicts */
 #define TARDY_ALLOW 1
 #define TARDY_REJECT 0
+/* cgroup_skb egress: 2 drops the packet and tells the sender NET_XMIT_CN, which TCP and UDP
+ * both report as success (net_xmit_eval), so the loss is silent */
+#define TARDY_SKB_PASS 1
+#define TARDY_SKB_LOSE 2
+#define TARDY_ETIMEDOUT 110
+#define TARDY_SOL_SOCKET 1
+#define TARDY_SO_ERROR 4
+
+/* Per socket: what its first connect() drew. A real refusal belongs to the connection, not
+ * to the call: a non-blocking client (hiredis) calls connect() again on the same socket to
+ * learn the outcome, and must hear the same answer instead of a second draw. */
+struct tardy_connect_verdict {
+    __u64 expires_ns; /* with slot: the rule that decided; another rule draws afresh */
+    __u32 slot;
+    __u32 err;        /* 0: let through; else every connect() of the socket fails with it */
+    __u32 blackhole;  /* ETIMEDOUT: connect() goes ahead and every packet of the socket is lost */
+    __u32 reported;   /* getsockopt(SO_ERROR) reported err once, as the kernel clears sk_err */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct tardy_connect_verdict);
+} tardy_connect_verdicts SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -75,9 +100,10 @@ static __always_inline bool tardy_port_matches(const struct tardy_sock_rule *r, 
     return port >= r->port_lo && port <= r->port_hi;
 }
 
-/* a is NULL for socket(): no address to filter on. */
-static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_call_addr *a)
+/* a is NULL for socket(): no address to filter on. sk: the socket of a connect(). */
+static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_call_addr *a, struct bpf_sock *sk)
 {
+    struct tardy_connect_verdict *v = NULL;
     struct tardy_control *c = tardy_armed_control();
     struct tardy_sock_counters *cnt;
     struct tardy_sock_rule *r;
@@ -95,6 +121,23 @@ static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_call_ad
     if (a && (!tardy_peer_matches(r, a) || !tardy_port_matches(r, a->port)))
         return TARDY_ALLOW;
     slot = r->slot;
+    if (op == TARDY_OP_CONNECT && sk) {
+        v = bpf_sk_storage_get(&tardy_connect_verdicts, sk, 0, 0);
+        if (v && v->slot == slot && v->expires_ns == r->expires_ns) {
+            if (!v->err || v->blackhole)
+                return TARDY_ALLOW;
+            bpf_set_retval(-(int)v->err);
+            return TARDY_REJECT;
+        }
+        v = bpf_sk_storage_get(&tardy_connect_verdicts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+        if (v) {
+            v->slot = slot;
+            v->expires_ns = r->expires_ns;
+            v->err = 0;
+            v->blackhole = 0;
+            v->reported = 0;
+        }
+    }
     cnt = bpf_map_lookup_elem(&tardy_sock_counters, &slot);
     for (__u32 i = 0; i < TARDY_SOCK_MAX_FAULTS; i++) {
         const struct tardy_sock_fault *f = &r->faults[i];
@@ -109,6 +152,17 @@ static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_call_ad
             return TARDY_ALLOW;
         if (cnt)
             cnt->failed++;
+        if (op == TARDY_OP_CONNECT && f->err == TARDY_ETIMEDOUT) {
+            /* A timeout takes time: the connection is let through and its SYNs vanish
+             * (tardy_blackhole), so the client's own timeout, or the kernel's SYN retries,
+             * end it as on a real network. Without storage there is nothing to mark: the
+             * connect goes through. */
+            if (v)
+                v->blackhole = 1;
+            return TARDY_ALLOW;
+        }
+        if (v)
+            v->err = f->err;
         bpf_set_retval(-(int)f->err);
         return TARDY_REJECT;
     }
@@ -121,7 +175,7 @@ static __always_inline int tardy_v4(__u32 op, struct bpf_sock_addr *ctx)
 
     a.addr_be[0] = ctx->user_ip4;
     a.port = bpf_ntohs((__u16)ctx->user_port);
-    return tardy_sock_fault(op, &a);
+    return tardy_sock_fault(op, &a, op == TARDY_OP_CONNECT ? ctx->sk : NULL);
 }
 
 static __always_inline int tardy_v6(__u32 op, struct bpf_sock_addr *ctx)
@@ -133,7 +187,7 @@ static __always_inline int tardy_v6(__u32 op, struct bpf_sock_addr *ctx)
     a.addr_be[2] = ctx->user_ip6[2];
     a.addr_be[3] = ctx->user_ip6[3];
     a.port = bpf_ntohs((__u16)ctx->user_port);
-    return tardy_sock_fault(op, &a);
+    return tardy_sock_fault(op, &a, op == TARDY_OP_CONNECT ? ctx->sk : NULL);
 }
 
 SEC("cgroup/connect4")
@@ -159,5 +213,52 @@ int tardy_sock_create(struct bpf_sock *sk)
 {
     if (sk->family != TARDY_AF_INET && sk->family != TARDY_AF_INET6)
         return TARDY_ALLOW;
-    return tardy_sock_fault(TARDY_OP_SOCKET, NULL);
+    return tardy_sock_fault(TARDY_OP_SOCKET, NULL, NULL);
+}
+
+/* The packets of a socket whose connect() drew ETIMEDOUT, SYN retries included (these leave
+ * from a timer, in no task's context: the mark is on the socket). Attached with the connect
+ * hooks, to the target cgroup only. Ends with the rule's expiry, the kill switch and the
+ * lease; `tardy stop` detaches it. */
+SEC("cgroup_skb/egress")
+int tardy_blackhole(struct __sk_buff *skb)
+{
+    struct tardy_control *c = tardy_armed_control();
+    struct tardy_connect_verdict *v;
+    struct bpf_sock *sk = skb->sk;
+    __u64 now;
+
+    if (!c || !sk)
+        return TARDY_SKB_PASS;
+    sk = bpf_sk_fullsock(sk);
+    if (!sk)
+        return TARDY_SKB_PASS;
+    v = bpf_sk_storage_get(&tardy_connect_verdicts, sk, 0, 0);
+    if (!v || !v->blackhole)
+        return TARDY_SKB_PASS;
+    now = bpf_ktime_get_ns();
+    if (!tardy_lease_valid(c, now) || now >= v->expires_ns)
+        return TARDY_SKB_PASS;
+    return TARDY_SKB_LOSE;
+}
+
+/* getsockopt(SO_ERROR) of a refused socket says so once, as after a real refusal, for
+ * clients that ask it rather than trust connect()'s return. */
+SEC("cgroup/getsockopt")
+int tardy_getsockopt(struct bpf_sockopt *ctx)
+{
+    struct tardy_connect_verdict *v;
+    struct bpf_sock *sk = ctx->sk;
+    int *optval = ctx->optval;
+
+    if (ctx->level != TARDY_SOL_SOCKET || ctx->optname != TARDY_SO_ERROR || !sk)
+        return TARDY_ALLOW;
+    if ((void *)(optval + 1) > ctx->optval_end)
+        return TARDY_ALLOW;
+    v = bpf_sk_storage_get(&tardy_connect_verdicts, sk, 0, 0);
+    if (!v || !v->err || v->reported || ctx->retval != 0 || *optval != 0)
+        return TARDY_ALLOW;
+    *optval = (int)v->err;
+    v->reported = 1;
+    return TARDY_ALLOW;
 }

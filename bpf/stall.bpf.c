@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Syscall stalls. BPF cannot sleep, so a chosen syscall of the target is held by stopping
  * the process (SIGSTOP, delivered on its way back to user space) and the agent sends
- * SIGCONT at the due time. Every process runs these programs while attached (about 70 ns a
- * syscall), so the agent attaches them only while a stall rule exists. */
+ * SIGCONT at the due time. Every process runs these programs while attached (a cgroup cache
+ * lookup per syscall, docs/benchmarks.md), so the agent attaches them only while a stall rule
+ * exists. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "tardy/abi.h"
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
 #include "lib/ancestor.bpf.h"
+#include "lib/fd_file.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -72,11 +75,79 @@ struct {
     __type(value, struct tardy_once);
 } tardy_once_map SEC(".maps");
 
-static __always_inline struct tardy_stall_rule *tardy_stall_rule_of_task(void)
-{
-    __u64 found = TARDY_TASK_RULE_CGID(&tardy_stall_rules);
+/* `make bench` only: find the rule by the ancestor walk on every call, as before the cache,
+ * to measure what the cache saves a bystander. The verifier drops the unused branch. */
+const volatile __u32 cfg_walk_always = 0;
 
+TARDY_CG_CACHE(tardy_stall_cg_cache);
+
+static __always_inline struct tardy_stall_rule *tardy_stall_rule_of_task(const struct tardy_control *c)
+{
+    __u64 found;
+
+    if (cfg_walk_always)
+        found = TARDY_TASK_RULE_CGID(&tardy_stall_rules);
+    else
+        found = TARDY_TASK_RULE_CGID_CACHED(&tardy_stall_cg_cache, &tardy_stall_rules, c->generation);
     return found ? bpf_map_lookup_elem(&tardy_stall_rules, &found) : NULL;
+}
+
+/* A 32-bit (compat) syscall numbers its calls from another table (ia32: 4 is write, where
+ * x86_64's 4 is stat), so a rule's numbers must never be matched against it. x86 marks a
+ * compat syscall in progress with TS_COMPAT in thread_info.status (in_ia32_syscall()); x32
+ * calls carry bit 30 in their number, beyond TARDY_STALL_NR_MAX. arm64 marks a 32-bit task
+ * with TIF_32BIT (bit 22) in thread_info.flags. */
+static __always_inline bool tardy_compat_syscall(struct task_struct *task)
+{
+#if defined(__TARGET_ARCH_x86)
+    if (bpf_core_field_exists(task->thread_info.status))
+        return BPF_CORE_READ(task, thread_info.status) & 0x0002; /* TS_COMPAT */
+    return false;
+#elif defined(__TARGET_ARCH_arm64)
+    return BPF_CORE_READ(task, thread_info.flags) & (1UL << 22);
+#else
+    return true; /* unknown: stall nothing rather than the wrong call */
+#endif
+}
+
+/* --on and --path: the call's first argument is the fd it acts on (syscalls.hpp). */
+static __always_inline bool tardy_scope_matches(const struct tardy_stall_rule *r, const struct tardy_stall_entry *s,
+                                                struct task_struct *task, struct pt_regs *regs)
+{
+    struct file *f;
+
+    if (s->on == TARDY_STALL_ON_ANY && !r->path_ino)
+        return true;
+    f = tardy_fd_file(task, PT_REGS_PARM1_CORE_SYSCALL(regs));
+    if (!f)
+        return false;
+    if (s->on != TARDY_STALL_ON_ANY && tardy_file_kind(f) != s->on)
+        return false;
+    return !r->path_ino || tardy_file_under(f, r->path_dev, r->path_ino);
+}
+
+/* Stops the calling process: recorded first, so nothing stops a process nobody resumes. */
+static __always_inline bool tardy_stop(__u64 due)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tgid = pid_tgid >> 32;
+    struct tardy_stall_event *ev;
+
+    if (bpf_map_lookup_elem(&tardy_exempt, &tgid))
+        return false;
+    if (bpf_map_update_elem(&tardy_stalled, &tgid, &due, BPF_ANY))
+        return false;
+    ev = bpf_ringbuf_reserve(&tardy_stall_events, sizeof(*ev), 0);
+    if (!ev) {
+        bpf_map_delete_elem(&tardy_stalled, &tgid);
+        return false;
+    }
+    ev->tgid = tgid;
+    ev->tid = (__u32)pid_tgid;
+    ev->due_ns = due;
+    bpf_ringbuf_submit(ev, 0);
+    bpf_send_signal_thread(TARDY_SIGSTOP);
+    return true;
 }
 
 SEC("tp_btf/sys_enter")
@@ -84,67 +155,51 @@ int BPF_PROG(tardy_sys_enter, struct pt_regs *regs, long id)
 {
     struct tardy_control *c = tardy_armed_control();
     struct task_struct *task = bpf_get_current_task_btf();
+    const struct tardy_stall_entry *s;
     struct tardy_stall_counters *cnt;
     struct tardy_stall_rule *r;
-    struct tardy_stall_event *ev;
     struct tardy_once *once;
-    __u64 now, pid_tgid, due;
-    __u32 slot, tgid;
+    __u32 slot, idx;
+    __u64 now, nr;
 
-    (void)regs;
     if (!c)
         return 0;
-    r = tardy_stall_rule_of_task();
-    if (!r)
+    r = tardy_stall_rule_of_task(c);
+    if (!r || id < 0 || id >= TARDY_STALL_NR_MAX)
         return 0;
+    /* The masks bound the indexes for the verifier; barrier_var() keeps clang from dropping
+     * them as redundant after the checks (6.1's verifier then loses the bound on a reload
+     * from the stack: "math between map_value pointer and register with unbounded min"). */
+    nr = id;
+    barrier_var(nr);
+    idx = r->entry_of_nr[nr & (TARDY_STALL_NR_MAX - 1)];
+    if (idx == 0 || idx > TARDY_STALL_MAX || tardy_compat_syscall(task))
+        return 0;
+    barrier_var(idx);
+    s = &r->stalls[(idx - 1) & (TARDY_STALL_MAX - 1)];
     now = bpf_ktime_get_ns();
     if (!tardy_lease_valid(c, now) || now >= r->expires_ns)
         return 0;
-    for (__u32 i = 0; i < TARDY_STALL_MAX; i++) {
-        const struct tardy_stall_entry *s = &r->stalls[i];
-
-        if (i >= r->n)
-            break;
-        if (s->nr != id)
-            continue;
-        once = bpf_task_storage_get(&tardy_once_map, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-        if (once && once->restarting && once->nr == id) {
-            once->restarting = 0; /* the restart of a call already stalled */
-            once->nr = -1;
-            return 0;
-        }
-        slot = r->slot;
-        cnt = bpf_map_lookup_elem(&tardy_stall_counters, &slot);
-        if (cnt)
-            cnt->seen++;
-        if (!tardy_chance_ppm(s->ppm))
-            return 0;
-        pid_tgid = bpf_get_current_pid_tgid();
-        tgid = pid_tgid >> 32;
-        if (bpf_map_lookup_elem(&tardy_exempt, &tgid))
-            return 0;
-        due = now + s->delay_ns;
-        /* Recorded before the stop, so nothing can stop a process that nobody will resume. */
-        if (bpf_map_update_elem(&tardy_stalled, &tgid, &due, BPF_ANY))
-            return 0;
-        ev = bpf_ringbuf_reserve(&tardy_stall_events, sizeof(*ev), 0);
-        if (!ev) {
-            bpf_map_delete_elem(&tardy_stalled, &tgid);
-            return 0;
-        }
-        ev->tgid = tgid;
-        ev->tid = (__u32)pid_tgid;
-        ev->due_ns = due;
-        bpf_ringbuf_submit(ev, 0);
-        if (once) {
-            once->nr = id;
-            once->restarting = 0;
-        }
-        bpf_send_signal_thread(TARDY_SIGSTOP);
-        if (cnt)
-            cnt->stalled++;
+    once = bpf_task_storage_get(&tardy_once_map, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (once && once->restarting && once->nr == id) {
+        once->restarting = 0; /* the restart of a call already stalled */
+        once->nr = -1;
         return 0;
     }
+    if (!tardy_scope_matches(r, s, task, regs))
+        return 0;
+    slot = r->slot;
+    cnt = bpf_map_lookup_elem(&tardy_stall_counters, &slot);
+    if (cnt)
+        cnt->seen++;
+    if (!tardy_chance_ppm(s->ppm))
+        return 0;
+    if (once) {
+        once->nr = id;
+        once->restarting = 0;
+    }
+    if (tardy_stop(now + s->delay_ns) && cnt)
+        cnt->stalled++;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "lib/counters.bpf.h"
 #include "lib/edt.bpf.h"
 #include "lib/steal.bpf.h"
+#include "lib/lose.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -52,10 +53,10 @@ static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
 drop:
     if (cnt)
         cnt->dropped++;
-    return TARDY_TC_DROP;
+    return tardy_lose(can_steal);
 }
 
-/* For TCX links: TCX has no STOLEN verdict. */
+/* For TCX links: TCX has no STOLEN verdict (lib/steal.bpf.h, lib/lose.bpf.h). */
 SEC("tc")
 int tardy_tc_egress(struct __sk_buff *skb)
 {

@@ -18,7 +18,11 @@
 
 /* Verdicts. TCX_NEXT (-1) lets later TC programs run; it is also TC_ACT_UNSPEC for clsact. */
 #define TARDY_TC_NEXT (-1)
-#define TARDY_TC_DROP 2
+/* A lost packet must vanish the way it does on a wire: the sender's call succeeds and
+ * nothing reaches its error queue. TC_ACT_SHOT/TCX_DROP do not: the qdisc layer returns
+ * NET_XMIT_DROP and a socket with IP_RECVERR gets ENOBUFS at once (bpf/lib/lose.bpf.h). */
+#define TARDY_TC_LOST_CLS 4 /* TC_ACT_STOLEN: consumed, the sender is told "transmitted" */
+#define TARDY_TC_LOST_TCX 7 /* TCX_REDIRECT to no device: freed, the sender is told "transmitted" */
 
 /* Pinned control map: one entry at key 0. Every program reads it before anything else. */
 struct tardy_control {
@@ -97,21 +101,36 @@ struct tardy_sock_counters {
 
 /* ---- Syscall stalls (bpf/stall.bpf.c): raw tracepoints at syscall entry and exit ---- */
 
-#define TARDY_STALL_MAX 8
+#define TARDY_STALL_MAX 8       /* --stall options per rule */
+#define TARDY_STALL_NR_MAX 512  /* syscall numbers a rule can name: 0..511 (x86_64 has ~470) */
 #define TARDY_MAX_STALLED 4096 /* processes stopped at once */
+#define TARDY_STALL_PATH_DEPTH 32 /* directories walked up from a file to find --path */
+
+/* Which fds a stall of an fd-based call (read, write, fsync, ...) applies to. */
+enum tardy_stall_on {
+    TARDY_STALL_ON_ANY = 0,
+    TARDY_STALL_ON_FILES = 1,   /* regular files, directories, block devices */
+    TARDY_STALL_ON_SOCKETS = 2, /* sockets of any family */
+};
 
 struct tardy_stall_entry {
-    __u32 nr;       /* syscall number (x86_64) */
     __u32 ppm;      /* share of calls stalled */
+    __u32 on;       /* enum tardy_stall_on; with path_ino also the fd's file must be under the path */
     __u64 delay_ns;
 };
 
-/* Value of the stall rules map, keyed by the target's cgroup id (__u64). */
+/* Value of the stall rules map, keyed by the target's cgroup id (__u64). A syscall number
+ * nr (< TARDY_STALL_NR_MAX) is stalled by stalls[entry_of_nr[nr] - 1]; 0 means not at all,
+ * so a call costs one index whatever the number of syscalls a --stall name covers. */
 struct tardy_stall_rule {
     __u64 expires_ns;
     __u32 slot;
     __u32 n;
+    __u64 path_ino; /* 0: any path; else the fd's file must be this inode or below it */
+    __u32 path_dev; /* the kernel's dev_t of that inode's superblock: major << 20 | minor */
+    __u32 pad;
     struct tardy_stall_entry stalls[TARDY_STALL_MAX];
+    __u8 entry_of_nr[TARDY_STALL_NR_MAX];
 };
 
 /* Ring buffer event: stop sent to tgid, resume it at due_ns (CLOCK_MONOTONIC). */

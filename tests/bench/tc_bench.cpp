@@ -1,11 +1,21 @@
 // `make bench`: cost per packet of the TC egress program, from BPF_PROG_TEST_RUN with
 // repeat (the kernel times the program alone). Each case runs 7 rounds side by side in one
 // process and reports the median, so the ratios between cases are what to read.
+//
+// Next to each cost is the floor measured in the same run: an empty program on the same hook
+// (SCHED_CLS, `r0 = TC_NEXT; exit`) run the same way. It is what BPF_PROG_TEST_RUN and the
+// program call cost on this machine, so "x floor" compares across machines where raw
+// nanoseconds do not.
 #include <bpf/bpf.h>
+#include <linux/bpf.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "../common/packets.hpp"
@@ -26,6 +36,21 @@ uint32_t run_ns(int prog_fd, const std::vector<uint8_t>& pkt) {
                 .ctx_out = nullptr, .ctx_size_in = 0, .ctx_size_out = 0, .retval = 0, .repeat = kRepeat);
     if (bpf_prog_test_run_opts(prog_fd, &o) != 0) return 0;
     return o.duration;
+}
+
+// The empty program: built from two instructions, so it needs no object file. Not named
+// tardy_*: the tests' leftover checks count only tardy's own programs.
+int load_floor_prog() {
+    const bpf_insn insns[] = {
+        {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, TARDY_TC_NEXT},  // r0 = TC_NEXT
+        {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},                               // exit
+    };
+    return bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "bench_floor", "GPL", insns, 2, nullptr);
+}
+
+double median(std::vector<uint32_t> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
 }
 
 tardy_rule rule(uint32_t slot, uint64_t delay_ns, uint32_t loss_ppm) {
@@ -57,11 +82,16 @@ int main() {
         {"target packet, 50 ms delay", cg.leaf_id, 50'000'000, 0},
     };
     auto pkt = make_packet(Family::V4, Proto::Tcp, 1400);
-    std::printf("TC egress program, ns per packet (median of %d rounds x %d runs, BPF_PROG_TEST_RUN)\n", kRounds,
-                kRepeat);
-    std::printf("%-30s %12s %12s %8s\n", "case", "1 rule", "10000 rules", "ratio");
-    for (const auto& c : cases) {
-        double med[2];
+    int floor_fd = load_floor_prog();
+    if (floor_fd < 0) {
+        std::fprintf(stderr, "tc_bench: loading the empty program: %s\n", std::strerror(errno));
+        return 1;
+    }
+    // The floor runs once before every round of every case, so it sees the same moments.
+    std::vector<uint32_t> floor_runs;
+    double med[std::size(cases)][2];
+    for (size_t ci = 0; ci < std::size(cases); ci++) {
+        const Case& c = cases[ci];
         for (int variant = 0; variant < 2; variant++) {
             int rules = variant == 0 ? 1 : 10000;
             auto obj = TcObject::load({"", 0});
@@ -75,11 +105,22 @@ int main() {
             uint64_t own = c.target ? c.target : 0xfff0000000ULL;  // "another cgroup": only foreign rules
             (void)(*obj)->put_rule(own, rule(0, c.delay_ns, c.loss_ppm));
             std::vector<uint32_t> v;
-            for (int r = 0; r < kRounds; r++) v.push_back(run_ns((*obj)->egress_prog_fd(), pkt));
-            std::sort(v.begin(), v.end());
-            med[variant] = v[v.size() / 2];
+            for (int r = 0; r < kRounds; r++) {
+                floor_runs.push_back(run_ns(floor_fd, pkt));
+                v.push_back(run_ns((*obj)->egress_prog_fd(), pkt));
+            }
+            med[ci][variant] = median(v);
         }
-        std::printf("%-30s %12.0f %12.0f %8.2f\n", c.name, med[0], med[1], med[1] / std::max(1.0, med[0]));
     }
+    close(floor_fd);
+    const double fl = std::max(1.0, median(floor_runs));
+    std::printf("TC egress program (TCX variant), ns per packet (median of %d rounds x %d runs, "
+                "BPF_PROG_TEST_RUN)\n", kRounds, kRepeat);
+    std::printf("floor: an empty SCHED_CLS program run the same way, %zu rounds: %.0f ns\n", floor_runs.size(), fl);
+    std::printf("%-30s %8s %8s %12s %8s %8s\n", "case", "1 rule", "x floor", "10000 rules", "x floor",
+                "growth");
+    for (size_t ci = 0; ci < std::size(cases); ci++)
+        std::printf("%-30s %8.0f %8.2f %12.0f %8.2f %8.2f\n", cases[ci].name, med[ci][0], med[ci][0] / fl,
+                    med[ci][1], med[ci][1] / fl, med[ci][1] / std::max(1.0, med[ci][0]));
     return 0;
 }

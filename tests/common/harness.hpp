@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "eventually.hpp"
 #include "sys/netns.hpp"
 #include "privileges.hpp"
 #include "sys/process.hpp"

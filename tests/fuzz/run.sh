@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target tests/fuzz/tardy_fuzz.cpp against the library sources and runs it.
+# Builds the libFuzzer target (tests/fuzz/*.cpp; tardy_fuzz.cpp dispatches to the targets)
+# against the library sources and runs it.
 #
 #   tests/fuzz/run.sh [SECONDS] [libFuzzer args...]     (default 60 seconds)
 #
@@ -22,16 +23,17 @@ CLANGXX=${CLANGXX:-clang++}
 # pinned.cpp); request.cpp checks agent requests with both.
 srcs=(user/model/units.cpp user/model/spec.cpp user/sys/qdisc.cpp user/sys/journal.cpp user/sys/journal_undo.cpp user/sys/cgroup.cpp
       user/sys/netns.cpp user/sys/tc_filter.cpp user/loader/tc_object.cpp user/model/sock_faults.cpp
-      user/loader/stall_object.cpp user/loader/pinned.cpp user/model/request.cpp user/model/syscalls.cpp)
+      user/loader/stall_object.cpp user/loader/pinned.cpp user/model/request.cpp user/model/request_line.cpp user/model/syscalls.cpp)
 
 [[ -f build/tc.skel.h ]] || make --no-print-directory build/tc.skel.h
 mkdir -p "$out/corpus"
-newest=$(ls -t tests/fuzz/tardy_fuzz.cpp "${srcs[@]}" user/*/*.hpp include/tardy/abi.h build/tc.skel.h build/stall.skel.h | head -1)
+fuzz_srcs=(tests/fuzz/*.cpp)
+newest=$(ls -t tests/fuzz/*.cpp tests/fuzz/*.hpp "${srcs[@]}" user/*/*.hpp include/tardy/abi.h build/tc.skel.h build/stall.skel.h | head -1)
 if [[ ! -x $bin || $newest -nt $bin ]]; then
     echo "  FUZZ    $bin"
     "$CLANGXX" -std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined -Wall -Wextra -Iuser -Iinclude -Ibuild \
-        tests/fuzz/tardy_fuzz.cpp "${srcs[@]}" -lbpf -lmnl -lelf -lz -pthread -o "$bin"
+        "${fuzz_srcs[@]}" "${srcs[@]}" -lbpf -lmnl -lelf -lz -pthread -o "$bin"
 fi
 
 # Scratch journals live here (tmpfs when possible: record() fsyncs); gone when we are.

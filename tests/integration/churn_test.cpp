@@ -2,6 +2,10 @@
 // leave its file descriptors and memory where they were. A leak here is a slow failure of the
 // rollback: an agent that runs for weeks must not run out of fds. Also prints the inject and
 // stop latency (docs/benchmarks.md quotes it; the test does not judge it).
+//
+// `make test` runs 150 cycles. The 500-cycle run that docs/benchmarks.md quotes is disabled by
+// default (about 40 s) and run on its own:
+//   build/integration_tests --gtest_also_run_disabled_tests --gtest_filter='ChurnLab.DISABLED_*'
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -36,47 +40,60 @@ double pct(std::vector<double> v, double p) {
     return v.empty() ? -1 : v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
 }
 
-TEST_F(Lab, ChurnLeavesTheAgentsFdsAndMemoryUnchanged) {
-    int out = -1;
-    auto agent = spawn_cmd({build_dir() + "/tardy", "agent"}, &out);
-    ASSERT_TRUE(agent);
-    Fd agent_out(out);
-    for (int i = 0; i < 200 && !fs::exists(run_dir_ + "/agent.sock"); i++) sleep_ms(25);
-    ASSERT_TRUE(fs::exists(run_dir_ + "/agent.sock"));
-    const std::vector<std::vector<std::string>> kinds{{"--loss", "5%"},
-                                                      {"--fail", "connect=ECONNREFUSED:50%", "--port", "9"},
-                                                      {"--stall", "write=1ms:1%"}};
-    std::vector<double> inject_ms, stop_ms;
-    int fds_before = 0;
-    long rss_before = 0;
-    const int warmup = 15, cycles = 150;
-    for (int i = 0; i < warmup + cycles; i++) {
-        if (i == warmup) {
-            fds_before = fd_count(*agent);
-            rss_before = rss_kib(*agent);
+// One agent started by hand, `cycles` rounds of inject + stop rotating three fault kinds.
+class ChurnLab : public Lab {
+protected:
+    void churn(int cycles) {
+        int out = -1;
+        auto agent = spawn_cmd({build_dir() + "/tardy", "agent"}, &out);
+        ASSERT_TRUE(agent);
+        Fd agent_out(out);
+        ASSERT_TRUE(eventually([&] { return fs::exists(run_dir_ + "/agent.sock"); }, 5000))
+            << "the agent did not listen within 5 s";
+        const std::vector<std::vector<std::string>> kinds{{"--loss", "5%"},
+                                                          {"--fail", "connect=ECONNREFUSED:50%", "--port", "9"},
+                                                          {"--stall", "write=1ms:1%"}};
+        std::vector<double> inject_ms, stop_ms;
+        std::vector<std::vector<double>> inject_kind_ms(kinds.size());
+        int fds_before = 0;
+        long rss_before = 0;
+        const int warmup = 15;
+        for (int i = 0; i < warmup + cycles; i++) {
+            if (i == warmup) {
+                fds_before = fd_count(*agent);
+                rss_before = rss_kib(*agent);
+            }
+            double t0 = mono_ms();
+            inject(kinds[i % kinds.size()], "churn");
+            double t1 = mono_ms();
+            auto s = tardy({"stop", "churn"});
+            double t2 = mono_ms();
+            ASSERT_EQ(s.status, 0) << s.err;
+            if (i >= warmup) {
+                inject_ms.push_back(t1 - t0);
+                inject_kind_ms[i % kinds.size()].push_back(t1 - t0);
+                stop_ms.push_back(t2 - t1);
+            }
         }
-        double t0 = mono_ms();
-        inject(kinds[i % kinds.size()], "churn");
-        double t1 = mono_ms();
-        auto s = tardy({"stop", "churn"});
-        double t2 = mono_ms();
-        ASSERT_EQ(s.status, 0) << s.err;
-        if (i >= warmup) {
-            inject_ms.push_back(t1 - t0);
-            stop_ms.push_back(t2 - t1);
-        }
+        int fds_after = fd_count(*agent);
+        long rss_after = rss_kib(*agent);
+        std::printf("  %d cycles: agent fds %d -> %d, RSS %ld -> %ld KiB; inject p50 %.1f ms p99 %.1f ms, "
+                    "stop p50 %.1f ms p99 %.1f ms (CLI round trips)\n",
+                    cycles, fds_before, fds_after, rss_before, rss_after, pct(inject_ms, 0.5), pct(inject_ms, 0.99),
+                    pct(stop_ms, 0.5), pct(stop_ms, 0.99));
+        for (size_t k = 0; k < kinds.size(); k++)
+            std::printf("    inject %s: p50 %.1f ms p99 %.1f ms\n", kinds[k][0].c_str(), pct(inject_kind_ms[k], 0.5),
+                        pct(inject_kind_ms[k], 0.99));
+        EXPECT_EQ(fds_after, fds_before) << "the agent leaks file descriptors";
+        EXPECT_LT(rss_after - rss_before, 2048) << "the agent's memory grew by more than 2 MiB";
+        EXPECT_TRUE(process_alive(*agent));
+        EXPECT_EQ(tardy({"kill"}).status, 0);
+        waitpid(*agent, nullptr, 0);  // our child: reap it
     }
-    int fds_after = fd_count(*agent);
-    long rss_after = rss_kib(*agent);
-    std::printf("  %d cycles: agent fds %d -> %d, RSS %ld -> %ld KiB; inject p50 %.1f ms p99 %.1f ms, "
-                "stop p50 %.1f ms p99 %.1f ms (CLI round trips)\n",
-                cycles, fds_before, fds_after, rss_before, rss_after, pct(inject_ms, 0.5), pct(inject_ms, 0.99),
-                pct(stop_ms, 0.5), pct(stop_ms, 0.99));
-    EXPECT_EQ(fds_after, fds_before) << "the agent leaks file descriptors";
-    EXPECT_LT(rss_after - rss_before, 2048) << "the agent's memory grew by more than 2 MiB";
-    EXPECT_TRUE(process_alive(*agent));
-    EXPECT_EQ(tardy({"kill"}).status, 0);
-    waitpid(*agent, nullptr, 0);  // our child: reap it
-}
+};
+
+TEST_F(ChurnLab, FdsAndMemoryUnchangedAfter150Cycles) { churn(150); }
+
+TEST_F(ChurnLab, DISABLED_FdsAndMemoryUnchangedAfter500Cycles) { churn(500); }
 
 }  // namespace

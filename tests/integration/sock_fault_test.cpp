@@ -74,11 +74,16 @@ TEST_F(SockLab, NetworkAndSocketFaultsTogether) {
 }
 
 TEST_F(SockLab, ForStopAndKillEndSocketFaults) {
-    inject({"--fail", "connect=ECONNREFUSED", "--for", "1s"});
+    // --for 3s: under emulation on a busy host a client can take a second to start.
+    inject({"--fail", "connect=ECONNREFUSED", "--for", "3s"});
     double t0 = mono_ms();
     EXPECT_EQ(n(calls(kExp, "connect", v4(), 7007, 5), "ECONNREFUSED"), 5);
-    sleep_ms(static_cast<int>(1300 - (mono_ms() - t0)));
+    // The deadline was set before inject returned: every connect gets through by 3 s (+ 1 s
+    // of slack for a client's start), polled rather than slept.
+    EXPECT_TRUE(eventually([&] { return n(calls(kExp, "connect", v4(), 7007, 1), "OK") == 1; }, 4000))
+        << "outlived --for";
     EXPECT_EQ(n(calls(kExp, "connect", v4(), 7007, 5), "OK"), 5) << "outlived --for";
+    EXPECT_GE(mono_ms() - t0, 2000) << "ended long before --for";
     inject({"--fail", "connect=ECONNREFUSED"}, "s");
     ASSERT_EQ(tardy({"stop", "s"}).status, 0);
     EXPECT_EQ(n(calls(kExp, "connect", v4(), 7007, 5), "OK"), 5) << "outlived stop";
@@ -90,7 +95,8 @@ TEST_F(SockLab, ForStopAndKillEndSocketFaults) {
 TEST_F(SockLab, SigkilledAgentTakesSocketFaultsWithIt) {
     inject({"--fail", "connect=ECONNREFUSED"});
     ASSERT_EQ(kill(agent_pid(), SIGKILL), 0);
-    sleep_ms(1000);
+    // FD-owned links go with the agent: at once, but polled for a second under emulation.
+    EXPECT_TRUE(eventually([&] { return n(calls(kExp, "connect", v4(), 7007, 1), "OK") == 1; }, 1500));
     EXPECT_EQ(n(calls(kExp, "connect", v4(), 7007, 5), "OK"), 5);
 }
 

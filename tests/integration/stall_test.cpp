@@ -56,7 +56,7 @@ TEST_F(StallLab, StallAddsItsDelayOnlyInTheExperimentCohort) {
     auto e = write_ms(kExp, 20), c = write_ms(kCtl, 20);
     std::printf("  write(2) median: experiment %.2f ms, control %.3f ms\n", median(e), median(c));
     EXPECT_GE(median(e), 50);
-    EXPECT_LE(median(e), 52);
+    EXPECT_LE(median(e), 53);  // 50.2 on the host, 52.0 in the emulated VM
     EXPECT_LT(median(c), 1);
     auto l = list_json()["injections"][0]["counters"];
     EXPECT_GE(l["stalled"].get<int>(), 20);

@@ -14,11 +14,16 @@ namespace tardy {
 // Makes one kind of socket call `count` times and counts the outcomes by errno name.
 struct SockCallArgs {
     std::string cgroup, netns;
-    std::string op = "connect";  // connect | sendto | bind | socket
+    // connect | connect-nb (non-blocking, then connect() again on the same socket to learn
+    // the outcome, as hiredis does) | sendto | bind | socket
+    std::string op = "connect";
     std::string to = "127.0.0.1";
     int port = 7;
     int count = 10;
     std::string family;  // for socket and bind without --to: "4" or "6"
+    // sendto only: one socket for every send with IP_RECVERR/IPV6_RECVERR set, as glibc's
+    // resolver does; the output adds "errqueue": errors queued for it after the sends.
+    bool recverr = false;
 };
 
 // Times `count` write(2)s of one byte to /dev/null, `interval_ms` apart, from the cgroup.

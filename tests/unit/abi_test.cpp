@@ -1,15 +1,28 @@
 // include/tardy/abi.h: the layout and constants the BPF programs and user space share, and
 // that the header stands alone for every compiler that includes it.
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 #include <limits.h>
 #include <sys/utsname.h>
 #include "model/tardy_abi.hpp"
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "file.skel.h"
+#include "sock.skel.h"
+#include "stall.skel.h"
+#include "tc.skel.h"
 
 #include "sys/process.hpp"
 #include "test_util.hpp"
@@ -28,43 +41,162 @@ std::string repo_root() {
     return "";
 }
 
-TEST(Abi, StructLayout) {
-    EXPECT_EQ(sizeof(tardy_control), 16u);
-    EXPECT_EQ(offsetof(tardy_control, armed), 0u);
-    EXPECT_EQ(offsetof(tardy_control, generation), 4u);
-    EXPECT_EQ(offsetof(tardy_control, lease_deadline_ns), 8u);
+// ---- Layouts: what the BPF objects were compiled with, read from their BTF -----------------
+//
+// Each shared struct's size and every member's offset and size, as clang -target bpf laid
+// them out (the BTF of the objects embedded in the skeletons), against sizeof/offsetof here.
+// No numbers are written down: a field added, moved or resized on either side fails below.
 
-    EXPECT_EQ(sizeof(tardy_rule), 32u);
-    EXPECT_EQ(offsetof(tardy_rule, slot), 0u);
-    EXPECT_EQ(offsetof(tardy_rule, loss_ppm), 4u);
-    EXPECT_EQ(offsetof(tardy_rule, delay_ns), 8u);
-    EXPECT_EQ(offsetof(tardy_rule, jitter_ns), 16u);
-    EXPECT_EQ(offsetof(tardy_rule, expires_ns), 24u);
+struct Member {
+    const char* name;
+    size_t offset, size;
+};
+struct Layout {
+    const char* name;
+    size_t size;
+    std::vector<Member> members;
+};
 
-    EXPECT_EQ(sizeof(tardy_counters), 32u);
-    EXPECT_EQ(offsetof(tardy_counters, matched), 0u);
-    EXPECT_EQ(offsetof(tardy_counters, delayed), 8u);
-    EXPECT_EQ(offsetof(tardy_counters, dropped), 16u);
-    EXPECT_EQ(offsetof(tardy_counters, bytes), 24u);
+#define TARDY_M(S, m) Member{#m, offsetof(S, m), sizeof(S::m)}
+#define TARDY_LAYOUT(S, ...) Layout{#S, sizeof(S), {__VA_ARGS__}}
 
-    EXPECT_EQ(sizeof(tardy_cg_match), 16u);
-    EXPECT_EQ(offsetof(tardy_cg_match, generation), 0u);
-    EXPECT_EQ(offsetof(tardy_cg_match, pad), 4u);
-    EXPECT_EQ(offsetof(tardy_cg_match, rule_cgid), 8u);
+// Every struct of include/tardy/abi.h (AbiLayout.TableCoversTheHeader checks that).
+const Layout kLayouts[] = {
+    TARDY_LAYOUT(tardy_control, TARDY_M(tardy_control, armed), TARDY_M(tardy_control, generation),
+                 TARDY_M(tardy_control, lease_deadline_ns)),
+    TARDY_LAYOUT(tardy_rule, TARDY_M(tardy_rule, slot), TARDY_M(tardy_rule, loss_ppm), TARDY_M(tardy_rule, delay_ns),
+                 TARDY_M(tardy_rule, jitter_ns), TARDY_M(tardy_rule, expires_ns)),
+    TARDY_LAYOUT(tardy_counters, TARDY_M(tardy_counters, matched), TARDY_M(tardy_counters, delayed),
+                 TARDY_M(tardy_counters, dropped), TARDY_M(tardy_counters, bytes)),
+    TARDY_LAYOUT(tardy_cg_match, TARDY_M(tardy_cg_match, generation), TARDY_M(tardy_cg_match, pad),
+                 TARDY_M(tardy_cg_match, rule_cgid)),
+    TARDY_LAYOUT(tardy_sock_fault, TARDY_M(tardy_sock_fault, op), TARDY_M(tardy_sock_fault, err),
+                 TARDY_M(tardy_sock_fault, ppm), TARDY_M(tardy_sock_fault, pad)),
+    TARDY_LAYOUT(tardy_peer, TARDY_M(tardy_peer, family), TARDY_M(tardy_peer, prefix_len),
+                 TARDY_M(tardy_peer, addr_be)),
+    TARDY_LAYOUT(tardy_sock_rule, TARDY_M(tardy_sock_rule, expires_ns), TARDY_M(tardy_sock_rule, slot),
+                 TARDY_M(tardy_sock_rule, n_faults), TARDY_M(tardy_sock_rule, n_peers),
+                 TARDY_M(tardy_sock_rule, port_lo), TARDY_M(tardy_sock_rule, port_hi),
+                 TARDY_M(tardy_sock_rule, faults), TARDY_M(tardy_sock_rule, peers)),
+    TARDY_LAYOUT(tardy_sock_counters, TARDY_M(tardy_sock_counters, seen), TARDY_M(tardy_sock_counters, failed)),
+    TARDY_LAYOUT(tardy_stall_entry, TARDY_M(tardy_stall_entry, ppm), TARDY_M(tardy_stall_entry, on),
+                 TARDY_M(tardy_stall_entry, delay_ns)),
+    TARDY_LAYOUT(tardy_stall_rule, TARDY_M(tardy_stall_rule, expires_ns), TARDY_M(tardy_stall_rule, slot),
+                 TARDY_M(tardy_stall_rule, n), TARDY_M(tardy_stall_rule, path_ino),
+                 TARDY_M(tardy_stall_rule, path_dev), TARDY_M(tardy_stall_rule, pad),
+                 TARDY_M(tardy_stall_rule, stalls), TARDY_M(tardy_stall_rule, entry_of_nr)),
+    TARDY_LAYOUT(tardy_stall_event, TARDY_M(tardy_stall_event, tgid), TARDY_M(tardy_stall_event, tid),
+                 TARDY_M(tardy_stall_event, due_ns)),
+    TARDY_LAYOUT(tardy_stall_counters, TARDY_M(tardy_stall_counters, seen),
+                 TARDY_M(tardy_stall_counters, stalled)),
+    TARDY_LAYOUT(tardy_file_rule, TARDY_M(tardy_file_rule, expires_ns), TARDY_M(tardy_file_rule, slot),
+                 TARDY_M(tardy_file_rule, n_faults), TARDY_M(tardy_file_rule, faults),
+                 TARDY_M(tardy_file_rule, prefix_len), TARDY_M(tardy_file_rule, pad),
+                 TARDY_M(tardy_file_rule, prefix)),
+};
+
+// Structs no map or global names, so clang leaves them out of every object's BTF.
+const std::set<std::string> kNotInBtf = {
+    "tardy_stall_event",  // a ring buffer record: ring buffers declare no value type
+};
+
+// The BTF of every BPF object, as embedded in its skeleton (what the loaders load).
+class AbiLayout : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        add("tc.bpf.o", tardy_tc__elf_bytes);
+        add("sock.bpf.o", tardy_sock__elf_bytes);
+        add("stall.bpf.o", tardy_stall__elf_bytes);
+        add("file.bpf.o", tardy_file__elf_bytes);
+    }
+    static void TearDownTestSuite() {
+        for (auto& o : objs_) bpf_object__close(o.obj);
+        objs_.clear();
+    }
+    static void add(const char* name, const void* (*bytes)(size_t*)) {
+        size_t sz = 0;
+        const void* data = bytes(&sz);
+        LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = name);
+        bpf_object* obj = bpf_object__open_mem(data, sz, &oo);
+        objs_.push_back({name, obj, obj ? bpf_object__btf(obj) : nullptr});
+    }
+
+    struct Obj {
+        std::string name;
+        bpf_object* obj;
+        const btf* types;
+    };
+    static inline std::vector<Obj> objs_;
+};
+
+// One struct of one object's BTF against the C++ layout; returns the mismatches, one a line.
+std::string compare(const btf* b, int id, const Layout& want) {
+    std::ostringstream out;
+    const btf_type* t = btf__type_by_id(b, id);
+    if (t->size != want.size) out << "size: BPF " << t->size << ", C++ " << want.size << "\n";
+    const btf_member* m = btf_members(t);
+    std::set<std::string> seen;
+    for (int i = 0; i < btf_vlen(t); i++, m++) {
+        std::string name = btf__name_by_offset(b, m->name_off);
+        seen.insert(name);
+        auto it = std::find_if(want.members.begin(), want.members.end(),
+                               [&](const Member& w) { return name == w.name; });
+        if (it == want.members.end()) {
+            out << name << ": in BPF, not in this test's table (add it to kLayouts)\n";
+            continue;
+        }
+        size_t off = btf_member_bit_offset(t, i);
+        if (btf_member_bitfield_size(t, i) != 0 || off % 8 != 0) out << name << ": a bitfield in BPF\n";
+        if (off / 8 != it->offset) out << name << ": offset BPF " << off / 8 << ", C++ " << it->offset << "\n";
+        long sz = btf__resolve_size(b, m->type);
+        if (sz < 0 || static_cast<size_t>(sz) != it->size)
+            out << name << ": size BPF " << sz << ", C++ " << it->size << "\n";
+    }
+    for (const auto& w : want.members)
+        if (!seen.count(w.name)) out << w.name << ": in C++, not in BPF\n";
+    return out.str();
 }
 
-TEST(Abi, FieldWidths) {
-    tardy_rule r{};
-    tardy_control c{};
-    tardy_cg_match m{};
-    EXPECT_EQ(sizeof r.loss_ppm, 4u);
-    EXPECT_EQ(sizeof r.delay_ns, 8u);
-    EXPECT_EQ(sizeof r.jitter_ns, 8u);
-    EXPECT_EQ(sizeof r.expires_ns, 8u);
-    EXPECT_EQ(sizeof c.armed, 4u);
-    EXPECT_EQ(sizeof c.generation, 4u);
-    EXPECT_EQ(sizeof c.lease_deadline_ns, 8u);
-    EXPECT_EQ(sizeof m.generation, sizeof c.generation);
+TEST_F(AbiLayout, EveryObjectHasBtf) {
+    ASSERT_EQ(objs_.size(), 4u);
+    for (const auto& o : objs_) {
+        EXPECT_NE(o.obj, nullptr) << o.name << ": " << strerror(errno);
+        EXPECT_NE(o.types, nullptr) << o.name << " has no BTF";
+    }
+}
+
+TEST_F(AbiLayout, SharedStructsMatchTheBtfOfEveryObjectThatUsesThem) {
+    for (const auto& want : kLayouts) {
+        std::vector<std::string> in;
+        for (const auto& o : objs_) {
+            if (!o.types) continue;
+            int id = btf__find_by_name_kind(o.types, want.name, BTF_KIND_STRUCT);
+            if (id <= 0) continue;
+            in.push_back(o.name);
+            std::string diff = compare(o.types, id, want);
+            EXPECT_EQ(diff, "") << "struct " << want.name << " in " << o.name << ":\n" << diff;
+        }
+        if (kNotInBtf.count(want.name))
+            EXPECT_TRUE(in.empty()) << want.name << " is in BTF now: drop it from kNotInBtf";
+        else
+            EXPECT_FALSE(in.empty()) << "struct " << want.name << " is in no object's BTF";
+    }
+}
+
+// Every struct the header defines is in the table, so a new one cannot go unchecked.
+TEST_F(AbiLayout, TableCoversTheHeader) {
+    std::string root = repo_root();
+    ASSERT_FALSE(root.empty());
+    std::ifstream f(root + "/include/tardy/abi.h");
+    std::stringstream text;
+    text << f.rdbuf();
+    std::regex def(R"(^struct (tardy_\w+) \{)", std::regex::multiline);
+    std::set<std::string> in_header, in_table;
+    const std::string s = text.str();
+    for (std::sregex_iterator it(s.begin(), s.end(), def), end; it != end; ++it) in_header.insert((*it)[1]);
+    for (const auto& l : kLayouts) in_table.insert(l.name);
+    EXPECT_FALSE(in_header.empty());
+    EXPECT_EQ(in_header, in_table);
 }
 
 TEST(Abi, Constants) {
@@ -78,7 +210,8 @@ TEST(Abi, Constants) {
     EXPECT_EQ(TARDY_CGROUP_CACHE, 65536);
     EXPECT_EQ(TARDY_MAX_CGROUP_LEVEL, 32);
     EXPECT_EQ(TARDY_TC_NEXT, -1);
-    EXPECT_EQ(TARDY_TC_DROP, 2);
+    EXPECT_EQ(TARDY_TC_LOST_CLS, 4);  // TC_ACT_STOLEN
+    EXPECT_EQ(TARDY_TC_LOST_TCX, 7);  // TCX_REDIRECT
     // loss_ppm of 100% fits the field; the limits are powers of two as the map sizes want.
     tardy_rule r{};
     r.loss_ppm = TARDY_PPM;
@@ -89,7 +222,8 @@ TEST(Abi, Constants) {
     EXPECT_LT(static_cast<uint64_t>(TARDY_MAX_RULES), static_cast<uint64_t>(UINT32_MAX));
 }
 
-// What the C side (the BPF programs) sees must be what C++ sees.
+// The header's constants are constant expressions for every compiler (the layouts are
+// compared with the BTF of the real objects above).
 const char* kLayoutChecks = R"(
 #include <stddef.h>
 #include <linux/types.h>
@@ -99,15 +233,6 @@ const char* kLayoutChecks = R"(
 #else
 #define TARDY_SA _Static_assert
 #endif
-TARDY_SA(sizeof(struct tardy_control) == 16, "control");
-TARDY_SA(offsetof(struct tardy_control, lease_deadline_ns) == 8, "control.lease");
-TARDY_SA(sizeof(struct tardy_rule) == 32, "rule");
-TARDY_SA(offsetof(struct tardy_rule, delay_ns) == 8, "rule.delay");
-TARDY_SA(offsetof(struct tardy_rule, jitter_ns) == 16, "rule.jitter");
-TARDY_SA(offsetof(struct tardy_rule, expires_ns) == 24, "rule.expires");
-TARDY_SA(sizeof(struct tardy_counters) == 32, "counters");
-TARDY_SA(sizeof(struct tardy_cg_match) == 16, "cg_match");
-TARDY_SA(offsetof(struct tardy_cg_match, rule_cgid) == 8, "cg_match.rule_cgid");
 TARDY_SA(TARDY_PPM == 1000000u, "ppm");
 )";
 

@@ -153,7 +153,7 @@ TEST(RequestValidate, ValidInjectIsAcceptedAndReadsWithoutThrowing) {
     json lean = {{"op", "inject"},
                  {"cgroup", {{"path", "/sys/fs/cgroup/a"}, {"rel", "a"}, {"id", 7}}},
                  {"net", json::object()},
-                 {"stalls", {{{"nr", 1}, {"delay_ns", 5 * kMs}, {"ppm", 1'000'000}}}},
+                 {"stalls", {{{"name", "write"}, {"delay_ns", 5 * kMs}, {"ppm", 1'000'000}}}},
                  {"for_ns", 1}};
     ASSERT_TRUE(check(lean)) << check(lean).error().message;
     EXPECT_NO_THROW(read_like_agent(lean));
@@ -170,7 +170,8 @@ TEST(RequestValidate, EveryInjectFieldIsChecked) {
     json nine = json::array();
     for (int i = 0; i < 9; i++) nine.push_back({{"op", 1 + i % 4}, {"err", 1}, {"ppm", 1}});
     json stalls9 = json::array();
-    for (int nr : {0, 1, 2, 3, 4, 5, 8, 19, 20}) stalls9.push_back({{"nr", nr}, {"delay_ns", kMs}, {"ppm", 1}});
+    for (const char* n : {"read", "write", "stat", "open", "nanosleep", "fsync", "fdatasync", "close", "connect"})
+        stalls9.push_back({{"name", n}, {"delay_ns", kMs}, {"ppm", 1}});
     const std::vector<Bad> cases = {
         {"/name", 5, "name"}, {"/name", "-x", "name"}, {"/name", std::string(65, 'n'), "name"},
         {"/name", "a b", "name"},
@@ -198,10 +199,11 @@ TEST(RequestValidate, EveryInjectFieldIsChecked) {
         {"/sock/port_lo", 0, "sock.port_lo"}, {"/sock/path", "rel", "sock.path"},
         {"/sock/path", "/" + std::string(300, 'x'), "sock.path"}, {"/sock/path", 5, "sock.path"},
         {"/stalls", json::object(), "stalls"}, {"/stalls", json::array({5}), "stalls[0]"},
-        {"/stalls/0/nr", 99999, "stalls[0].nr"}, {"/stalls/0/nr", -1, "stalls[0].nr"},
-        {"/stalls/0/nr", nullptr, "stalls[0].nr", true}, {"/stalls/0/delay_ns", 0, "stalls[0].delay_ns"},
+        {"/stalls/0/name", 99999, "stalls[0].name"}, {"/stalls/0/name", "frob", "stalls[0].name"},
+        {"/stalls/0/name", "fstat", "stalls[0].name"}, {"/stalls/0/name", nullptr, "stalls[0].name", true},
+        {"/stalls/0/on", "disks", "stalls[0].on"}, {"/stalls/0/path", "rel", "stalls[0].path"}, {"/stalls/0/delay_ns", 0, "stalls[0].delay_ns"},
         {"/stalls/0/delay_ns", 61'000'000'000ULL, "stalls[0].delay_ns"}, {"/stalls/0/ppm", 0, "stalls[0].ppm"},
-        {"/stalls/0/ppm", nullptr, "stalls[0].ppm", true}, {"/stalls/1/nr", 1, "stalls[1].nr"},
+        {"/stalls/0/ppm", nullptr, "stalls[0].ppm", true}, {"/stalls/1/name", "write", "stalls[1].name"},
         {"/stalls", stalls9, "stalls"}, {"/for_ns", 0, "for_ns"}, {"/for_ns", "5m", "for_ns"},
         {"/for_ns", nullptr, "for_ns", true}, {"/for_ns", kMaxForNs + 1, "for_ns"}, {"/netns", 5, "netns"},
         {"/netns", json::array({5}), "netns[0]"}, {"/netns/0/ino", 0, "netns[0].ino"},

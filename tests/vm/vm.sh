@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# tests/vm/vm.sh - run commands inside Debian 12's stock kernel under qemu (TCG).
+# tests/vm/vm.sh - run commands inside a Debian 12 stock kernel under qemu (TCG):
+# 6.1 (bookworm, the default) or 6.12 (bookworm-backports), chosen with --kernel.
 #
-#   vm.sh fetch                      download kernel, build initramfs (idempotent)
-#   vm.sh run [OPTIONS] -- CMD...    boot, run CMD as root in the host's file tree
-#   vm.sh shell [OPTIONS]            same guest, interactive shell on the console
+#   vm.sh fetch [--kernel K]                    download kernel, build initramfs (idempotent)
+#   vm.sh run [--kernel K] [OPTIONS] -- CMD...  boot, run CMD as root in the host's file tree
+#   vm.sh shell [--kernel K] [OPTIONS]          same guest, interactive shell on the console
 #
 # See tests/vm/README.md for details. Exit codes of `run`: the exit code of CMD,
 # or 125 when the VM itself failed (panic, timeout, no result), or 2 on usage errors.
@@ -16,6 +17,10 @@ readonly SCRIPT_DIR SELF
 readonly GUEST_INIT="$SCRIPT_DIR/guest-init.sh"
 readonly CACHE="${TARDY_VM_CACHE:-/var/cache/tardy-vm}"
 readonly VM_FAIL=125
+# The kernels vm.sh knows (--kernel / TARDY_VM_KERNEL); the first is the default.
+readonly KERNELS=(6.1 6.12)
+# Boots of `run` when the kernel panics before CMD starts (see cmd_run).
+readonly BOOT_ATTEMPTS=3
 
 # Modules every guest gets (dependencies are added automatically). A module that
 # is built into the kernel is fine; a required one that is neither is an error.
@@ -39,21 +44,28 @@ die() {
 
 usage() {
 	cat <<'EOF'
-usage: vm.sh fetch
-       vm.sh run [--timeout SECONDS] [--mem MB] [--out DIR] [--verbose] -- CMD [ARGS...]
-       vm.sh shell [--mem MB] [--out DIR]
+usage: vm.sh fetch [--kernel 6.1|6.12]
+       vm.sh run [--kernel 6.1|6.12] [--timeout SECONDS] [--mem MB] [--out DIR] [--verbose]
+                 -- CMD [ARGS...]
+       vm.sh shell [--kernel 6.1|6.12] [--mem MB] [--out DIR]
 
-Boots Debian 12's stock amd64 kernel in qemu (TCG), with the host's root file
+Boots a Debian 12 stock amd64 kernel in qemu (TCG), with the host's root file
 system shared read-only (writes go to a tmpfs overlay), and runs CMD as root in
 the current directory. Exit code: CMD's, or 125 if the VM failed.
 
+Kernels (--kernel, default 6.1):
+  6.1    bookworm's linux-image-6.1.0-N-amd64 (the linux-image-amd64 metapackage's)
+  6.12   newest linux-image-6.12.N+deb12-amd64 in bookworm-backports, looked up in
+         a private apt state under the cache (the host's apt sources are not changed)
+
 Environment:
+  TARDY_VM_KERNEL       default for --kernel (6.1)
   TARDY_VM_CACHE        cache directory (default /var/cache/tardy-vm)
   TARDY_VM_OUT          host directory shared read-write at the same path
                         (default: a fresh temporary directory, removed if empty)
   TARDY_VM_TIMEOUT      default for --timeout (600)
   TARDY_VM_MEM          default for --mem (2048)
-  TARDY_VM_KERNEL_PKG   pin a kernel package (e.g. linux-image-6.1.0-56-amd64)
+  TARDY_VM_KERNEL_PKG   pin the chosen kernel's package (e.g. linux-image-6.1.0-56-amd64)
   TARDY_VM_EXTRA_MODULES  extra kernel modules to load (space separated)
   TARDY_VM_ACCEL        qemu accelerator (default tcg; this host's KVM hangs)
   TARDY_VM_CPU          qemu CPU model (default max)
@@ -96,10 +108,93 @@ ensure_host_tools() {
 # ---------------------------------------------------------------------------
 # kernel
 
+SERIES="" CURRENT="" INITRD="" BPO=""
+APT_OPTS=()
+
+# set_kernel K: checks K (one of KERNELS) and sets SERIES, the per-kernel cache names
+# and APT_OPTS, the options that point apt-get/apt-cache at the apt state that has it.
+set_kernel() {
+	local k
+	for k in "${KERNELS[@]}"; do
+		[[ "$1" == "$k" ]] || continue
+		SERIES="$k"
+		CURRENT="$CACHE/current-$k"
+		INITRD="$CACHE/initramfs-$k"
+		APT_OPTS=()
+		if [[ "$k" == 6.12 ]]; then
+			# bookworm-backports lives in a private apt state (sources, lists, package
+			# cache) under the cache directory: the host's sources never list it, so no
+			# `apt-get install` on this machine can pick a package from it.
+			BPO="$CACHE/apt-backports"
+			APT_OPTS=(-o "Dir::Etc::SourceList=/dev/null"
+				-o "Dir::Etc::SourceParts=$BPO/sources.list.d"
+				-o "Dir::State::Lists=$BPO/lists" -o "Dir::Cache=$BPO/cache")
+		fi
+		return 0
+	done
+	log "unknown kernel '$1' (--kernel or TARDY_VM_KERNEL): one of ${KERNELS[*]}"
+	exit 2
+}
+
+# Does apt know the chosen kernel's packages? For 6.12: are the private backports lists
+# there and less than a day old (so `fetch` finds a new ABI within a day)?
+kernel_lists_ready() {
+	if [[ "$SERIES" == 6.12 ]]; then
+		[[ -n "$(find "$BPO/lists" -maxdepth 1 -name '*bookworm-backports*Packages*' \
+			-mmin -1440 2>/dev/null | head -n1)" ]]
+	else
+		apt_lists_ready
+	fi
+}
+
+kernel_apt_update() {
+	local uri key=/usr/share/keyrings/debian-archive-keyring.gpg
+	if [[ "$SERIES" != 6.12 ]]; then
+		apt_update
+		return
+	fi
+	# The same archive the host's bookworm entry uses (a mirror or proxy), suite
+	# bookworm-backports.
+	uri="$(apt-cache policy 2>/dev/null |
+		awk '$3 == "bookworm/main" && $2 ~ /^[a-z0-9+]+:\/\// { print $2; exit }')"
+	mkdir -p "$BPO/sources.list.d" "$BPO/lists/partial" "$BPO/cache/archives/partial"
+	{
+		echo "# written by tests/vm/vm.sh; read only by its private apt state ($BPO)"
+		echo "Types: deb"
+		echo "URIs: ${uri:-http://deb.debian.org/debian}"
+		echo "Suites: bookworm-backports"
+		echo "Components: main"
+		[[ ! -f "$key" ]] || echo "Signed-By: $key"
+	} >"$BPO/sources.list.d/bookworm-backports.sources"
+	log "apt-get update (bookworm-backports, private lists in $BPO)"
+	if ! apt-get "${APT_OPTS[@]}" -o APT::Sandbox::User=root update -qq >&2; then
+		# Offline with lists from an earlier update: go on with those.
+		[[ -n "$(find "$BPO/lists" -maxdepth 1 -name '*bookworm-backports*Packages*' \
+			2>/dev/null | head -n1)" ]] ||
+			die "apt-get update of bookworm-backports (${uri:-http://deb.debian.org/debian}) failed"
+		log "warning: apt-get update of bookworm-backports failed; using the lists of an earlier update"
+	fi
+}
+
 resolve_kernel_pkg() {
-	local pkg=""
+	local pkg="" p
 	if [[ -n "${TARDY_VM_KERNEL_PKG:-}" ]]; then
 		printf '%s\n' "$TARDY_VM_KERNEL_PKG"
+		return
+	fi
+	if [[ "$SERIES" == 6.12 ]]; then
+		# The newest generic image (not -rt, -cloud, -dbg or -unsigned) apt has a
+		# version of.
+		for p in $(apt-cache "${APT_OPTS[@]}" pkgnames linux-image-6.12. 2>/dev/null |
+			grep -E '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | sort -rV || true); do
+			if apt-cache "${APT_OPTS[@]}" show --no-all-versions "$p" 2>/dev/null |
+				grep -q '^Version: '; then
+				pkg="$p"
+				break
+			fi
+		done
+		[[ -n "$pkg" ]] || return 1
+		printf '%s\n' "$pkg"
 		return
 	fi
 	pkg="$(apt-cache show --no-all-versions linux-image-amd64 2>/dev/null |
@@ -113,9 +208,9 @@ resolve_kernel_pkg() {
 	printf '%s\n' "$pkg"
 }
 
-# Sets KDIR (extracted package tree), KVER, VMLINUZ, MODDIR from $CACHE/current.
+# Sets KDIR (extracted package tree), KVER, VMLINUZ, MODDIR from $CURRENT.
 load_current() {
-	KDIR="$(readlink -f "$CACHE/current" 2>/dev/null || true)"
+	KDIR="$(readlink -f "$CURRENT" 2>/dev/null || true)"
 	[[ -n "$KDIR" && -f "$KDIR/.complete" ]] || return 1
 	KVER="$(cat "$KDIR/.kver")"
 	MODDIR="$KDIR/lib/modules/$KVER"
@@ -140,7 +235,7 @@ prepare_boot_image() {
 			gzip) tool=(gzip -dc) ; off=$'\x1f\x8b\x08' ;;
 			esac
 			command -v "${tool[0]}" >/dev/null || continue
-			for off in $(LC_ALL=C grep -obUa "$off" "$dir/$bz" | head -n 3 | cut -d: -f1); do
+			for off in $(LC_ALL=C grep -obUa "$off" "$dir/$bz" | head -n 3 | cut -d: -f1 || true); do
 				tail -c +"$((off + 1))" "$dir/$bz" | "${tool[@]}" >"$out" 2>/dev/null || true
 				if [[ "$(head -c 4 "$out" | od -An -c | tr -d ' ')" == '177ELF' ]]; then
 					mv "$out" "$dir/boot/vmlinux-$kver"
@@ -155,20 +250,24 @@ prepare_boot_image() {
 }
 
 fetch_kernel() {
-	local pkg ver key dest tmp deb kver
-	apt_lists_ready || apt_update
-	pkg="$(resolve_kernel_pkg)" || { apt_update; pkg="$(resolve_kernel_pkg)"; } ||
-		die "cannot find Debian's linux-image-*-amd64 package in apt"
-	ver="$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)"
+	local pkg ver key dest tmp deb kver l d
+	local -A keep=()
+	kernel_lists_ready || kernel_apt_update
+	pkg="$(resolve_kernel_pkg)" || { kernel_apt_update; pkg="$(resolve_kernel_pkg)"; } ||
+		die "cannot find Debian's $SERIES kernel package (linux-image-$SERIES*-amd64) in apt"
+	ver="$(apt-cache "${APT_OPTS[@]}" show --no-all-versions "$pkg" 2>/dev/null |
+		sed -n 's/^Version: //p' | head -n1 || true)"
 	[[ -n "$ver" ]] || die "apt knows no version of $pkg"
 	key="${pkg}_${ver}"
 	dest="$CACHE/kernels/$key"
 	if [[ ! -f "$dest/.complete" ]]; then
 		log "downloading $pkg $ver"
 		tmp="$(mktemp -d "$CACHE/dl.XXXXXX")"
-		if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver" >&2); then
-			apt_update
-			(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver" >&2) ||
+		if ! (cd "$tmp" && apt-get "${APT_OPTS[@]}" download -qq -o APT::Sandbox::User=root \
+			"$pkg=$ver" >&2); then
+			kernel_apt_update
+			(cd "$tmp" && apt-get "${APT_OPTS[@]}" download -qq -o APT::Sandbox::User=root \
+				"$pkg=$ver" >&2) ||
 				{ rm -rf "$tmp"; die "apt-get download $pkg=$ver failed"; }
 		fi
 		deb="$(find "$tmp" -maxdepth 1 -name '*.deb' | head -n1)"
@@ -183,11 +282,17 @@ fetch_kernel() {
 		touch "$dest/.complete"
 	fi
 	[[ -f "$dest/.boot-image" ]] || prepare_boot_image "$dest"
-	ln -sfn "kernels/$key" "$CACHE/current.tmp"
-	mv -T "$CACHE/current.tmp" "$CACHE/current"
+	ln -sfn "kernels/$key" "$CURRENT.tmp"
+	mv -T "$CURRENT.tmp" "$CURRENT"
 	load_current || die "kernel cache $dest is broken"
-	# Drop older kernels.
-	find "$CACHE/kernels" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
+	# Drop older kernels: every one no current-* link points at.
+	for l in "$CACHE"/current-*; do
+		if [[ -L "$l" ]]; then keep["$(basename "$(readlink "$l")")"]=1; fi
+	done
+	for d in "$CACHE"/kernels/*/; do
+		d="${d%/}"
+		[[ -n "${keep[${d##*/}]:-}" ]] || rm -rf "$d"
+	done
 }
 
 # ---------------------------------------------------------------------------
@@ -273,8 +378,8 @@ initramfs_stamp() {
 }
 
 initramfs_fresh() {
-	[[ -f "$CACHE/initramfs.gz" && -f "$CACHE/initramfs.stamp" ]] &&
-		[[ "$(cat "$CACHE/initramfs.stamp")" == "$(initramfs_stamp)" ]]
+	[[ -f "$INITRD.gz" && -f "$INITRD.stamp" ]] &&
+		[[ "$(cat "$INITRD.stamp")" == "$(initramfs_stamp)" ]]
 }
 
 build_initramfs() {
@@ -299,10 +404,10 @@ build_initramfs() {
 		mod_cat "${MOD_PATH[$m]}" >"$stage/lib/modules/$m.ko"
 	done
 	(cd "$stage" && find . -print0 | LC_ALL=C sort -z |
-		cpio --null -o -H newc --owner=0:0 --quiet) | gzip -6 >"$CACHE/initramfs.gz.tmp"
-	mv "$CACHE/initramfs.gz.tmp" "$CACHE/initramfs.gz"
-	printf '%s\n' "${MOD_ORDER[@]}" >"$CACHE/initramfs.modules"
-	initramfs_stamp >"$CACHE/initramfs.stamp"
+		cpio --null -o -H newc --owner=0:0 --quiet) | gzip -6 >"$INITRD.gz.tmp"
+	mv "$INITRD.gz.tmp" "$INITRD.gz"
+	printf '%s\n' "${MOD_ORDER[@]}" >"$INITRD.modules"
+	initramfs_stamp >"$INITRD.stamp"
 	rm -rf "$stage"
 }
 
@@ -310,14 +415,22 @@ lock_cache() {
 	mkdir -p "$CACHE/kernels"
 	exec 9>"$CACHE/.lock"
 	flock 9
+	# A cache from before there were two kernels: `current` was the 6.1 kernel.
+	if [[ -L "$CACHE/current" ]]; then
+		[[ -e "$CACHE/current-6.1" ]] || mv -T "$CACHE/current" "$CACHE/current-6.1"
+		rm -f "$CACHE/current" "$CACHE/initramfs.gz" "$CACHE/initramfs.stamp" \
+			"$CACHE/initramfs.modules"
+	fi
 }
 
 cmd_fetch() {
+	parse_opts "$@"
+	((${#CMD[@]} == 0)) || { usage >&2; exit 2; }
 	ensure_host_tools
 	lock_cache
 	fetch_kernel
 	initramfs_fresh || build_initramfs
-	log "ready: kernel $KVER ($(basename "$KDIR")), cache $CACHE"
+	log "ready: kernel $SERIES: $KVER ($(basename "$KDIR")), cache $CACHE"
 }
 
 # Cheap path for run/shell: only touch apt when there is no usable kernel yet.
@@ -403,7 +516,8 @@ prepare_vm() {
 				printf 'export %s=%s\n' "$v" "$(shq "${!v}")"
 			fi
 		done < <(compgen -e)
-		printf 'export TARDY_VM=1 TARDY_VM_OUT=%s\n' "$(shq "$OUT")"
+		printf 'export TARDY_VM=1 TARDY_VM_KERNEL=%s TARDY_VM_OUT=%s\n' "$(shq "$SERIES")" \
+			"$(shq "$OUT")"
 		printf 'cd -- %s || { echo "vm.sh: cannot cd into %s in the guest" >&2; exit %d; }\n' \
 			"$(shq "$PWD")" "${PWD//[\"\`\$\\]/?}" "$VM_FAIL"
 		if [[ "$mode" == shell ]]; then
@@ -425,7 +539,7 @@ prepare_vm() {
 		"${bios[@]}"
 		-accel "${TARDY_VM_ACCEL:-tcg}" -cpu "${TARDY_VM_CPU:-max}" -smp 2 -m "$MEM"
 		-nographic -nodefaults -no-reboot -no-user-config
-		-kernel "$VMLINUZ" -initrd "$CACHE/initramfs.gz" -append "$append"
+		-kernel "$VMLINUZ" -initrd "$INITRD.gz" -append "$append"
 		-virtfs "local,path=/,mount_tag=hostroot,readonly=on,multidevs=remap,${p9[*]}"
 		-virtfs "local,path=${CTL//,/,,},mount_tag=tardyctl,${p9[*]}"
 		-virtfs "local,path=${OUT//,/,,},mount_tag=tardyout,${p9[*]}"
@@ -438,8 +552,11 @@ parse_opts() {
 	OUT_OPT="${TARDY_VM_OUT:-}"
 	VERBOSE=0
 	CMD=()
+	local kernel="${TARDY_VM_KERNEL:-${KERNELS[0]}}"
 	while (($#)); do
 		case "$1" in
+		--kernel) kernel="${2:?--kernel needs a value}"; shift 2 ;;
+		--kernel=*) kernel="${1#*=}"; shift ;;
 		--timeout) TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
 		--timeout=*) TIMEOUT="${1#*=}"; shift ;;
 		--mem) MEM="${2:?--mem needs a value}"; shift 2 ;;
@@ -453,6 +570,7 @@ parse_opts() {
 		esac
 	done
 	[[ "$TIMEOUT" =~ ^[0-9]+$ && "$MEM" =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }
+	set_kernel "$kernel"
 }
 
 # start_reader NAME FD: copies the qemu pipe chardev "$CTL/NAME" to file descriptor FD.
@@ -498,7 +616,32 @@ cmd_run() {
 	trap 'on_signal TERM' TERM
 	trap 'on_signal HUP' HUP
 	prepare_vm run "${CMD[@]}"
-	local qrc=0 rc="" t0 t1 msg tail_pid=""
+	local qrc rc msg attempt=1
+	while :; do
+		boot_once
+		# A kernel that panics while booting, before CMD started, is booted again (up
+		# to BOOT_ATTEMPTS times): 6.12 under TCG sometimes dies of an int3 Oops in
+		# text patching (sched_clock_cpu) about 3.5 s into the boot. Nothing of CMD
+		# has run then, so nothing runs twice.
+		[[ -z "$rc" && ! -e "$CTL/dmesg.start" ]] || break
+		((qrc != 124 && qrc != 137 && attempt < BOOT_ATTEMPTS)) || break
+		grep -aq 'Kernel panic' "$CTL/console.log" || break
+		log "guest kernel panicked while booting, before CMD started" \
+			"($(grep -a -m1 -E 'Oops|BUG:|Kernel panic' "$CTL/console.log" | tr -d '\r'));" \
+			"booting again (attempt $((attempt + 1)) of $BOOT_ATTEMPTS)"
+		cp "$CTL/console.log" "$CTL/console.boot$attempt.log"
+		rm -f "$CTL/out.in" "$CTL/out.out" "$CTL/err.in" "$CTL/err.out" "$CTL/rc" \
+			"$CTL/modules.loaded" "$CTL/modules.failed" "$CTL/setup-failed" "$CTL/dmesg.txt"
+		attempt=$((attempt + 1))
+	done
+	vm_verdict
+}
+
+# boot_once: one qemu run of the prepared VM; sets qrc (qemu's status) and rc (CMD's
+# exit code, empty when the guest reported none).
+boot_once() {
+	local t0 t1 tail_pid=""
+	qrc=0 rc=""
 	# CMD's stdout/stderr travel over virtio-serial ports to FIFOs that `cat` copies to
 	# our stdout/stderr: qemu never gets (and never sets O_NONBLOCK on) our own fds.
 	start_reader out 1
@@ -535,6 +678,10 @@ cmd_run() {
 	if [[ -z "$rc" ]]; then
 		rc="$(grep -a -o 'TARDY-VM-EXIT=[0-9]*' "$CTL/console.log" | tail -n1 | cut -d= -f2 || true)"
 	fi
+}
+
+# vm_verdict: exits with CMD's exit code, or VM_FAIL saying why the VM failed.
+vm_verdict() {
 	if [[ -z "$rc" ]]; then
 		if ((qrc == 124 || qrc == 137)); then
 			msg="guest timed out after ${TIMEOUT}s (--timeout)"
@@ -565,7 +712,7 @@ cmd_shell() {
 	ensure_ready
 	trap cleanup EXIT
 	prepare_vm shell
-	log "booting kernel $KVER; leave with 'exit' (powers off) or Ctrl-a x"
+	log "booting kernel $SERIES: $KVER; leave with 'exit' (powers off) or Ctrl-a x"
 	local qrc=0
 	qemu-system-x86_64 "${QEMU_ARGS[@]}" \
 		-chardev stdio,id=con0,mux=on,signal=off -serial chardev:con0 \
@@ -577,7 +724,7 @@ main() {
 	local sub="${1:-}"
 	(($#)) && shift
 	case "$sub" in
-	fetch) cmd_fetch ;;
+	fetch) cmd_fetch "$@" ;;
 	run) cmd_run "$@" ;;
 	shell) cmd_shell "$@" ;;
 	-h | --help | help) usage ;;

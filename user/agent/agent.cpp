@@ -1,4 +1,10 @@
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
 
 #include "agent/core.hpp"
 #include "model/units.hpp"
@@ -42,6 +48,7 @@ json Agent::inject(const json& req) {
     inj.stalls = req.value("stalls", json::array()).get<std::vector<StallSpec>>();
     inj.for_ns = req.at("for_ns");
     inj.want_devices = req.value("devices", std::vector<std::string>{});
+    inj.force = req.value("force", false);
     if (inj.net.any())
         for (const auto& ns : req.at("netns")) inj.netns.push_back({ns.at("ino"), ns.at("path")});
     for (const auto& [n, other] : injections_) {
@@ -116,6 +123,7 @@ json Agent::list() {
                        {"faults", faults},
                        {"left_ns", inj.expires_ns > now ? inj.expires_ns - now : 0},
                        {"devices", inj.device_names},
+                       {"replaced_qdiscs", inj.replaced_qdiscs},
                        {"counters",
                         {{"matched", c.matched},
                          {"delayed", c.delayed},
@@ -161,15 +169,44 @@ json Agent::handle(const json& req) {
     return fail(Error::other("unknown request '" + op + "'"));
 }
 
+// The target's cgroup directory is gone, or is another cgroup now (same path, new id):
+// nothing of the target is left to fault.
+bool Agent::target_gone(const Injection& inj) const {
+    struct stat st{};
+    if (stat(inj.cg.path.c_str(), &st) != 0) return errno == ENOENT || errno == ENOTDIR;
+    return static_cast<uint64_t>(st.st_ino) != inj.cg.id;
+}
+
+void Agent::end_by_itself(const std::string& name, const std::string& reason) {
+    auto it = injections_.find(name);
+    if (it == injections_.end()) return;
+    std::string cg = it->second.cg.rel;
+    log("injection " + name + " on " + cg + " ended: " + reason);
+    (void)end(name);
+    ended_.push_back({{"name", name}, {"cgroup", cg}, {"reason", reason}, {"ended_at", std::time(nullptr)}});
+    if (ended_.size() > 16) ended_.erase(ended_.begin());
+    std::string tmp = o_.paths.ended() + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::trunc);
+        f << ended_.dump() << "\n";
+    }
+    if (std::rename(tmp.c_str(), o_.paths.ended().c_str()) != 0) log("write " + o_.paths.ended() + " failed");
+}
+
 void Agent::tick() {
     uint64_t now = mono_ns();
     __atomic_store_n(&tc_->control()->lease_deadline_ns, now + kLeaseNs, __ATOMIC_SEQ_CST);
-    std::vector<std::string> expired;
-    for (const auto& [n, inj] : injections_)
-        if (now >= inj.expires_ns) expired.push_back(n);
-    for (const auto& n : expired) {
-        log("injection " + n + " reached its deadline");
-        (void)end(n);
+    std::vector<std::pair<std::string, std::string>> over;
+    bool check_targets = now >= next_target_check_ns_;
+    if (check_targets) next_target_check_ns_ = now + 500'000'000ULL;
+    for (const auto& [n, inj] : injections_) {
+        if (now >= inj.expires_ns)
+            over.emplace_back(n, "reached its deadline");
+        else if (check_targets && target_gone(inj))
+            over.emplace_back(n, "target removed");
+    }
+    for (const auto& [n, why] : over) {
+        end_by_itself(n, why);
         last_activity_ns = now;
     }
 }

@@ -33,7 +33,9 @@ struct Injection {
     uint64_t expires_ns = 0;
     uint64_t for_ns = 0;
     uint32_t slot = 0;
+    bool force = false;  // --force: may replace a configured root qdisc
     // Filled in by the backends:
+    std::vector<std::string> replaced_qdiscs;  // e.g. "netem 8001: on eth0", restored at the end
     std::vector<DeviceKey> devices;       // tc: the devices it holds
     std::vector<std::string> device_names;
     std::vector<CgroupLink> links;        // sock: programs on the target cgroup

@@ -57,10 +57,12 @@ Result<void> TcBackend::take_devices(Injection& inj) {
                                "(sch_fq missing; see `tardy doctor`); --loss works without it");
     }
     for (const auto& p : plan) {
-        if (auto r = devices_.acquire(p.key, p.nsfd, p.ifname, need_fq); !r) {
+        std::string replaced;
+        if (auto r = devices_.acquire(p.key, p.nsfd, p.ifname, need_fq, inj.force, &replaced); !r) {
             release_devices(inj);
             return r;
         }
+        if (!replaced.empty()) inj.replaced_qdiscs.push_back(replaced);
         inj.devices.push_back(p.key);
         inj.device_names.push_back(p.ifname);
     }
@@ -73,6 +75,7 @@ void TcBackend::release_devices(Injection& inj) {
         if (auto r = devices_.release(*d, had_fq); !r) log("release " + devices_.ifname(*d) + ": " + r.error().message);
     }
     inj.devices.clear();
+    inj.replaced_qdiscs.clear();
 }
 
 Result<void> TcBackend::add(Injection& inj) {

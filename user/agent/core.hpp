@@ -23,7 +23,7 @@ public:
     Agent(const AgentOptions& o, std::unique_ptr<TcObject> obj);
 
     nlohmann::json handle(const nlohmann::json& req);
-    void tick();  // renews the lease, ends what reached its deadline
+    void tick();  // renews the lease, ends what reached its deadline or lost its target
     void end_all();
     void arm() { __atomic_store_n(&tc_->control()->armed, 1u, __ATOMIC_SEQ_CST); }
     bool idle() const { return injections_.empty(); }
@@ -35,6 +35,10 @@ private:
     nlohmann::json list();
     nlohmann::json stop(const nlohmann::json& req);
     Result<void> end(const std::string& name);
+    // Ends an injection that nobody stopped (its deadline, its target gone): logged, and kept
+    // in ended.json for `tardy list`, which may run after this agent has left.
+    void end_by_itself(const std::string& name, const std::string& reason);
+    bool target_gone(const Injection& inj) const;
     // Tells each backend that no injection but `leaving` uses any more that it is unused:
     // host-wide programs (stall tracepoints, LSM hooks) cost every process while attached.
     void release_unused(const std::string& leaving);
@@ -48,6 +52,8 @@ private:
     std::map<std::string, Injection> injections_;
     std::vector<uint32_t> free_slots_;
     uint64_t next_auto_name_ = 1;
+    uint64_t next_target_check_ns_ = 0;
+    nlohmann::json ended_ = nlohmann::json::array();  // the last few, newest last
 };
 
 }  // namespace tardy

@@ -14,7 +14,8 @@ std::string DeviceManager::ifname(const DeviceKey& k) const {
     return it == devices_.end() ? std::string() : it->second.ifname;
 }
 
-Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq) {
+Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq, bool force,
+                                   std::string* replaced) {
     Device& d = devices_[k];
     if (!d.nsfd.valid()) {
         d.nsfd = Fd(fcntl(nsfd, F_DUPFD_CLOEXEC, 0));
@@ -26,7 +27,13 @@ Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::str
             auto snap = root_qdisc(k.ifindex);
             if (!snap) return snap.error();
             if (snap->kind == "fq") return ok();  // already enforcing departure times
+            if (!snap->is_default && !force)
+                return Error::user("the root qdisc of " + ifname + " is " + describe(*snap) +
+                                   ", not the kernel's default: a delay replaces it with fq, and everyone on " +
+                                   ifname + " (the control cohort too) loses what it does until the delay ends; "
+                                   "add --force to replace it anyway, or inject loss only");
             TARDY_TRY(check_restorable(*snap));
+            if (!snap->is_default && replaced) *replaced = describe(*snap) + " on " + ifname;
             auto jid = journal_.record({0, "qdisc", k.netns, k.ifindex, ifname, encode(*snap)});
             if (!jid) return jid.error();
             if (auto rr = replace_root_qdisc(k.ifindex, "fq", fq_options_for_delay()); !rr) {
@@ -41,7 +48,7 @@ Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::str
             if (d.refs == 0) devices_.erase(k);
             return r;
         }
-        if (installed_fq) log("installed fq as root qdisc of " + ifname);
+        if (installed_fq) log("installed fq as root qdisc of " + ifname + (replaced && !replaced->empty() ? " (replacing " + *replaced + ", --force)" : ""));
     }
     // Delays need a clsact filter (bpf/lib/steal.bpf.h); a device attached by a TCX link for
     // loss moves to clsact when a delay arrives: the filter first, then the link goes, so

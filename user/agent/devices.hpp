@@ -17,7 +17,10 @@ namespace tardy {
 class DeviceManager {
 public:
     DeviceManager(TcObject& obj, Journal& journal) : obj_(obj), journal_(journal) {}
-    Result<void> acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq);
+    // need_fq: a delay; the root qdisc becomes fq. A root qdisc that someone configured (not
+    // the kernel's default) is refused unless force; *replaced then names what fq replaced.
+    Result<void> acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq, bool force = false,
+                         std::string* replaced = nullptr);
     Result<void> release(const DeviceKey& k, bool had_fq);
     std::string ifname(const DeviceKey& k) const;
 

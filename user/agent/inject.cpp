@@ -63,7 +63,8 @@ Result<nlohmann::json> prepare_inject(const InjectRequest& r, const CgroupFs& cg
                           {"stalls", r.stalls},
                           {"for_ns", r.for_ns},
                           {"netns", nsj},
-                          {"devices", r.devices}};
+                          {"devices", r.devices},
+                          {"force", r.force}};
 }
 
 Result<nlohmann::json> submit_inject(const Paths& p, const nlohmann::json& req, const std::string& self_exe) {

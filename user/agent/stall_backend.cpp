@@ -1,13 +1,59 @@
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include "agent/backends.hpp"
 #include "agent/log.hpp"
 #include "loader/pinned.hpp"
+#include "model/syscalls.hpp"
 #include "sys/cgroup.hpp"
 
 namespace tardy {
+
+namespace {
+
+// The kernel's dev_t of what stat() reports (new_encode_dev() undone): MKDEV(major, minor).
+uint32_t kernel_dev(dev_t d) { return (major(d) << 20) | minor(d); }
+
+// The rule of an injection's stalls; --on and --path must fit every call (the CLI checks it
+// too, but a request can come from any client).
+Result<tardy_stall_rule> stall_rule(const Injection& inj) {
+    tardy_stall_rule rule{};
+    rule.expires_ns = inj.expires_ns;
+    rule.slot = inj.slot;
+    rule.n = static_cast<uint32_t>(std::min<size_t>(inj.stalls.size(), TARDY_STALL_MAX));
+    for (uint32_t i = 0; i < rule.n; i++) {
+        const StallSpec& st = inj.stalls[i];
+        auto calls = stall_syscalls(st.name);
+        if (!calls) return calls.error();
+        if (st.on != inj.stalls[0].on || st.path != inj.stalls[0].path)
+            return Error::user("--on and --path apply to every --stall of an injection alike");
+        if ((!st.on.empty() || !st.path.empty()) && !calls->fd_first)
+            return Error::user("--stall " + st.name + ": --on and --path judge the fd a call acts on, and " + st.name +
+                               " takes none");
+        uint32_t on = st.on == "files" ? TARDY_STALL_ON_FILES : st.on == "sockets" ? TARDY_STALL_ON_SOCKETS
+                                                                                  : TARDY_STALL_ON_ANY;
+        rule.stalls[i] = {st.ppm, on, st.delay_ns};
+        for (long nr : calls->nrs) rule.entry_of_nr[nr] = static_cast<uint8_t>(i + 1);
+    }
+    if (rule.n && !inj.stalls[0].path.empty()) {
+        const std::string& path = inj.stalls[0].path;
+        struct stat sb{};
+        if (stat(path.c_str(), &sb) != 0)
+            return Error{ErrorKind::User, "--path " + path + ": " + std::strerror(errno) +
+                                              " (a stall's --path must exist: it is matched by its inode)", errno};
+        rule.path_dev = kernel_dev(sb.st_dev);
+        rule.path_ino = sb.st_ino;
+    }
+    return rule;
+}
+
+}  // namespace
 
 StallBackend::StallBackend(BackendEnv env) : env_(env), timer_(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) {}
 
@@ -40,15 +86,11 @@ Result<void> StallBackend::add(Injection& inj) {
                                (self->id == inj.cg.id ? "there" : "below it, in " + self->rel) +
                                "; a stall would stop the agent itself (target a cgroup that does not contain it)");
     }
+    auto rule = stall_rule(inj);
+    if (!rule) return rule.error();
     if (!obj_) TARDY_TRY(load());
-    tardy_stall_rule rule{};
-    rule.expires_ns = inj.expires_ns;
-    rule.slot = inj.slot;
-    rule.n = static_cast<uint32_t>(inj.stalls.size());
-    for (size_t i = 0; i < inj.stalls.size() && i < TARDY_STALL_MAX; i++)
-        rule.stalls[i] = {static_cast<uint32_t>(inj.stalls[i].nr), inj.stalls[i].ppm, inj.stalls[i].delay_ns};
     TARDY_TRY(obj_->reset_counters(inj.slot));
-    TARDY_TRY(obj_->put_rule(inj.cg.id, rule));
+    TARDY_TRY(obj_->put_rule(inj.cg.id, *rule));
     if (auto r = obj_->attach(); !r) {
         (void)obj_->delete_rule(inj.cg.id);
         return r;

@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -119,8 +121,22 @@ std::string left(uint64_t ns) {
     return buf;
 }
 
+// Injections that ended by themselves (deadline, target removed) in the last 10 minutes, as
+// the agent recorded them: it may have left since.
+json recently_ended(const Paths& p) {
+    json out = json::array();
+    std::ifstream f(p.ended());
+    auto all = json::parse(f, nullptr, false);
+    if (!all.is_array()) return out;
+    long long now = std::time(nullptr);
+    for (const auto& e : all)
+        if (e.is_object() && e.value("ended_at", 0LL) > now - 600) out.push_back(e);
+    return out;
+}
+
 int cmd_list(bool as_json, const Paths& p) {
     json injections = json::array();
+    json ended = recently_ended(p);
     if (agent_reachable(p)) {
         auto rep = agent_call(p, {{"op", "list"}});
         if (!rep) return report(rep.error());
@@ -129,11 +145,18 @@ int cmd_list(bool as_json, const Paths& p) {
         injections = (*r)["injections"];
     }
     if (as_json) {
-        std::cout << json{{"injections", injections}}.dump(2) << "\n";
+        std::cout << json{{"injections", injections}, {"ended", ended}}.dump(2) << "\n";
         return 0;
     }
+    long long now = std::time(nullptr);
+    auto print_ended = [&] {
+        for (const auto& e : ended)
+            std::printf("ended %s on %s: %s, %llds ago\n", e.value("name", "?").c_str(), e.value("cgroup", "?").c_str(),
+                        e.value("reason", "?").c_str(), now - e.value("ended_at", now));
+    };
     if (injections.empty()) {
         std::printf("no active injections\n");
+        print_ended();
         return 0;
     }
     // Faults last: they are the one column of unbounded width.
@@ -149,7 +172,11 @@ int cmd_list(bool as_json, const Paths& p) {
                     i["name"].get<std::string>().c_str(), i["cgroup"].get<std::string>().c_str(),
                     left(i["left_ns"].get<uint64_t>()).c_str(), devs.c_str(), u("matched"), u("delayed"), u("dropped"),
                     u("bytes"), u("calls"), u("failed"), u("stalled"), i["faults"].get<std::string>().c_str());
+        for (const auto& q : i.value("replaced_qdiscs", json::array()))
+            std::printf("%-16s replaced root qdisc %s (--force); restored when it ends\n", "",
+                        q.get<std::string>().c_str());
     }
+    print_ended();
     return 0;
 }
 
@@ -258,16 +285,20 @@ int run(int argc, char** argv) {
                        "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket, "
                        "open (openat), read, write (repeatable), e.g. connect=ECONNREFUSED:25%");
     inject->add_option("--stall", ia.stalls,
-                       "Stall a syscall: SYSCALL=DUR[:PCT] (repeatable), e.g. write=50ms:10% (the process pauses)");
+                       "Stall a syscall: NAME=DUR[:PCT] (repeatable), e.g. write=50ms:10% (the process pauses); NAME "
+                       "covers what libc calls (write: write, writev, pwrite64, pwritev, pwritev2)");
+    inject->add_option("--on", ia.on, "Only stalls of calls on an fd of this kind: files or sockets");
     inject->add_option("--peer", ia.peers, "Only socket calls to this address or CIDR (repeatable, IPv4 or IPv6)");
     inject->add_option("--port", ia.port, "Only socket calls to this port or range N-M");
-    inject->add_option("--path", ia.path, "Only file calls on files under this absolute path prefix");
+    inject->add_option("--path", ia.path, "Only file faults and stalls of calls on files under this absolute path");
     inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
     inject->add_option("--name", ia.name, "Name for list/stop (default: inj-N)");
     inject->add_option("--device", ia.devices, "Attach on this device (repeatable; default: every non-loopback one)");
     inject->add_option("--netns", ia.netns, "Target network namespace: NAME under /run/netns or a path "
                                             "(default: those of the target's processes)");
-    inject->add_flag("--force", ia.force, "Allow the root cgroup or tardy's own cgroup as target");
+    inject->add_flag("--force", ia.force,
+                     "Allow the root cgroup or tardy's own cgroup as target, and a delay to replace a root qdisc "
+                     "that someone configured (it is restored when the delay ends)");
     inject->footer("Units: ns, us, ms, s, m, h (250us, 1.5s); percentages with % (5%, 0.01%).\n"
                    "Examples:\n"
                    "  sudo tardy inject --pid 4242 --loss 30% --for 1m --name flaky\n"
@@ -275,6 +306,7 @@ int run(int argc, char** argv) {
                    "--peer 10.0.0.5 --port 5432\n"
                    "  sudo tardy inject --container 3f2a --fail sendmsg=ENETUNREACH --port 53   # DNS fails\n"
                    "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"
+                   "  sudo tardy inject --cgroup db.slice --stall flush=100ms --path /var/lib/postgresql   # slow disk\n"
                    "  sudo tardy inject --pid 4242 --fail open=EIO:10% --path /var/lib/app   # needs the BPF LSM");
 
     bool list_json = false;

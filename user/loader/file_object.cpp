@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "loader/generation.hpp"
 #include "loader/percpu.hpp"
 #include <fstream>
 #include <vector>
@@ -79,12 +80,14 @@ void FileObject::detach() {
 Result<void> FileObject::put_rule(uint64_t cgid, const tardy_file_rule& r) {
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_file_rules), &cgid, &r, BPF_ANY))
         return Error::sys("write file rule", errno);
+    bump_generation(bpf_map__fd(skel_->maps.tardy_control));
     return ok();
 }
 
 Result<void> FileObject::delete_rule(uint64_t cgid) {
     if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_file_rules), &cgid) && errno != ENOENT)
         return Error::sys("delete file rule", errno);
+    bump_generation(bpf_map__fd(skel_->maps.tardy_control));
     return ok();
 }
 

@@ -44,7 +44,8 @@ Result<std::vector<CgroupLink>> SockObject::attach(const std::string& cgroup_pat
     for (uint32_t op : ops) {
         switch (op) {
         case TARDY_OP_CONNECT:
-            progs.insert(progs.end(), {skel_->progs.tardy_connect4, skel_->progs.tardy_connect6});
+            progs.insert(progs.end(), {skel_->progs.tardy_connect4, skel_->progs.tardy_connect6,
+                                       skel_->progs.tardy_blackhole, skel_->progs.tardy_getsockopt});
             break;
         case TARDY_OP_SENDMSG:
             progs.insert(progs.end(), {skel_->progs.tardy_sendmsg4, skel_->progs.tardy_sendmsg6});

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "sys/fd.hpp"
+#include "loader/generation.hpp"
 #include "loader/percpu.hpp"
 #include "loader/pinned.hpp"
 #include "stall.skel.h"
@@ -29,13 +30,14 @@ int on_event(void* ctx, void* data, size_t size) {
 
 }  // namespace
 
-Result<std::unique_ptr<StallObject>> StallObject::load(const std::string& pin_dir, uint64_t rng_seed) {
+Result<std::unique_ptr<StallObject>> StallObject::load(const std::string& pin_dir, uint64_t rng_seed, bool walk_always) {
     std::unique_ptr<StallObject> o(new StallObject());
     LIBBPF_OPTS(bpf_object_open_opts, oo);
     if (!pin_dir.empty()) oo.pin_root_path = pin_dir.c_str();
     o->skel_ = tardy_stall__open_opts(&oo);
     if (!o->skel_) return Error::sys("open BPF object stall.bpf.o", errno);
     o->skel_->rodata->cfg_rng_seed = rng_seed;
+    o->skel_->rodata->cfg_walk_always = walk_always;
     bpf_map__set_map_flags(o->skel_->maps.tardy_control, BPF_F_MMAPABLE);
     if (pin_dir.empty()) {
         bpf_map__set_pin_path(o->skel_->maps.tardy_control, nullptr);
@@ -78,12 +80,14 @@ void StallObject::detach() {
 Result<void> StallObject::put_rule(uint64_t cgid, const tardy_stall_rule& r) {
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_stall_rules), &cgid, &r, BPF_ANY))
         return Error::sys("write stall rule", errno);
+    bump_generation(control_fd());
     return ok();
 }
 
 Result<void> StallObject::delete_rule(uint64_t cgid) {
     if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_stall_rules), &cgid) && errno != ENOENT)
         return Error::sys("delete stall rule", errno);
+    bump_generation(control_fd());
     return ok();
 }
 

@@ -21,7 +21,9 @@ namespace tardy {
 
 class StallObject {
 public:
-    static Result<std::unique_ptr<StallObject>> load(const std::string& pin_dir, uint64_t rng_seed = 0);
+    // walk_always: `make bench` only, the ancestor walk on every call instead of the cache.
+    static Result<std::unique_ptr<StallObject>> load(const std::string& pin_dir, uint64_t rng_seed = 0,
+                                                     bool walk_always = false);
     ~StallObject();
     StallObject(const StallObject&) = delete;
     StallObject& operator=(const StallObject&) = delete;
@@ -30,6 +32,7 @@ public:
     Result<void> attach();
     void detach();
 
+    // Each bumps the control map's generation: the programs' cgroup caches forget old answers.
     Result<void> put_rule(uint64_t cgid, const tardy_stall_rule& r);
     Result<void> delete_rule(uint64_t cgid);
     Result<tardy_stall_counters> counters(uint32_t slot) const;

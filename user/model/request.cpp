@@ -187,24 +187,27 @@ Result<SockFaults> check_sock(const json& req) {
     return f;
 }
 
+// stalls: [{name, delay_ns, ppm, on, path}]; the stall backend checks how on and path fit the calls.
 Result<size_t> check_stalls(const json& req) {
     auto a = get_array(req, "stalls", "stalls", TARDY_STALL_MAX);
     if (!a) return a.error();
     if (!*a) return size_t{0};
-    std::set<uint64_t> seen;
+    std::set<long> seen;
     for (size_t i = 0; i < (*a)->size(); i++) {
         const json& x = (**a)[i];
         std::string w = at("stalls", i);
-        TARDY_TRY(need_object(x, w, "{nr, delay_ns, ppm}"));
-        auto nr = get_uint(x, "nr", w + ".nr", 0, 1 << 20);
-        if (!nr) return nr.error();
-        if (std::string(syscall_name(static_cast<long>(*nr))) == "?")
-            return bad(w + ".nr", "syscall " + std::to_string(*nr) + " is not one --stall supports");
-        if (!seen.insert(*nr).second) return bad(w + ".nr", "syscall " + std::to_string(*nr) + " appears twice");
-        auto d = get_uint(x, "delay_ns", w + ".delay_ns", 1, kMaxStallNs);
-        if (!d) return d.error();
-        auto ppm = get_uint(x, "ppm", w + ".ppm", 1, TARDY_PPM);
-        if (!ppm) return ppm.error();
+        TARDY_TRY(need_object(x, w, "{name, delay_ns, ppm, on, path}"));
+        auto name = get_string(x, "name", w + ".name", true);
+        auto calls = stall_syscalls(name ? *name : "");
+        if (!calls) return name ? bad(w + ".name", shown(json(*name)) + " is not a name --stall accepts") : name.error();
+        for (long nr : calls->nrs)
+            if (!seen.insert(nr).second) return bad(w + ".name", std::string(syscall_name(nr)) + " is stalled twice");
+        auto d = get_uint(x, "delay_ns", w + ".delay_ns", 1, kMaxStallNs), ppm = get_uint(x, "ppm", w + ".ppm", 1, TARDY_PPM);
+        if (!d || !ppm) return !d ? d.error() : ppm.error();
+        auto on = get_string(x, "on", w + ".on", false), path = get_string(x, "path", w + ".path", false);
+        if (!on || !path) return !on ? on.error() : path.error();
+        if (*on != "" && *on != "files" && *on != "sockets") return bad(w + ".on", "want \"\", \"files\" or \"sockets\"");
+        if (!path->empty()) TARDY_TRY(check_abs_path(*path, w + ".path", TARDY_PATH_MAX));
     }
     return (*a)->size();
 }
@@ -270,6 +273,8 @@ Result<void> check_inject(const json& req) {
     if (!for_ns) return for_ns.error();
     TARDY_TRY(check_netns(req, net->any()));
     TARDY_TRY(check_devices(req));
+    if (const json* f = member(req, "force"); f && !f->is_boolean())
+        return bad("force", "want true or false, got " + shown(*f));
     if (!net->any() && !sock->any() && !sock->any_file() && *stalls == 0)
         return Error::user("request has no fault: give net.delay_ns, net.loss_ppm, sock.faults, sock.file_faults "
                            "or stalls");
@@ -288,60 +293,7 @@ Result<void> check_stop(const json& req) {
     return ok();
 }
 
-// Whether JSON text nests arrays and objects deeper than `limit`, found without recursion
-// or a tree. Brackets inside strings do not count; text that is not JSON is the parser's
-// to refuse, so an unbalanced count here does no harm.
-bool too_deep(std::string_view text, int limit) {
-    int depth = 0;
-    bool in_string = false, escaped = false;
-    for (char c : text) {
-        if (in_string) {
-            if (escaped)
-                escaped = false;
-            else if (c == '\\')
-                escaped = true;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > limit) return true;
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return false;
-}
-
-const char* type_of(const json& j) {
-    switch (j.type()) {
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::null: return "null";
-    default: return "a number";
-    }
-}
-
 }  // namespace
-
-Result<nlohmann::json> parse_request(std::string_view line) {
-    if (line.size() > kMaxRequestBytes)
-        return Error::user("request of " + std::to_string(line.size()) + " bytes; at most " +
-                           std::to_string(kMaxRequestBytes));
-    if (too_deep(line, kMaxRequestDepth))
-        return Error::user("request nests arrays or objects deeper than " + std::to_string(kMaxRequestDepth) +
-                           " levels");
-    json j;
-    try {
-        j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-    } catch (...) {  // allocation failure: the request is refused, the agent goes on
-        return Error::other("request could not be parsed");
-    }
-    if (j.is_discarded()) return Error::user("request is not valid JSON");
-    if (!j.is_object()) return Error::user(std::string("request is ") + type_of(j) + ", not a JSON object");
-    return j;
-}
 
 Result<void> validate_request(const nlohmann::json& req) {
     try {
@@ -362,34 +314,6 @@ Result<void> validate_request(const nlohmann::json& req) {
         return bad("op", "unknown request " + shown(*op) + "; want inject, list, stop or ping");
     } catch (const std::exception& e) {  // a bug here must refuse the request, not end the agent
         return Error::other(std::string("request check failed: ") + e.what());
-    }
-}
-
-nlohmann::json error_reply(const Error& e) { return {{"ok", false}, {"user", e.is_user()}, {"error", e.message}}; }
-
-std::string handle_line(std::string_view line, const Dispatch& dispatch) {
-    try {
-        json rep;
-        auto req = parse_request(line);
-        auto valid = req ? validate_request(*req) : Result<void>(req.error());
-        if (!valid) {
-            rep = error_reply(valid.error());
-        } else {
-            try {
-                rep = dispatch(*req);
-            } catch (const std::exception& e) {
-                rep = error_reply(Error::other(std::string("the agent failed on this request: ") + e.what()));
-            } catch (...) {
-                rep = error_reply(Error::other("the agent failed on this request"));
-            }
-            auto okv = rep.is_object() ? rep.find("ok") : rep.end();
-            if (!rep.is_object() || okv == rep.end() || !okv->is_boolean())
-                rep = error_reply(Error::other("the agent made a reply without \"ok\""));
-        }
-        // replace: an echoed string cut inside a character must not make dump() throw.
-        return rep.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-    } catch (...) {
-        return "{\"ok\":false,\"user\":false,\"error\":\"the agent could not answer this request\"}\n";
     }
 }
 

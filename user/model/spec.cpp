@@ -1,5 +1,7 @@
 #include "model/spec.hpp"
 
+#include <algorithm>
+
 #include "model/tardy_abi.hpp"
 
 #include "model/syscalls.hpp"
@@ -26,11 +28,11 @@ Result<StallSpec> parse_stall(const std::string& spec) {
     if (eq == std::string::npos || eq == 0)
         return Error::user("--stall '" + spec + "': write SYSCALL=DUR[:PCT], e.g. write=50ms:10%");
     std::string sys = spec.substr(0, eq), rest = spec.substr(eq + 1), pct;
+    auto calls = stall_syscalls(sys);
+    if (!calls) return calls.error();
     StallSpec st;
-    st.nr = syscall_number(sys);
-    if (st.nr < 0)
-        return Error::user("--stall " + sys + ": unknown or unsupported syscall; e.g. read, write, openat, connect, "
-                           "fsync, sendto, recvfrom");
+    st.name = calls->name;
+    st.nrs = calls->nrs;
     if (auto colon = rest.find(':'); colon != std::string::npos) {
         pct = rest.substr(colon + 1);
         rest = rest.substr(0, colon);
@@ -49,21 +51,52 @@ Result<StallSpec> parse_stall(const std::string& spec) {
     return st;
 }
 
+Result<void> scope_stalls(std::vector<StallSpec>& stalls, const std::string& on, const std::string& path) {
+    if (on.empty() && path.empty()) return ok();
+    std::string opt = on.empty() ? "--path" : "--on";
+    if (stalls.empty()) return Error::user(opt + " needs a --stall of a call on an fd, e.g. --stall write=50ms " + opt + " ...");
+    if (!on.empty() && on != "files" && on != "sockets")
+        return Error::user("--on '" + on + "': use files (regular files, directories, block devices) or sockets");
+    if (!path.empty() && on == "sockets")
+        return Error::user("--path names files; --on sockets never meets one: leave one of them out");
+    if (!path.empty() && (path[0] != '/' || path.size() >= TARDY_PATH_MAX))
+        return Error::user("--path '" + path + "': give an absolute path under " + std::to_string(TARDY_PATH_MAX) +
+                           " characters, e.g. /var/lib/app");
+    for (auto& st : stalls) {
+        auto calls = stall_syscalls(st.name);
+        if (calls && !calls->fd_first)
+            return Error::user("--stall " + st.name + ": " + opt + " judges the fd a call acts on, and " + st.name +
+                               " takes none (it names no open file); stall it in an injection without --on/--path");
+        st.on = on.empty() ? "" : on;
+        st.path = path;
+        while (st.path.size() > 1 && st.path.back() == '/') st.path.pop_back();
+    }
+    return ok();
+}
+
 std::string describe(const std::vector<StallSpec>& stalls) {
     std::string s;
     for (const auto& st : stalls) {
         if (!s.empty()) s += ", ";
-        s += std::string("stall ") + syscall_name(st.nr) + " " + format_duration(st.delay_ns);
+        s += "stall " + st.name + " " + format_duration(st.delay_ns);
         if (st.ppm != 1'000'000) s += " " + format_ppm(st.ppm);
     }
+    if (!stalls.empty() && !stalls[0].on.empty()) s += " on " + stalls[0].on;
+    if (!stalls.empty() && !stalls[0].path.empty()) s += " under " + stalls[0].path;
     return s;
 }
 
-void to_json(nlohmann::json& j, const StallSpec& s) { j = {{"nr", s.nr}, {"delay_ns", s.delay_ns}, {"ppm", s.ppm}}; }
+void to_json(nlohmann::json& j, const StallSpec& s) {
+    j = {{"name", s.name}, {"delay_ns", s.delay_ns}, {"ppm", s.ppm}, {"on", s.on}, {"path", s.path}};
+}
 void from_json(const nlohmann::json& j, StallSpec& s) {
-    s.nr = j.at("nr");
+    s.name = j.at("name");
+    auto calls = stall_syscalls(s.name);
+    s.nrs = calls ? calls->nrs : std::vector<long>{};
     s.delay_ns = j.at("delay_ns");
     s.ppm = j.at("ppm");
+    s.on = j.value("on", std::string());
+    s.path = j.value("path", std::string());
 }
 
 Result<InjectRequest> build_inject_request(const InjectArgs& a) {
@@ -101,18 +134,26 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         if (*l == 0)
             return Error::user("--loss 0%: nothing to inject; give a positive percentage or leave it out");
     }
-    auto sock = build_sock_faults(a.fails, a.peers, a.port, a.path);
+    // --path filters file faults, stalls of calls on an fd, or both.
+    bool file_fails = false;
+    for (const auto& f : a.fails)
+        if (auto one = parse_fail(f)) file_fails |= one->file;
+    auto sock = build_sock_faults(a.fails, a.peers, a.port, a.stalls.empty() || file_fails ? a.path : "");
     if (!sock) return sock.error();
     r.sock = *sock;
     for (const auto& st : a.stalls) {
         auto one = parse_stall(st);
         if (!one) return one.error();
         for (const auto& other : r.stalls)
-            if (other.nr == one->nr)
-                return Error::user("--stall " + st + ": that syscall already has a --stall; give one per syscall");
+            for (long nr : one->nrs)
+                if (std::find(other.nrs.begin(), other.nrs.end(), nr) != other.nrs.end())
+                    return Error::user("--stall " + st + ": --stall " + other.name + " already covers " +
+                                       syscall_name(nr) + "; give each syscall one --stall");
         r.stalls.push_back(*one);
     }
-    if (r.stalls.size() > TARDY_STALL_MAX) return Error::user("too many --stall options");
+    if (r.stalls.size() > TARDY_STALL_MAX)
+        return Error::user("too many --stall options; at most " + std::to_string(TARDY_STALL_MAX));
+    TARDY_TRY(scope_stalls(r.stalls, a.on, a.stalls.empty() ? "" : a.path));
     if (!r.net.any() && !r.sock.any() && !r.sock.any_file() && r.stalls.empty())
         return Error::user("no fault given: add --delay DUR, --loss PCT, --fail SYSCALL=ERRNO or --stall SYSCALL=DUR");
     if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))

@@ -21,13 +21,18 @@ struct NetFaults {
     bool any() const { return delay_ns || loss_ppm; }
 };
 
-// --stall SYSCALL=DUR[:PCT]
+// --stall NAME=DUR[:PCT], scoped by the injection's --on and --path (same in every stall).
 struct StallSpec {
-    long nr = 0;
+    std::string name;       // a name stall_syscalls() knows
+    std::vector<long> nrs;  // the syscalls it covers (model/syscalls.hpp)
     uint64_t delay_ns = 0;
     uint32_t ppm = 1'000'000;
+    std::string on;         // "", "files" or "sockets": the kind of the call's fd
+    std::string path;       // "" or absolute: the call's fd must be a file at or under it
 };
 Result<StallSpec> parse_stall(const std::string& spec);
+// Applies --on and --path to every stall; refused for a call that acts on no fd.
+Result<void> scope_stalls(std::vector<StallSpec>& stalls, const std::string& on, const std::string& path);
 std::string describe(const std::vector<StallSpec>& stalls);
 
 // The target as the user named it; resolution to a cgroup happens in targets.hpp.
@@ -54,6 +59,7 @@ struct InjectArgs {
     std::string cgroup, pid, container;
     std::string delay, jitter, loss, for_dur, name, netns, port, path;
     std::vector<std::string> devices, fails, peers, stalls;
+    std::string on;  // --on files|sockets (stalls)
     bool force = false;
 };
 

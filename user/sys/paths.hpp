@@ -20,6 +20,7 @@ struct Paths {
     std::string kill_lock() const { return run_dir + "/kill.lock"; }  // one kill switch at a time
     std::string journal() const { return run_dir + "/journal"; }
     std::string log() const { return run_dir + "/agent.log"; }
+    std::string ended() const { return run_dir + "/ended.json"; }  // injections that ended by themselves
     std::string control_pin() const { return bpffs_dir + "/tardy_control"; }
     std::string stalled_pin() const { return bpffs_dir + "/tardy_stalled"; }
 };

@@ -275,6 +275,8 @@ Result<void> restore_root_qdisc(const QdiscSnapshot& s) {
     return ok();
 }
 
+std::string describe(const QdiscSnapshot& s) { return s.kind + " " + handle_str(s.handle); }
+
 Result<void> check_restorable(const QdiscSnapshot& s) {
     if (s.not_restored.empty()) return ok();
     return Error::user("root qdisc " + s.kind + " " + handle_str(s.handle) + " of " + s.ifname + " has " +

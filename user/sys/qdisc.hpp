@@ -54,6 +54,8 @@ Result<void> restore_root_qdisc(const QdiscSnapshot& s);
 
 // A user error naming the device and what would be lost when s.not_restored is not empty.
 Result<void> check_restorable(const QdiscSnapshot& s);
+// "netem 8001:" (kind and handle), for messages.
+std::string describe(const QdiscSnapshot& s);
 
 // Whether the kernel can make a qdisc of `kind` (loading its module if that is how it is built).
 // Probes on the loopback device of a throwaway network namespace, made by unshare(CLONE_NEWNET)

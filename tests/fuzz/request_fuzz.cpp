@@ -1,0 +1,168 @@
+// Fuzz targets for cgroup directory names (container ids), inject flags and the agent's
+// request lines.
+#include "fuzz.hpp"
+
+namespace tardy::fuzz {
+namespace {
+
+// ---- cgroup names and inject flags ------------------------------------------------------------
+
+bool all_lower_hex(std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+void fuzz_container_id(std::string_view in) {
+    std::string n(in);
+    std::string id = container_id_of(n);
+    if (id.empty()) return;
+    CHECK(id.size() == 64 && all_lower_hex(id), "container id is not 64 hex: " + id, in);
+    bool shape = n == id;
+    for (const char* p : {"docker-", "cri-containerd-", "crio-", "libpod-"}) shape |= n == p + id + ".scope";
+    CHECK(shape, "container id from an unexpected name", in);
+    CHECK(!n.starts_with("crio-conmon-"), "conmon scope taken for a container", in);
+}
+
+void fuzz_inject(std::string_view in) {
+    // Fields separated by '\x01': cgroup pid container delay jitter loss for name netns devices...
+    std::vector<std::string> f;
+    size_t start = 0;
+    for (size_t i = 0; i <= in.size(); ++i)
+        if (i == in.size() || in[i] == '\x01') {
+            f.emplace_back(in.substr(start, i - start));
+            start = i + 1;
+        }
+    f.resize(std::max<size_t>(f.size(), 9));
+    InjectArgs a;
+    a.cgroup = f[0];
+    a.pid = f[1];
+    a.container = f[2];
+    a.delay = f[3];
+    a.jitter = f[4];
+    a.loss = f[5];
+    a.for_dur = f[6];
+    a.name = f[7];
+    a.netns = f[8];
+    for (size_t i = 9; i < f.size(); ++i) a.devices.push_back(f[i]);
+    auto r = build_inject_request(a);
+    if (!r) {
+        check_error(r.error(), in, "");
+        return;
+    }
+    int targets = !a.cgroup.empty() + !a.pid.empty() + !a.container.empty();
+    CHECK(targets == 1, "accepted without exactly one target", in);
+    CHECK(r->net.any(), "accepted without a fault", in);
+    CHECK(r->net.jitter_ns <= r->net.delay_ns, "jitter over delay", in);
+    CHECK(r->net.delay_ns + r->net.jitter_ns <= 5'000'000'000ULL, "delay + jitter over 5s", in);
+    CHECK(r->net.loss_ppm <= 1'000'000, "loss over 100%", in);
+    CHECK(r->for_ns >= 1'000'000, "--for under 1ms", in);
+    CHECK(r->name.empty() || validate_name(r->name), "invalid name accepted", in);
+    CHECK(r->name.size() <= 64, "long name", in);
+    for (const auto& d : r->devices) CHECK(!d.empty() && d.size() < 16 && !has(d, "/"), "bad device accepted", in);
+    if (!a.delay.empty()) CHECK(r->net.delay_ns > 0, "zero delay accepted", in);
+    if (!a.loss.empty()) CHECK(r->net.loss_ppm > 0, "zero loss accepted", in);
+}
+
+namespace {
+
+// ---- agent requests ---------------------------------------------------------------------------
+
+// Reads an accepted request the way Agent::inject() and Agent::stop() do (user/agent.cpp):
+// after handle_line() let it through, none of this may throw.
+nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
+    using nlohmann::json;
+    try {
+        std::string op = req.value("op", std::string());
+        if (op == "stop") {
+            bool all = req.value("all", false);
+            CHECK(all || validate_name(req.value("name", std::string())), "stop accepted without all or a name", in);
+        }
+        if (op != "inject") return {{"ok", true}};
+        std::string name = req.value("name", std::string());
+        std::string path = req.at("cgroup").at("path"), rel = req.at("cgroup").at("rel");
+        uint64_t id = req.at("cgroup").at("id");
+        auto net = req.at("net").get<NetFaults>();
+        auto sock = req.value("sock", json::object()).get<SockFaults>();
+        auto stalls = req.value("stalls", json::array()).get<std::vector<StallSpec>>();
+        uint64_t for_ns = req.at("for_ns");
+        auto devices = req.value("devices", std::vector<std::string>{});
+        for (const auto& ns : net.any() ? req.at("netns") : json::array()) NetnsRef ref{ns.at("ino"), ns.at("path")};
+        CHECK(name.empty() || validate_name(name), "invalid name accepted", in);
+        CHECK(!path.empty() && path[0] == '/' && id > 0 && for_ns > 0, "cgroup or for_ns accepted out of range", in);
+        CHECK(net.any() || sock.any() || sock.any_file() || !stalls.empty(), "accepted without a fault", in);
+        CHECK(net.jitter_ns <= net.delay_ns && net.delay_ns + net.jitter_ns <= TARDY_MAX_DELAY_NS &&
+                  net.loss_ppm <= TARDY_PPM, "net accepted out of range", in);
+        CHECK(stalls.size() <= TARDY_STALL_MAX && sock.faults.size() <= TARDY_SOCK_MAX_FAULTS &&
+                  sock.file_faults.size() <= TARDY_FILE_MAX_FAULTS && sock.peers.size() <= TARDY_SOCK_MAX_PEERS,
+              "too many faults accepted", in);
+        for (const auto& s : stalls) {
+            CHECK(!s.nrs.empty() && s.delay_ns > 0 && s.ppm <= TARDY_PPM, "bad stall", in);
+            for (long nr : s.nrs) CHECK(std::strcmp(syscall_name(nr), "?") != 0, "stall of an unknown syscall", in);
+        }
+        CHECK(encode(sock, 0, 1) && encode_file(sock, 0, 1), "an accepted sock does not encode", in);
+        (void)describe(sock), (void)describe(net), (void)describe(stalls), (void)rel, (void)devices;
+    } catch (const std::exception& e) {
+        fail(std::string("an accepted request made the agent's reads throw: ") + e.what(), in);
+    }
+    return {{"ok", true}};
+}
+
+// A valid inject request as prepare_inject() builds it, with its values as slots: the input
+// fills one slot (the rest keep these defaults), so most inputs get past the JSON parser to
+// the field checks. The last choice sends the input as the whole line.
+constexpr std::string_view kRequestTemplate =
+    R"({"v":1,"op":"inject","name":@,"cgroup":{"path":@,"rel":"a","id":@},"net":{"delay_ns":@,"jitter_ns":@,)"
+    R"("loss_ppm":@},"sock":{"faults":[{"op":@,"err":@,"ppm":@}],"peers":[@],"port_lo":@,"port_hi":@,)"
+    R"("file_faults":[{"op":@,"err":@,"ppm":@}],"path":@},"stalls":[{"name":@,"delay_ns":@,"ppm":@,"on":@,"path":@}],"for_ns":@,)"
+    R"("netns":[{"ino":@,"path":@}],"devices":[@]})";
+constexpr std::string_view kRequestDefaults[] = {
+    R"("api")", R"("/sys/fs/cgroup/a")", "7", "50000000", "1000", "50000", "1", "111", "250000", R"("10.0.0.0/8")",
+    "5432", "5440", "1", "13", "1000000", R"("/var/lib")", R"("write")", "50000000", "1000000", R"("")",
+    R"("")", "300000000000", "4026531840",
+    R"("/proc/1/ns/net")", R"("eth0")"};
+constexpr size_t kSlots = std::size(kRequestDefaults);
+
+// The template with `value` in `slot` (kSlots: every slot keeps its default).
+std::string fill_request(size_t slot, std::string_view value) {
+    std::string line;
+    size_t n = 0;
+    for (char c : kRequestTemplate) {
+        if (c != '@') {
+            line += c;
+            continue;
+        }
+        line += n == slot ? value : kRequestDefaults[n];
+        n++;
+    }
+    return line;
+}
+
+}  // namespace
+
+void fuzz_request(std::string_view in) {
+    static const bool template_valid = [] {
+        auto yes = [](const nlohmann::json&) { return nlohmann::json{{"ok", true}}; };
+        std::string r = handle_line(fill_request(kSlots, ""), yes);
+        return r == "{\"ok\":true}\n" || (std::fprintf(stderr, "template refused: %s", r.c_str()), false);
+    }();
+    CHECK(template_valid, "the request template is refused", in);
+    size_t slot = in.empty() ? kSlots : static_cast<uint8_t>(in[0]) % (kSlots + 1);
+    std::string_view value = in.empty() ? in : in.substr(1);
+    std::string line = slot == kSlots ? std::string(value) : fill_request(slot, value);
+    bool dispatched = false;
+    std::string reply = handle_line(line, [&](const nlohmann::json& req) {
+        dispatched = true;
+        return read_like_agent(req, in);
+    });
+    CHECK(!reply.empty() && reply.back() == '\n' && reply.find('\n') == reply.size() - 1, "reply is not one line", in);
+    auto j = nlohmann::json::parse(reply, nullptr, false);
+    CHECK(j.is_object() && j.contains("ok") && j["ok"].is_boolean(), "reply without a boolean ok: " + reply, in);
+    CHECK(j["ok"] == dispatched, "ok disagrees with dispatch: " + reply, in);
+    if (!dispatched)
+        CHECK(j.contains("error") && j["error"].is_string() && !j["error"].get<std::string>().empty() &&
+                  j.value("user", false),
+              "a refusal that is not a user error: " + reply, in);
+}
+
+}  // namespace tardy::fuzz
