@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # tardy: build, test, demo, bench. `make V=1` shows the commands.
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := all

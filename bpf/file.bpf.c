@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* File syscall faults through the BPF LSM: open, read and write permission checks fail with
  * a chosen errno for the target's processes, optionally only under a path prefix (for read
  * and write: files opened under it while the rule was live). LSM programs run for every
@@ -11,7 +11,7 @@
 #include "lib/rng.bpf.h"
 #include "lib/ancestor.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TARDY_MAY_WRITE 0x2
 #define TARDY_MAY_READ 0x4

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Socket syscall faults: cgroup hooks that fail connect, sendmsg, bind and socket with a
  * chosen errno. Attached to the target cgroup only (FD-owned links), so no other process
  * runs them at all. */
@@ -10,7 +10,7 @@
 #include "lib/rng.bpf.h"
 #include "lib/task_match.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TARDY_AF_INET 2
 #define TARDY_AF_INET6 10

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Syscall stalls. BPF cannot sleep, so a chosen syscall of the target is held by stopping
  * the process (SIGSTOP, delivered on its way back to user space) and the agent sends
  * SIGCONT at the due time. Every process runs these programs while attached (a cgroup cache
@@ -14,7 +14,7 @@
 #include "lib/ancestor.bpf.h"
 #include "lib/fd_file.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TARDY_SIGSTOP 19
 /* -ERESTARTSYS .. -ERESTART_RESTARTBLOCK: the call will be restarted after the stop */

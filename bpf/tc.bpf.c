@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* TC programs: egress loss and delay for the packets of target cgroups. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -11,7 +11,7 @@
 #include "lib/steal.bpf.h"
 #include "lib/lose.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
 {

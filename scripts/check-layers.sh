@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The dependency rule of user/ (docs/design.md, "Layout"): a layer includes only its own and
 # lower layers, always by layer-qualified path ("sys/netns.hpp"); generated skeletons and
 # include/tardy/ are open to all. Prints each violation; exits 1 if there is any.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what tardy needs to build, test and demo, from Debian's archive. Idempotent: it
 # does nothing when everything is there.
 set -euo pipefail

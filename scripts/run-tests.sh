@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs the test layers and prints one summary line: "N passed, N failed[, N skipped]".
 #   host: unit (no privileges), BPF (BPF_PROG_TEST_RUN), integration (namespaces, cgroups)
 #   vm:   the Vm* integration tests inside Debian's stock kernels under qemu (tests/vm/vm.sh),
@@ -20,16 +21,19 @@ passed=0 failed=0 skipped=0
 # The VM suite, per kernel (tests/vm/vm.sh --kernel). Both suites in full would take about
 # 10 minutes of the 20 CI allows (docs/testing.md), so 6.1, Debian 12's own kernel, runs
 # the whole suite and 6.12 (TCX and fq together) what differs there: delay with a TCX
-# loss program beside it, the delay's end by stop/kill/SIGKILL restoring the qdisc with
+# loss program beside it, the delay's end by SIGKILL restoring the qdisc with
 # TCX links attached, file faults through the newer verifier, socket and packet faults
 # together, silent loss on the TCX path, per-socket connect verdicts, scoped stalls through
 # the newer verifier. VmClsactLab.* checks the clsact attachment of loss, which a TCX kernel
 # does not use: 6.1 only. Host tests that load programs a stock kernel's verifier must also
-# accept (FaithfulLab, StallScope) run on 6.1 as well.
+# accept (FaithfulLab, two of StallScope: the stall object is one, so one test loads it all)
+# run on 6.1 as well; not the redis one, whose 400 client processes take 90 s under
+# emulation and whose hooks RefusalIsDecidedOncePerSocket loads. The whole of `make test`
+# must stay well under 20 minutes on a 2-core machine (docs/testing.md has the times).
 VM_KERNELS=${TARDY_VM_KERNELS:-6.1 6.12}
 declare -A VM_FILTER=(
-  [6.1]='Vm*:SockLab.*:FaithfulLab.*:StallScope.*'
-  [6.12]='VmLab.Delay50ms*:VmLab.DelayAndLoss*:VmLab.*Restores*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.*'
+  [6.1]='Vm*:SockLab.*:FaithfulLab.*:StallScope.OnFiles*:StallScope.Compat*-FaithfulLab.Redis*'
+  [6.12]='VmLab.Delay50ms*:VmLab.SigkilledAgents*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.OnFiles*'
 )
 [[ ${TARDY_VM_FULL:-} != 1 ]] || VM_FILTER[6.12]='Vm*:SockLab.*:-VmClsactLab.*'
 
@@ -98,6 +102,14 @@ if scripts/check-layers.sh; then
   passed=$((passed + 1))
 else
   echo "  layer check: failed (above)"
+  failed=$((failed + 1))
+fi
+
+# Every source file names its license (LICENSE).
+if scripts/check-spdx.sh; then
+  passed=$((passed + 1))
+else
+  echo "  SPDX check: failed (above)"
   failed=$((failed + 1))
 fi
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Regenerates vmlinux/<arch>/vmlinux.h from a kernel's BTF (default: the running kernel).
 # CO-RE relocates every field access at load time, so one committed header serves all kernels
 # that have BTF; regenerate only to use types or fields a newer kernel added.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The rule of the current task: the deepest cgroup (itself or an ancestor) that has an entry
  * in a rules map keyed by cgroup id, so the most specific rule wins. Macros, so each program
  * family passes its own maps. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Earliest departure time. fq holds each packet until skb->tstamp (CLOCK_MONOTONIC).
  * TCP already stamps paced packets; starting from max(tstamp, now) keeps a flow's stamps
  * monotonic for a constant delay (both inputs are monotonic), so no per-flow state is

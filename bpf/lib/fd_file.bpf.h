@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The file behind a syscall's fd argument, read at sys_enter (tracing programs): its kind
  * (socket or file) and whether it lies at or under a directory. CO-RE reads throughout; the
  * task reads its own fd table, which cannot be freed under it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Silent loss at TC egress.
  *
  * On a wire a lost packet leaves no trace at the sender. A TC verdict of TC_ACT_SHOT (and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Finds the rule of a packet's cgroup or of its nearest ancestor. The answer is cached per
  * cgroup id and invalidated by the control map's generation, so a packet costs one LRU
  * lookup whatever the number of rules, and the ancestor walk runs once per cgroup per

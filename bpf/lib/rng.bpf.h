@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Random source for loss and jitter. Production uses the kernel's per-CPU prandom;
  * tests set cfg_rng_seed before load to get a reproducible xorshift64* sequence. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Why a delayed packet leaves as a clone.
  *
  * A packet that waits in fq still belongs to its socket: TCP small queues (TSQ) allow only

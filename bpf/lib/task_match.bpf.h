@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Finds the socket rule of the current task's cgroup or its nearest ancestor; cached per
  * cgroup id like match.bpf.h, invalidated by the control map's generation. */
 #pragma once

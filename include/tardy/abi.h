@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The one definition of every map key, value, enum and limit shared by the BPF programs
  * (bpf/) and user space (user/). It defines no integer types itself: each side includes
  * its own __u32/__u64 first (vmlinux.h in BPF, <linux/types.h> in C++).

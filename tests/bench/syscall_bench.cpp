@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `make bench`: what the stall programs cost a bystander, a process outside every target,
 // per syscall. They are host-wide (tp_btf/sys_enter and sys_exit), so every process on the
 // host pays this while a stall rule exists. A getppid() loop, timed with nothing attached,

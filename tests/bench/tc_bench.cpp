@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `make bench`: cost per packet of the TC egress program, from BPF_PROG_TEST_RUN with
 // repeat (the kernel times the program alone). Each case runs 7 rounds side by side in one
 // process and reports the median, so the ratios between cases are what to read.

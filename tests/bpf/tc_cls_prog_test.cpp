@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The clsact variant of the TC egress program (tardy_tc_egress_cls) under BPF_PROG_TEST_RUN.
 // It differs from the TCX variant in what it returns: a delayed packet is stamped, a clone of
 // it is sent to the same device's egress and the original is consumed (TC_ACT_STOLEN, see

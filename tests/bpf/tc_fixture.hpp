@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The TC object loaded for BPF_PROG_TEST_RUN on crafted packets. Rules on "leaf" (this
 // process's cgroup, see self_cgroup.hpp) match directly, rules on its parent through the
 // ancestor walk, rules on any other id not at all. prog_fd() picks the program under test.

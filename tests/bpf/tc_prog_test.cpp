@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The TCX variant of the TC egress program (tardy_tc_egress) run by BPF_PROG_TEST_RUN on
 // crafted packets; the fixture is in tc_fixture.hpp, the clsact variant in tc_cls_prog_test.cpp.
 #include <set>

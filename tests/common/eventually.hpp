@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // "Within N s" in a test: poll the condition until it holds or the deadline passes, instead
 // of sleeping N s and looking once. A pass costs only as long as the system took; a failure
 // costs the whole deadline, which is then the bound the test states.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Integration harness: a sandbox (namespaces, veth, cohort cgroups, echo server), a private
 // run directory and bpffs directory, the real `tardy` binary, and a check after every test
 // that nothing of ours is left in the kernel.
@@ -159,6 +160,16 @@ protected:
         auto r = lab_->probe(c, proto, v6, count, interval_ms, timeout_ms, stream_seconds, sndbuf);
         EXPECT_TRUE(r) << (r ? "" : r.error().message);
         return r ? *r : ProbeResult{};
+    }
+
+    // "The fault is gone within ms": single UDP echoes polled until one is answered.
+    bool answers_within(Sandbox::Cohort c, int ms) {
+        return eventually(
+            [&] {
+                auto r = lab_->probe(c, "udp", false, 1, 1, 50);
+                return r && r->answered() == 1;
+            },
+            ms, 1);
     }
 
     std::string name_, run_dir_, bpffs_;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Crafted packets for BPF_PROG_TEST_RUN: Ethernet + IPv4/IPv6 + UDP/TCP. The TC program
 // matches by socket cgroup, not by headers, but every family and protocol must pass
 // through it the same way.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Privileged tests: without root they skip, except in CI (CI=true) where a test that cannot
 // run is a failure, so a green CI always means the kernel path was exercised.
 #pragma once

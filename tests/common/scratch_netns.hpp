@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Moves the calling thread into a new, empty network namespace for the object's lifetime
 // (unshare(CLONE_NEWNET)) and back after. The namespace and every device made in it vanish
 // with the last reference, also when a test fails half way or the process is killed. Tests

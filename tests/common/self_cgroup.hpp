@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Moves this process into <cgroup2>/<prefix>-<pid>/leaf for its lifetime. BPF_PROG_TEST_RUN
 // gives test packets a socket in the runner's cgroup, so this makes "the target cgroup"
 // (leaf) and its parent known ids, and any other id a foreign cgroup.

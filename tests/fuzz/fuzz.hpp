@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared by the fuzz targets (tests/fuzz/*_fuzz.cpp, dispatched by tardy_fuzz.cpp): how a
 // broken invariant is reported (abort with the input shown, so libFuzzer saves it) and the
 // checks every error message must pass.

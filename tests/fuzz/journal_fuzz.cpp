@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz targets for qdisc journal records (decode, encode round trip) and journal files
 // (load, record, compaction and undo_all on whatever the bytes hold).
 #include "fuzz.hpp"

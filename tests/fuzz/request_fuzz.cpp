@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz targets for cgroup directory names (container ids), inject flags and the agent's
 // request lines.
 #include "fuzz.hpp"
@@ -68,26 +69,25 @@ namespace {
 
 // ---- agent requests ---------------------------------------------------------------------------
 
-// Reads an accepted request the way Agent::inject() and Agent::stop() do (user/agent.cpp):
+// Reads an accepted request the way Agent::inject() and Agent::stop() do (agent/agent.cpp):
 // after handle_line() let it through, none of this may throw.
 nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
     using nlohmann::json;
     try {
         std::string op = req.value("op", std::string());
         if (op == "stop") {
-            bool all = req.value("all", false);
-            CHECK(all || validate_name(req.value("name", std::string())), "stop accepted without all or a name", in);
+            auto stop = req.get<wire::Stop>();
+            CHECK(stop.all || validate_name(stop.name), "stop accepted without all or a name", in);
         }
         if (op != "inject") return {{"ok", true}};
-        std::string name = req.value("name", std::string());
-        std::string path = req.at("cgroup").at("path"), rel = req.at("cgroup").at("rel");
-        uint64_t id = req.at("cgroup").at("id");
-        auto net = req.at("net").get<NetFaults>();
-        auto sock = req.value("sock", json::object()).get<SockFaults>();
-        auto stalls = req.value("stalls", json::array()).get<std::vector<StallSpec>>();
-        uint64_t for_ns = req.at("for_ns");
-        auto devices = req.value("devices", std::vector<std::string>{});
-        for (const auto& ns : net.any() ? req.at("netns") : json::array()) NetnsRef ref{ns.at("ino"), ns.at("path")};
+        auto w = req.get<wire::Inject>();
+        const std::string &name = w.name, &path = w.cgroup.path, &rel = w.cgroup.rel;
+        uint64_t id = w.cgroup.id, for_ns = w.for_ns;
+        const auto& net = w.net;
+        const auto& devices = w.devices;
+        const auto& sock = w.sock;
+        const auto& stalls = w.stalls;
+        CHECK(!net.any() || !w.netns.empty(), "packet faults accepted without a network namespace", in);
         CHECK(name.empty() || validate_name(name), "invalid name accepted", in);
         CHECK(!path.empty() && path[0] == '/' && id > 0 && for_ns > 0, "cgroup or for_ns accepted out of range", in);
         CHECK(net.any() || sock.any() || sock.any_file() || !stalls.empty(), "accepted without a fault", in);
@@ -144,7 +144,7 @@ void fuzz_request(std::string_view in) {
     static const bool template_valid = [] {
         auto yes = [](const nlohmann::json&) { return nlohmann::json{{"ok", true}}; };
         std::string r = handle_line(fill_request(kSlots, ""), yes);
-        return r == "{\"ok\":true}\n" || (std::fprintf(stderr, "template refused: %s", r.c_str()), false);
+        return r == "{\"ok\":true,\"v\":1}\n" || (std::fprintf(stderr, "template refused: %s", r.c_str()), false);
     }();
     CHECK(template_valid, "the request template is refused", in);
     size_t slot = in.empty() ? kSlots : static_cast<uint8_t>(in[0]) % (kSlots + 1);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer target (tests/fuzz/*.cpp; tardy_fuzz.cpp dispatches to the targets)
 # against the library sources and runs it.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target over everything tardy parses from text it does not control: the units users
 // type, inject flags, qdisc journal records, journal files (and undo_all on them), cgroup
 // directory names and the agent's request lines.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz targets for the units users type (durations, percentages), checked against an exact
 // decimal reference.
 #include "fuzz.hpp"

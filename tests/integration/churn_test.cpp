@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Churn: many inject/stop cycles (loss, connect faults, stalls) against one long-lived agent
 // leave its file descriptors and memory where they were. A leak here is a slow failure of the
 // rollback: an agent that runs for weeks must not run out of fds. Also prints the inject and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tardy's clsact filters share the clsact qdisc with other tools: removing ours (detach, the
 // journal's undo, `tardy stop`, `tardy kill`) must leave their filters, and the qdisc while it
 // holds any, in place (issue 7, item 8). Foreign filters are made and checked with the real `tc`.

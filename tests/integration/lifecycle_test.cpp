@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // How faults end: --for, stop, kill, a SIGKILLed agent, a frozen agent. Each must leave
 // nothing behind (checked by the fixture's TearDown).
 #include <sys/stat.h>
@@ -14,10 +15,10 @@ TEST_F(Lab, ForEndsTheFaultOnTimeAndTheAgentLeaves) {
     double t0 = mono_ms();  // the deadline was set before inject returned
     EXPECT_EQ(probe(kExp, "udp", false, 5).answered(), 0);
     ASSERT_LT(mono_ms() - t0, 1400) << "too slow to observe the fault before it expires";
-    sleep_ms(static_cast<int>(1700 - (mono_ms() - t0)));
+    EXPECT_TRUE(answers_within(kExp, static_cast<int>(1700 - (mono_ms() - t0)))) << "the fault outlived --for";
     EXPECT_EQ(probe(kExp).answered(), 20) << "the fault outlived --for";
     pid_t agent = agent_pid();
-    for (int i = 0; i < 50 && process_alive(agent); i++) sleep_ms(100);
+    eventually([&] { return !process_alive(agent); }, 5000, 50);
     EXPECT_FALSE(process_alive(agent)) << "an agent started by inject must leave with its last injection";
     EXPECT_EQ(list_json()["injections"].size(), 0u);
 }
@@ -63,7 +64,7 @@ TEST_F(Lab, SigkilledAgentTakesEveryFaultWithItWithinASecond) {
     pid_t agent = agent_pid();
     ASSERT_GT(agent, 0);
     ASSERT_EQ(kill(agent, SIGKILL), 0);
-    sleep_ms(1000);
+    EXPECT_TRUE(answers_within(kExp, 1000)) << "the fault outlived the agent by more than a second";
     EXPECT_EQ(probe(kExp).answered(), 20) << "the fault outlived the agent";
 }
 
@@ -73,7 +74,8 @@ TEST_F(Lab, FrozenAgentsRuleStillExpiresInTheKernel) {
     pid_t agent = agent_pid();
     ASSERT_EQ(kill(agent, SIGSTOP), 0);
     EXPECT_EQ(probe(kExp, "udp", false, 5).answered(), 0);
-    sleep_ms(static_cast<int>(2200 - (mono_ms() - t0)));
+    EXPECT_TRUE(answers_within(kExp, static_cast<int>(2200 - (mono_ms() - t0))))
+        << "the rule outlived its deadline while the agent was frozen";
     EXPECT_EQ(probe(kExp).answered(), 20) << "the rule outlived its deadline while the agent was frozen";
     kill(agent, SIGCONT);
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Loss injected through the real kernel path: TC egress on the sandbox's veth, real sockets
 #include <sys/stat.h>
 #include <algorithm>

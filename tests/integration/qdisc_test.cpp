@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Integration test of user/sys/qdisc: real rtnetlink on veth pairs in scratch network
 // namespaces. Runs as root (part of build/integration_tests). Each test moves the main thread
 // into a fresh namespace made by unshare(CLONE_NEWNET) and moves it back when done

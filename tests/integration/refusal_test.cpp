@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bad input and refused targets: a one-line error, exit code 2, and nothing applied.
 #include <sys/stat.h>
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What --stall names cover, and --on / --path, through the real tracepoints with real glibc
 // programs: coreutils (stat, sleep, cat) and python3, whose calls go through glibc as any
 // program's do (stat -> newfstatat, open -> openat, sleep -> clock_nanosleep, send -> sendto).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real delay, proven on a stock kernel (sch_fq present): these run inside the VM
 // (scripts/run-tests.sh runs them with --gtest_filter='Vm*' under tests/vm/vm.sh). On a
 // kernel without fq they fail rather than skip: they are never meant to run there.
@@ -81,6 +82,15 @@ protected:
     }
     // The delays here are 50 ms; an emulated round trip on a busy host can take several ms,
     // so "gone" is judged against half the delay, far above that noise and far below it.
+    // Polled: one echo at a time until one comes back in under half the delay, or ms passed.
+    bool undelayed_within(int ms) {
+        return eventually(
+            [&] {
+                auto r = probe(kExp, "udp", false, 1, 1, 1000);
+                return r.answered() == 1 && r.median_ms().value_or(99) < 25;
+            },
+            ms, 1);
+    }
     void expect_no_delay(const char* after) {
         double e = median(udp_rtts(kExp, 20, 5));
         EXPECT_LT(e, 25) << "the delay survived " << after;
@@ -148,7 +158,7 @@ TEST_F(VmLab, ForEndsTheDelay) {
     inject({"--delay", "50ms", "--for", "2s"});
     double t0 = mono_ms();  // the deadline was set before inject returned
     EXPECT_GE(median(udp_rtts(kExp, 5, 10)), 50);
-    sleep_ms(static_cast<int>(2300 - (mono_ms() - t0)));
+    EXPECT_TRUE(undelayed_within(static_cast<int>(2300 - (mono_ms() - t0)))) << "the delay outlived --for";
     expect_no_delay("--for");
 }
 
@@ -156,7 +166,7 @@ TEST_F(VmLab, StopEndsTheDelayAndRestoresTheQdisc) {
     inject({"--delay", "50ms"}, "slow");
     EXPECT_EQ(root_qdisc_a().first, "fq");
     EXPECT_EQ(tardy({"stop", "slow"}).status, 0);
-    sleep_ms(200);
+    EXPECT_TRUE(undelayed_within(200)) << "the delay outlived stop";
     expect_no_delay("stop");
     EXPECT_EQ(root_qdisc_a(), qdisc_before_);
 }
@@ -166,7 +176,7 @@ TEST_F(VmLab, KillEndsTheDelayAndRestoresTheQdisc) {
     auto k = tardy({"kill"});
     EXPECT_EQ(k.status, 0) << k.err;
     std::printf("%s", k.out.c_str());
-    sleep_ms(200);
+    EXPECT_TRUE(undelayed_within(200)) << "the delay outlived kill";
     expect_no_delay("kill");
     EXPECT_EQ(root_qdisc_a(), qdisc_before_);
 }
@@ -175,7 +185,7 @@ TEST_F(VmLab, SigkilledAgentsDelayEndsWithinASecondAndKillRestoresTheQdisc) {
     inject({"--delay", "50ms"});
     pid_t agent = agent_pid();
     ASSERT_EQ(kill(agent, SIGKILL), 0);
-    sleep_ms(1000);
+    EXPECT_TRUE(undelayed_within(1200)) << "the delay outlived the agent's lease (1 s)";
     expect_no_delay("a SIGKILLed agent (lease)");
     auto k = tardy({"kill"});
     EXPECT_EQ(k.status, 0) << k.err;

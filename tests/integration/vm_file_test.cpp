@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // File faults through the BPF LSM: only where the kernel runs it, so in the stock-kernel VM
 // (these are Vm* tests; scripts/run-tests.sh runs them there).
 #include <sys/stat.h>

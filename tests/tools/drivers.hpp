@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test drivers: small clients that make one kind of call from inside a cgroup (and network
 // namespace) and report what happened as one JSON line. Built into build/tardy-testkit, never
 // into the shipped binary.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tardy-testkit: the test drivers (tests/tools/drivers.hpp) behind one command line.
 //   tardy-testkit sockcall|writetime|filecall [options]
 #include <CLI/CLI.hpp>

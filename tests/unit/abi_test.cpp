@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // include/tardy/abi.h: the layout and constants the BPF programs and user space share, and
 // that the header stands alone for every compiler that includes it.
 #include <bpf/btf.h>

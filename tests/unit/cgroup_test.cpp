@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // user/cgroup: resolving targets over a fake cgroup v2 tree and a fake /proc, both plain
 // directories in a scratch directory.
 #include "sys/cgroup.hpp"

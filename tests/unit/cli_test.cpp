@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The command line, run as a subprocess: bad input exits 2 with one line on stderr saying
 // what is wrong, before anything needs root or touches the kernel.
 #include <gtest/gtest.h>

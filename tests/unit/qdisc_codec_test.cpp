@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The journal codec of qdisc snapshots (user/sys/qdisc: encode/decode), which needs no
 // kernel: records round-trip, and every damaged record is refused with a journal error.
 // Snapshots of real qdiscs round-trip in tests/integration/qdisc_test.cpp.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // user/request: what the agent accepts from its socket. Garbage is refused with one line;
 // what is accepted can be read the way the agent reads it without a throw.
 #include "model/request.hpp"
@@ -10,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "sys/netns.hpp"
 #include "model/sock_faults.hpp"
 #include "model/spec.hpp"
+#include "model/wire.hpp"
 #include "test_util.hpp"
 
 namespace tardy {
@@ -23,7 +24,7 @@ using test::IsUserError;
 
 constexpr uint64_t kMs = 1'000'000;
 
-// Built the way prepare_inject() builds one (user/inject.cpp), from what the CLI parses.
+// Built the way prepare_inject() builds one (agent/inject.cpp), from what the CLI parses.
 json valid_inject() {
     InjectRequest r;
     r.name = "api";
@@ -38,44 +39,30 @@ json valid_inject() {
         r.stalls.push_back(*st);
     }
     r.devices = {"eth0", "lo"};
-    std::vector<NetnsRef> ns = {{4026531840, "/proc/1/ns/net"}, {4026532000, "/run/netns/blue"}};
-    json nsj = json::array();
-    for (const auto& n : ns) nsj.push_back({{"ino", n.ino}, {"path", n.path}});
-    return json{{"op", "inject"},
-                {"name", r.name},
-                {"cgroup", {{"path", "/sys/fs/cgroup/system.slice/api.service"}, {"rel", "system.slice/api.service"},
-                            {"id", uint64_t{1234}}}},
-                {"net", r.net},
-                {"sock", r.sock},
-                {"stalls", r.stalls},
-                {"for_ns", r.for_ns},
-                {"netns", nsj},
-                {"devices", r.devices}};
+    wire::Inject w;
+    w.name = r.name;
+    w.cgroup = {"/sys/fs/cgroup/system.slice/api.service", "system.slice/api.service", 1234};
+    w.net = r.net;
+    w.sock = r.sock;
+    w.stalls = r.stalls;
+    w.for_ns = r.for_ns;
+    w.netns = {{4026531840, "/proc/1/ns/net"}, {4026532000, "/run/netns/blue"}};
+    w.devices = r.devices;
+    return wire::request(w);
 }
 
-// Every read Agent::inject() and Agent::stop() make (user/agent.cpp), in the same forms.
+// Every read Agent::inject() and Agent::stop() make (agent/agent.cpp), in the same forms.
 void read_like_agent(const json& req) {
     std::string op = req.value("op", std::string());
     if (op == "stop") {
-        (void)req.value("all", false);
-        (void)req.value("name", std::string());
+        (void)req.get<wire::Stop>();
         return;
     }
     if (op != "inject") return;
-    std::string name = req.value("name", std::string());
-    std::string path = req.at("cgroup").at("path");
-    std::string rel = req.at("cgroup").at("rel");
-    uint64_t id = req.at("cgroup").at("id");
-    NetFaults net = req.at("net").get<NetFaults>();
-    SockFaults sock = req.value("sock", nlohmann::json::object()).get<SockFaults>();
-    auto stalls = req.value("stalls", nlohmann::json::array()).get<std::vector<StallSpec>>();
-    uint64_t for_ns = req.at("for_ns");
-    std::vector<std::string> want = req.value("devices", std::vector<std::string>{});
-    for (const auto& ns : net.any() ? req.at("netns") : json::array()) NetnsRef ref{ns.at("ino"), ns.at("path")};
-    EXPECT_TRUE(encode(sock, 0, 1)) << "encode of an accepted sock";
-    EXPECT_TRUE(encode_file(sock, 0, 1)) << "encode_file of an accepted sock";
-    EXPECT_FALSE(describe(sock).empty() && describe(net).empty() && describe(stalls).empty());
-    (void)name, (void)path, (void)rel, (void)id, (void)for_ns, (void)want;
+    auto w = req.get<wire::Inject>();
+    EXPECT_TRUE(encode(w.sock, 0, 1)) << "encode of an accepted sock";
+    EXPECT_TRUE(encode_file(w.sock, 0, 1)) << "encode_file of an accepted sock";
+    EXPECT_FALSE(describe(w.sock).empty() && describe(w.net).empty() && describe(w.stalls).empty());
 }
 
 Result<void> check(const json& req) { return validate_request(req); }
@@ -267,7 +254,7 @@ TEST(RequestHandleLine, RepliesOneLineAndNeverThrows) {
         return json::parse(line);
     };
     json r = reply(handle_line("{\"op\":\"ping\",\"v\":1}\n", answer));
-    EXPECT_EQ(r, (json{{"ok", true}, {"pid", 1}}));
+    EXPECT_EQ(r, (json{{"ok", true}, {"pid", 1}, {"v", kProtocolVersion}}));
     EXPECT_EQ(calls, 1);
 
     for (std::string bad : {std::string("[]"), std::string("{\"op\":5}"), std::string(100'000, '['),
@@ -276,6 +263,7 @@ TEST(RequestHandleLine, RepliesOneLineAndNeverThrows) {
         EXPECT_EQ(e["ok"], false) << bad.substr(0, 40);
         EXPECT_EQ(e["user"], true) << bad.substr(0, 40);
         EXPECT_TRUE(e["error"].is_string());
+        EXPECT_EQ(e["v"], kProtocolVersion) << "a refusal names the agent's protocol version";
     }
     EXPECT_EQ(calls, 1) << "a refused request reached dispatch";
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // user/server: the agent's request socket. No client, however slow, silent or numerous, may
 // delay another or the loop it shares with the lease and expiry.
 #include "agent/server.hpp"
@@ -15,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "model/wire.hpp"
 #include "test_util.hpp"
 
 namespace tardy {
@@ -172,6 +174,7 @@ TEST_F(ServerTest, ClientsOverTheLimitAreClosedAtOnce) {
     EXPECT_TRUE(r.eof);
     EXPECT_LT(Clock::now() - t0, 1s) << "closed at its deadline, not at once";
     EXPECT_NE(r.data.find("\"ok\":false"), std::string::npos) << r.data;
+    EXPECT_EQ(nlohmann::json::parse(r.data, nullptr, false).value("v", 0), wire::kProtocolVersion) << r.data;
     EXPECT_EQ(loop.clients(), Server::kMaxClients);
     // A client that leaves frees its place at once.
     held.pop_back();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Socket and file fault specs (--fail, --peer, --port, --path): parsing, refusals, encoding
 // into the shared rule structs, and the JSON round trip the agent relies on.
 #include <gtest/gtest.h>

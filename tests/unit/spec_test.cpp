@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // user/spec: turning `tardy inject` flags into a validated InjectRequest.
 #include "model/spec.hpp"
 

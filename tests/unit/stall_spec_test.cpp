@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --stall names, --on and --path: what each name covers on this architecture and what is
 // refused, before anything reaches the kernel.
 #include <gtest/gtest.h>

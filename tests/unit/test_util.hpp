@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers shared by the unit tests: scratch directories and checks on tardy::Error.
 #pragma once
 

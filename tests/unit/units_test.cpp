@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // user/units: the durations and percentages users type, and how they are printed back.
 #include "model/units.hpp"
 

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=sh
 #
 # /init of the tardy test VM (runs as PID 1 inside the initramfs that

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/vm/selftest.sh - checks that the VM rig gives tardy what it needs.
 # Runs INSIDE the guest only:   tests/vm/vm.sh run -- tests/vm/selftest.sh
 # Traffic stays between two network namespaces that this script creates.

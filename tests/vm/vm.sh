@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/vm/vm.sh - run commands inside a Debian 12 stock kernel under qemu (TCG):
 # 6.1 (bookworm, the default) or 6.12 (bookworm-backports), chosen with --kernel.
 #

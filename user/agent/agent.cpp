@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,14 +8,16 @@
 #include <fstream>
 
 #include "agent/core.hpp"
+#include "model/request.hpp"
 #include "model/units.hpp"
+#include "model/wire.hpp"
 
 using nlohmann::json;
 
 namespace tardy {
 namespace {
 
-json fail(const Error& e) { return {{"ok", false}, {"user", e.is_user()}, {"error", e.message}}; }
+json fail(const Error& e) { return error_reply(e); }
 
 }  // namespace
 
@@ -30,9 +33,10 @@ Agent::Agent(const AgentOptions& o, std::unique_ptr<TcObject> obj)
     backends_.push_back(std::make_unique<FileBackend>(env));
 }
 
-json Agent::inject(const json& req) {
+json Agent::inject(const json& line) {
+    auto req = line.get<wire::Inject>();  // validate_request() has checked every field
     Injection inj;
-    inj.name = req.value("name", std::string());
+    inj.name = req.name;
     if (inj.name.empty()) {
         do inj.name = "inj-" + std::to_string(next_auto_name_++);
         while (injections_.count(inj.name));
@@ -40,17 +44,17 @@ json Agent::inject(const json& req) {
         return fail(Error::user("an injection named '" + inj.name + "' is active; pick another --name or `tardy stop " +
                                 inj.name + "` first"));
     }
-    inj.cg.path = req.at("cgroup").at("path");
-    inj.cg.rel = req.at("cgroup").at("rel");
-    inj.cg.id = req.at("cgroup").at("id");
-    inj.net = req.at("net").get<NetFaults>();
-    inj.sock = req.value("sock", json::object()).get<SockFaults>();
-    inj.stalls = req.value("stalls", json::array()).get<std::vector<StallSpec>>();
-    inj.for_ns = req.at("for_ns");
-    inj.want_devices = req.value("devices", std::vector<std::string>{});
-    inj.force = req.value("force", false);
+    inj.cg.path = req.cgroup.path;
+    inj.cg.rel = req.cgroup.rel;
+    inj.cg.id = req.cgroup.id;
+    inj.net = req.net;
+    inj.sock = std::move(req.sock);
+    inj.stalls = std::move(req.stalls);
+    inj.for_ns = req.for_ns;
+    inj.want_devices = std::move(req.devices);
+    inj.force = req.force;
     if (inj.net.any())
-        for (const auto& ns : req.at("netns")) inj.netns.push_back({ns.at("ino"), ns.at("path")});
+        for (const auto& ns : req.netns) inj.netns.push_back({ns.ino, ns.path});
     for (const auto& [n, other] : injections_) {
         if (other.cg.id == inj.cg.id)
             return fail(Error::user("cgroup " + inj.cg.rel + " already has injection '" + n + "'; `tardy stop " + n +
@@ -73,10 +77,9 @@ json Agent::inject(const json& req) {
     free_slots_.pop_back();
     log("injection " + inj.name + " on " + inj.cg.rel + ": " + describe(inj.net) + " " + describe(inj.sock) + " " +
         describe(inj.stalls) + " for " + format_duration(inj.for_ns));
-    std::string name = inj.name;
-    json devs = inj.device_names;
-    injections_.emplace(name, std::move(inj));
-    return {{"ok", true}, {"name", name}, {"devices", devs}};
+    wire::InjectReply rep{inj.name, inj.device_names};
+    injections_.emplace(rep.name, std::move(inj));
+    return wire::reply(rep);
 }
 
 void Agent::release_unused(const std::string& leaving) {
@@ -105,7 +108,8 @@ Result<void> Agent::end(const std::string& name) {
 }
 
 json Agent::list() {
-    json out = json::array();
+    wire::ListReply rep;
+    rep.agent_pid = getpid();
     uint64_t now = mono_ns();
     for (const auto& [name, inj] : injections_) {
         FaultCounters c;
@@ -114,34 +118,30 @@ json Agent::list() {
         std::string faults;
         for (const auto& part : {describe(inj.net), describe(inj.sock), describe(inj.stalls)})
             if (!part.empty()) faults += (faults.empty() ? "" : "; ") + part;
-        out.push_back({{"name", name},
-                       {"cgroup", inj.cg.rel},
-                       {"cgroup_id", inj.cg.id},
-                       {"net", inj.net},
-                       {"sock", inj.sock},
-                       {"stalls", inj.stalls},
-                       {"faults", faults},
-                       {"left_ns", inj.expires_ns > now ? inj.expires_ns - now : 0},
-                       {"devices", inj.device_names},
-                       {"replaced_qdiscs", inj.replaced_qdiscs},
-                       {"counters",
-                        {{"matched", c.matched},
-                         {"delayed", c.delayed},
-                         {"dropped", c.dropped},
-                         {"bytes", c.bytes},
-                         {"calls", c.calls},
-                         {"failed", c.failed},
-                         {"stalled", c.stalled}}}});
+        wire::InjectionInfo i;
+        i.name = name;
+        i.cgroup = inj.cg.rel;
+        i.cgroup_id = inj.cg.id;
+        i.net = inj.net;
+        i.sock = inj.sock;
+        i.stalls = inj.stalls;
+        i.faults = faults;
+        i.left_ns = inj.expires_ns > now ? inj.expires_ns - now : 0;
+        i.devices = inj.device_names;
+        i.replaced_qdiscs = inj.replaced_qdiscs;
+        i.counters = {c.matched, c.delayed, c.dropped, c.bytes, c.calls, c.failed, c.stalled};
+        rep.injections.push_back(std::move(i));
     }
-    return {{"ok", true}, {"injections", out}, {"agent_pid", getpid()}};
+    return wire::reply(rep);
 }
 
-json Agent::stop(const json& req) {
+json Agent::stop(const json& line) {
+    auto req = line.get<wire::Stop>();
     std::vector<std::string> names;
-    if (req.value("all", false)) {
+    if (req.all) {
         for (const auto& [n, i] : injections_) names.push_back(n);
     } else {
-        std::string n = req.value("name", std::string());
+        const std::string& n = req.name;
         if (!injections_.count(n))
             return fail(Error::user("no active injection named '" + n + "'; see `tardy list`"));
         names.push_back(n);
@@ -152,7 +152,7 @@ json Agent::stop(const json& req) {
         if (!r) errors += (errors.empty() ? "" : "; ") + r.error().message;
     }
     if (!errors.empty()) return fail(Error::other(errors));
-    return {{"ok", true}, {"stopped", names}};
+    return wire::reply(wire::StopReply{names});
 }
 
 json Agent::handle(const json& req) {
@@ -162,7 +162,7 @@ json Agent::handle(const json& req) {
         if (op == "inject") return inject(req);
         if (op == "list") return list();
         if (op == "stop") return stop(req);
-        if (op == "ping") return {{"ok", true}, {"pid", getpid()}};
+        if (op == "ping") return wire::reply(wire::PingReply{getpid()});
     } catch (const json::exception& e) {
         return fail(Error::other(std::string("malformed request: ") + e.what()));
     }

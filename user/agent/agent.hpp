@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent: the only process that loads BPF objects and holds attachments. It serves the
 // short-lived commands over a Unix socket, renews the kernel-side lease, and ends
 // injections at their deadline.

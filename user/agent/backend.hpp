@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What every fault backend (packets at TC, socket calls, file calls, stalls, and those to
 // come) offers the agent: the agent keeps the injections and asks each backend that an
 // injection uses to put it in the kernel, take it out, and count what it did. Adding a fault

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fault backends: packets at TC, socket calls at cgroup hooks, file calls at BPF LSM
 // hooks, and syscall stalls (with their resumer). Each loads its BPF object on first use.
 #pragma once

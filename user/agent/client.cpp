@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "agent/client.hpp"
 
 #include <fcntl.h>
@@ -12,7 +13,7 @@
 #include <cstring>
 
 #include "sys/fd.hpp"
-#include "model/request.hpp"
+#include "model/wire.hpp"
 
 namespace tardy {
 namespace {
@@ -38,9 +39,7 @@ Result<Fd> connect_agent(const Paths& p) {
 Result<nlohmann::json> agent_call(const Paths& p, const nlohmann::json& req, int timeout_ms) {
     auto s = connect_agent(p);
     if (!s) return s.error();
-    nlohmann::json versioned = req;
-    if (versioned.is_object()) versioned["v"] = kProtocolVersion;
-    std::string out = versioned.dump() + "\n";
+    std::string out = req.dump() + "\n";
     if (send(s->get(), out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size()))
         return Error::sys("send to the agent", errno);
     std::string in;
@@ -61,6 +60,8 @@ Result<nlohmann::json> agent_call(const Paths& p, const nlohmann::json& req, int
         return Error::other("the agent exited before it answered (see " + p.log() + "); `tardy list` shows what is left");
     auto j = nlohmann::json::parse(in, nullptr, false);
     if (j.is_discarded()) return Error::other("the agent sent a reply that is not JSON");
+    // First: a refusal from an agent of another version is about the version, whatever it says.
+    TARDY_TRY(wire::check_reply_version(j));
     return j;
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The short-lived commands' side of the agent's Unix socket: one JSON request, one reply.
 #pragma once
 
@@ -8,7 +9,8 @@
 
 namespace tardy {
 
-// Connects, sends, waits for the reply. ENOENT/ECONNREFUSED mean "no agent".
+// Connects, sends `req` (made by wire::request()), waits for the reply. ENOENT/ECONNREFUSED
+// mean "no agent"; a reply of another protocol version is an error naming both versions.
 Result<nlohmann::json> agent_call(const Paths& p, const nlohmann::json& req, int timeout_ms = 30000);
 
 bool agent_reachable(const Paths& p);

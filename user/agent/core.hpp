@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's state: the injections, their slots and names, and the backends that put them
 // in the kernel. Driven by the event loop in run.cpp; requests come in already validated
 // (model/request.hpp).

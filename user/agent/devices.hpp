@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The network devices the TC program is attached to, shared by the injections that use
 // them: the attachment (TCX link or journaled clsact filter) and, for delays, fq as root
 // qdisc (the replaced one journaled and put back when the last delay ends).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "agent/inject.hpp"
 
 #include <unistd.h>
@@ -9,7 +10,7 @@
 
 namespace tardy {
 
-Result<nlohmann::json> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs) {
+Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs) {
     auto cg = cgfs.resolve(r.target);
     if (!cg) return cg.error();
     if (!r.force) {
@@ -53,28 +54,29 @@ Result<nlohmann::json> prepare_inject(const InjectRequest& r, const CgroupFs& cg
             std::none_of(devs.begin(), devs.end(), [](const NetDevice& d) { return !d.loopback; }))
             return Error::user("network namespace " + n.path + " has no device but loopback; choose one with --device lo");
     }
-    nlohmann::json nsj = nlohmann::json::array();
-    for (const auto& n : ns) nsj.push_back({{"ino", n.ino}, {"path", n.path}});
-    return nlohmann::json{{"op", "inject"},
-                          {"name", r.name},
-                          {"cgroup", {{"path", cg->path}, {"rel", cg->rel}, {"id", cg->id}}},
-                          {"net", r.net},
-                          {"sock", r.sock},
-                          {"stalls", r.stalls},
-                          {"for_ns", r.for_ns},
-                          {"netns", nsj},
-                          {"devices", r.devices},
-                          {"force", r.force}};
+    wire::Inject req;
+    req.name = r.name;
+    req.cgroup = {cg->path, cg->rel, cg->id};
+    req.net = r.net;
+    req.sock = r.sock;
+    req.stalls = r.stalls;
+    req.for_ns = r.for_ns;
+    for (const auto& n : ns) req.netns.push_back({n.ino, n.path});
+    req.devices = r.devices;
+    req.force = r.force;
+    return req;
 }
 
-Result<nlohmann::json> submit_inject(const Paths& p, const nlohmann::json& req, const std::string& self_exe) {
+Result<wire::InjectReply> submit_inject(const Paths& p, const wire::Inject& req, const std::string& self_exe) {
     if (!agent_reachable(p)) {
         TARDY_TRY(ensure_dir(p.run_dir));
         TARDY_TRY(spawn_agent(p, self_exe));
     }
-    auto rep = agent_call(p, req);
+    auto rep = agent_call(p, wire::request(req));
     if (!rep) return rep.error();
-    return reply_or_error(*rep);
+    auto r = reply_or_error(*rep);
+    if (!r) return r.error();
+    return wire::read_reply<wire::InjectReply>(*r);
 }
 
 }  // namespace tardy

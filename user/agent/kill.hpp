@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The kill switch: ends every fault now, whatever state the agent is in, and says "clean"
 // only after checking it.
 #pragma once

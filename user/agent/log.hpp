@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's log: one timestamped line on stderr (agent.log when started by inject).
 #pragma once
 

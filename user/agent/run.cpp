@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's life: start (lock, recovery, load, listen, arm), the event loop, the end.
 #include <fcntl.h>
 #include <poll.h>

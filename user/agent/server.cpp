@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "agent/server.hpp"
 
 #include <sys/socket.h>
@@ -8,6 +9,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+
+#include "model/wire.hpp"
 
 namespace tardy {
 namespace {
@@ -24,7 +27,10 @@ constexpr int kMaxAcceptsPerCall = 256;  // the listen backlog is 64
 
 // What a client over the limit reads before EOF, so it can say why; a fresh socket's send
 // buffer is empty, so this small send does not wait.
-constexpr char kBusy[] = "{\"ok\":false,\"user\":false,\"error\":\"the agent is busy with too many clients; retry\"}\n";
+// Versioned like every reply (model/wire.hpp).
+static_assert(wire::kProtocolVersion == 1, "kBusy spells the protocol version");
+constexpr char kBusy[] =
+    "{\"ok\":false,\"user\":false,\"error\":\"the agent is busy with too many clients; retry\",\"v\":1}\n";
 
 }  // namespace
 

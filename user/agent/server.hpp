@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's request socket, served from its single-threaded poll loop without ever
 // blocking it: the lease, expiry and stall resumes share that loop, so no client (silent,
 // slow, flooding, or not reading its reply) may hold it up.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "cli/doctor.hpp"
 
 #include <sched.h>
@@ -122,8 +123,16 @@ std::vector<Check> run_checks() {
     out.push_back({"fault: loss", can_loss, can_loss ? "supported" : "needs the TC program to load and attach"});
     out.push_back({"fault: delay", can_loss && fq.ok, can_loss && fq.ok ? "supported" : "needs sch_fq and the TC program"});
     out.push_back({"fault: --fail", sock.ok(), sock ? "connect, sendmsg, bind, socket" : "needs the socket hooks"});
-    bool files = bpf_lsm && tramp.ok;
-    out.push_back({"fault: file", files, files ? "--fail open/read/write with --path" : "needs the BPF LSM and trampolines"});
+    // The real programs, not a stand-in: a newer verifier can refuse one that a probe passes
+    // (6.12 checks the range of an LSM program's return value).
+    bool files = false;
+    std::string file_detail = "needs the BPF LSM and trampolines";
+    if (bpf_lsm && tramp.ok) {
+        auto f = FileObject::load("");
+        files = f.ok();
+        file_detail = f ? "--fail open/read/write with --path" : f.error().message;
+    }
+    out.push_back({"fault: file", files, file_detail});
     return out;
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `tardy doctor`: what this kernel and host can do, probed, not guessed.
 #pragma once
 

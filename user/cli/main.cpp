@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tardy: the command line. Thin: parsing and printing over the library.
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@
 #include "agent/client.hpp"
 #include "lab/demo.hpp"
 #include "cli/doctor.hpp"
+#include "cli/list.hpp"
+#include "cli/report.hpp"
 #include "loader/file_object.hpp"
 #include "loader/sock_object.hpp"
 #include "loader/stall_object.hpp"
@@ -22,6 +25,7 @@
 #include "sys/qdisc.hpp"
 #include "loader/tc_object.hpp"
 #include "model/units.hpp"
+#include "model/wire.hpp"
 #include "loader/pinned.hpp"
 #include "sys/paths.hpp"
 
@@ -29,20 +33,6 @@ using nlohmann::json;
 using namespace tardy;
 
 namespace {
-
-constexpr int kExitUser = 2;
-
-// One line whatever the message echoes back of the user's input.
-std::string one_line(std::string s) {
-    for (char& c : s)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-    return s;
-}
-
-int report(const Error& e) {
-    std::fprintf(stderr, "tardy: %s\n", one_line(e.message).c_str());
-    return e.is_user() ? kExitUser : 1;
-}
 
 std::string self_exe() {
     char buf[4096];
@@ -102,81 +92,10 @@ int cmd_inject(const InjectArgs& a, const Paths& p) {
     auto rep = submit_inject(p, *req, self_exe());
     if (!rep) return report(rep.error());
     std::string devs;
-    for (const auto& d : (*rep)["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
-    std::printf("%s\n", (*rep)["name"].get<std::string>().c_str());
-    std::fprintf(stderr, "tardy: %s on %s%s for %s\n", describe(*r).c_str(),
-                 (*req)["cgroup"]["rel"].get<std::string>().c_str(), devs.empty() ? "" : (" via " + devs).c_str(),
-                 format_duration(r->for_ns).c_str());
-    return 0;
-}
-
-std::string left(uint64_t ns) {
-    uint64_t s = ns / 1'000'000'000ULL;
-    char buf[32];
-    if (s >= 60)
-        std::snprintf(buf, sizeof buf, "%llum%02llus", static_cast<unsigned long long>(s / 60),
-                      static_cast<unsigned long long>(s % 60));
-    else
-        std::snprintf(buf, sizeof buf, "%.1fs", ns / 1e9);
-    return buf;
-}
-
-// Injections that ended by themselves (deadline, target removed) in the last 10 minutes, as
-// the agent recorded them: it may have left since.
-json recently_ended(const Paths& p) {
-    json out = json::array();
-    std::ifstream f(p.ended());
-    auto all = json::parse(f, nullptr, false);
-    if (!all.is_array()) return out;
-    long long now = std::time(nullptr);
-    for (const auto& e : all)
-        if (e.is_object() && e.value("ended_at", 0LL) > now - 600) out.push_back(e);
-    return out;
-}
-
-int cmd_list(bool as_json, const Paths& p) {
-    json injections = json::array();
-    json ended = recently_ended(p);
-    if (agent_reachable(p)) {
-        auto rep = agent_call(p, {{"op", "list"}});
-        if (!rep) return report(rep.error());
-        auto r = reply_or_error(*rep);
-        if (!r) return report(r.error());
-        injections = (*r)["injections"];
-    }
-    if (as_json) {
-        std::cout << json{{"injections", injections}, {"ended", ended}}.dump(2) << "\n";
-        return 0;
-    }
-    long long now = std::time(nullptr);
-    auto print_ended = [&] {
-        for (const auto& e : ended)
-            std::printf("ended %s on %s: %s, %llds ago\n", e.value("name", "?").c_str(), e.value("cgroup", "?").c_str(),
-                        e.value("reason", "?").c_str(), now - e.value("ended_at", now));
-    };
-    if (injections.empty()) {
-        std::printf("no active injections\n");
-        print_ended();
-        return 0;
-    }
-    // Faults last: they are the one column of unbounded width.
-    std::printf("%-16s %-28s %-8s %-10s %8s %8s %8s %10s %7s %7s %7s  %s\n", "NAME", "CGROUP", "LEFT", "DEVICES",
-                "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS", "FAILED", "STALLED", "FAULTS");
-    for (const auto& i : injections) {
-        std::string devs;
-        for (const auto& d : i["devices"]) devs += (devs.empty() ? "" : ",") + d.get<std::string>();
-        if (devs.empty()) devs = "-";
-        const auto& c = i["counters"];
-        auto u = [&](const char* k) { return static_cast<unsigned long long>(c.value(k, uint64_t{0})); };
-        std::printf("%-16s %-28s %-8s %-10s %8llu %8llu %8llu %10llu %7llu %7llu %7llu  %s\n",
-                    i["name"].get<std::string>().c_str(), i["cgroup"].get<std::string>().c_str(),
-                    left(i["left_ns"].get<uint64_t>()).c_str(), devs.c_str(), u("matched"), u("delayed"), u("dropped"),
-                    u("bytes"), u("calls"), u("failed"), u("stalled"), i["faults"].get<std::string>().c_str());
-        for (const auto& q : i.value("replaced_qdiscs", json::array()))
-            std::printf("%-16s replaced root qdisc %s (--force); restored when it ends\n", "",
-                        q.get<std::string>().c_str());
-    }
-    print_ended();
+    for (const auto& d : rep->devices) devs += (devs.empty() ? "" : ",") + d;
+    std::printf("%s\n", rep->name.c_str());
+    std::fprintf(stderr, "tardy: %s on %s%s for %s\n", describe(*r).c_str(), req->cgroup.rel.c_str(),
+                 devs.empty() ? "" : (" via " + devs).c_str(), format_duration(r->for_ns).c_str());
     return 0;
 }
 
@@ -194,17 +113,14 @@ int cmd_stop(const std::string& name, bool all, const Paths& p) {
         }
         return report(Error::user("no active injection named '" + name + "' (no agent is running)"));
     }
-    json req = {{"op", "stop"}};
-    if (all)
-        req["all"] = true;
-    else
-        req["name"] = name;
-    auto rep = agent_call(p, req);
+    auto rep = agent_call(p, wire::request(wire::Stop{name, all}));
     if (!rep) return report(rep.error());
     auto r = reply_or_error(*rep);
     if (!r) return report(r.error());
-    for (const auto& n : (*r)["stopped"]) std::printf("stopped %s\n", n.get<std::string>().c_str());
-    if ((*r)["stopped"].empty()) std::printf("no active injections\n");
+    auto stopped = wire::read_reply<wire::StopReply>(*r);
+    if (!stopped) return report(stopped.error());
+    for (const auto& n : stopped->stopped) std::printf("stopped %s\n", n.c_str());
+    if (stopped->stopped.empty()) std::printf("no active injections\n");
     return 0;
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `tardy demo`: the main job on a sandbox it builds and removes itself.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Measuring clients and an echo server for the demo and the tests: a probe joins a cgroup
 // and a network namespace, then times UDP echoes or TCP connects.
 #pragma once

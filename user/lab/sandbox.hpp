@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A disposable network lab for the demo and the tests: namespaces <name>-a and <name>-b
 // joined by a veth pair (IPv4 198.18.0.0/24 from the benchmarking range and IPv6 ULA,
 // reachable only inside the pair), an echo server in -b, and two cgroups of clients in -a:

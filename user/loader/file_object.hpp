@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The loaded file-fault object (bpf/file.bpf.c): BPF LSM programs, linked only while a file
 // rule exists (every process on the host runs them while they are).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The control map's generation tags every entry of the programs' cgroup caches
 // (bpf/lib/ancestor.bpf.h): a loader that writes or deletes a rule bumps it, so no process
 // goes on being matched by the cache against a rule that changed.

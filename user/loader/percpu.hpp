@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reading and zeroing one slot of a per-CPU array of counters (every object has one).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The two maps tardy pins under its bpffs directory, opened by the processes that do not
 // load them (the kill switch, the watchdog, every CLI command), and checked before use: a
 // pin of the same name may be a foreign or older map, and a lookup into it with our struct

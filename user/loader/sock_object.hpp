@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The loaded socket-fault object (bpf/sock.bpf.c): its rules and counters, and links of its
 // programs to target cgroups.
 #pragma once

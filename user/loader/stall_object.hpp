@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The loaded stall object (bpf/stall.bpf.c) and the agent's side of a stall: the resumes.
 #pragma once
 

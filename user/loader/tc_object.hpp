@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The loaded TC object (bpf/tc.bpf.c): its maps and programs, and attachments of its
 // programs to network devices.
 #pragma once

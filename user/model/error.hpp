@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Errors as values: what failed, on which object, the errno, and what to do.
 #pragma once
 

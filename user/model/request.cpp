@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "model/request.hpp"
 
 #include <cctype>
@@ -300,9 +301,7 @@ Result<void> validate_request(const nlohmann::json& req) {
         if (!req.is_object()) return Error::user("request is not a JSON object");
         if (const json* v = member(req, "v")) {
             if (!v->is_number_integer() || v->get<int64_t>() != kProtocolVersion)
-                return Error::user("request protocol version " + shown(*v) + ": this agent speaks version " +
-                                   std::to_string(kProtocolVersion) +
-                                   "; use the tardy that started it, or end it (`tardy kill`) and retry");
+                return wire::request_version_error(shown(*v));
         }
         const json* op = member(req, "op");
         if (!op) return bad("op", "missing; want inject, list, stop or ping");

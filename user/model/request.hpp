@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's side of the request protocol: one JSON line in, one JSON line out.
 //
 // Anything can arrive on the socket, so a request is parsed under size and nesting caps,
@@ -16,11 +17,12 @@
 #include <nlohmann/json.hpp>
 
 #include "model/error.hpp"
+#include "model/wire.hpp"
 
 namespace tardy {
 
-// Requests carry "v": kProtocolVersion; one without "v" is taken as version 1.
-constexpr int kProtocolVersion = 1;
+// Requests carry "v": kProtocolVersion (model/wire.hpp); one without "v" is taken as version 1.
+using wire::kProtocolVersion;
 
 constexpr size_t kMaxRequestBytes = 1 << 20;  // one request line, without its newline
 constexpr int kMaxRequestDepth = 16;          // arrays and objects inside each other
@@ -38,11 +40,11 @@ Result<nlohmann::json> parse_request(std::string_view line);
 // its type and range. The error names the field. Never throws.
 Result<void> validate_request(const nlohmann::json& req);
 
-// {"ok":false,"user":...,"error":...}
+// {"ok":false,"user":...,"error":...,"v":kProtocolVersion}
 nlohmann::json error_reply(const Error& e);
 
 // What the agent does with one request line: parse, validate, dispatch, and the reply line
-// (one JSON object with "ok", ending in '\n'). A refused request never reaches dispatch;
+// (one JSON object with "ok" and "v", ending in '\n'). A refused request never reaches dispatch;
 // whatever dispatch throws becomes {"ok":false,"user":false,...}. Never throws.
 using Dispatch = std::function<nlohmann::json(const nlohmann::json& req)>;
 std::string handle_line(std::string_view line, const Dispatch& dispatch);

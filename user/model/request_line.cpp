@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The line level of the request protocol: one request line parsed under caps, validated
 // (request.cpp), dispatched, and answered with one reply line.
 #include <string>
@@ -64,7 +65,9 @@ Result<nlohmann::json> parse_request(std::string_view line) {
     return j;
 }
 
-nlohmann::json error_reply(const Error& e) { return {{"ok", false}, {"user", e.is_user()}, {"error", e.message}}; }
+nlohmann::json error_reply(const Error& e) {
+    return {{"ok", false}, {"user", e.is_user()}, {"error", e.message}, {"v", kProtocolVersion}};
+}
 
 std::string handle_line(std::string_view line, const Dispatch& dispatch) {
     try {
@@ -85,10 +88,12 @@ std::string handle_line(std::string_view line, const Dispatch& dispatch) {
             if (!rep.is_object() || okv == rep.end() || !okv->is_boolean())
                 rep = error_reply(Error::other("the agent made a reply without \"ok\""));
         }
+        rep["v"] = kProtocolVersion;  // every reply, so a client of another version can tell
         // replace: an echoed string cut inside a character must not make dump() throw.
         return rep.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     } catch (...) {
-        return "{\"ok\":false,\"user\":false,\"error\":\"the agent could not answer this request\"}\n";
+        static_assert(kProtocolVersion == 1, "the line below spells the version");
+        return "{\"error\":\"the agent could not answer this request\",\"ok\":false,\"user\":false,\"v\":1}\n";
     }
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "model/sock_faults.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Socket syscall faults: the model (--fail, --peer, --port) and its encoding into the
 // shared struct tardy_sock_rule.
 #pragma once

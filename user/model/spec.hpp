@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The injection model: what to do to whom, for how long. Parsed and validated before
 // anything in the kernel is touched.
 #pragma once

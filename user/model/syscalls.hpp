@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Syscall names and numbers of the build's architecture (from <sys/syscall.h>): the one
 // place that knows them, for --stall and the agent's request checks.
 #pragma once

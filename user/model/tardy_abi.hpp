@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // C++ view of include/tardy/abi.h, with the layout checked at compile time so a change on
 // one side that the other does not follow fails the build instead of corrupting maps.
 #pragma once

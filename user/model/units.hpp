@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Parsing and printing of the units users type: durations and percentages.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Targets: cgroup v2 directories, found by path, id, PID or container id.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Proof of who a process is, for the kill switch: a process is this run directory's agent
 // (or its watchdog) only if it holds this run directory's lock file (by device and inode)
 // or this bpffs directory's control map (by map id). Command lines and pid files prove

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A write-ahead record of every change that does not undo itself when the agent dies (a
 // clsact filter on a kernel without TCX, a root qdisc replaced by fq). An entry is written
 // and synced before the change is made and marked done after it is undone; whatever is

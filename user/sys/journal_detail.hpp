@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The journal's text format, shared by journal.cpp (recording) and journal_undo.cpp.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Undoing the journal: everything a dead agent left, in one pass (see journal.hpp).
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Network namespaces: found from a target's processes or by name, entered per thread.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where tardy keeps its state: the run directory (agent.pid, agent.sock, agent.lock, journal,
 // log) and the bpffs directory (the pinned control and stalled maps). Both move with
 // environment variables so tests and several users can run side by side.

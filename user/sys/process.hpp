@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Running other programs: `ip` for sandboxes, `tardy` itself for tests and the demo.
 #pragma once
 

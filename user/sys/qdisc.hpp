@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The root qdisc of one network device: record it, swap in another (fq for EDT delay), put it back.
 //
 // Talks rtnetlink through libmnl. Every function acts in the calling thread's current network

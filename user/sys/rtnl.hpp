@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rtnetlink over libmnl for the tc code (qdisc.cpp, tc_filter.cpp): one socket in the
 // calling thread's network namespace, requests with extended acks, dumps that survive
 // NLM_F_DUMP_INTR, and the tc message helpers both files use.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The run directory's lock: whoever holds it is the only agent of the run directory, or the
 // kill switch at work (while `tardy kill` holds it, no agent can start).
 //

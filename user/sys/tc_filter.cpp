@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "sys/tc_filter.hpp"
 
 #include <bpf/libbpf.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The clsact qdisc tardy's filters share with other tools (what is left on it, removed only
 // when empty), and removing a clsact filter of tardy's by its handle and priority, without the loaded object:
 // what the journal undo and an attachment's detach share.

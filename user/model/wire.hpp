@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+// The agent's wire protocol, defined once: every request and reply as a type, with its JSON
+// form, used by the client (agent/inject.cpp, agent/client.cpp, cli/) and the agent
+// (agent/agent.cpp). One JSON object per line each way over the agent's Unix socket.
+//
+// Every line carries "v": kProtocolVersion; one without "v" is taken as version 1. Requests
+// carry "op" too; replies carry "ok" and, when it is false, "user" and "error". An agent
+// refuses a request of another version (request.cpp) and answers in its own version; the
+// client refuses a reply of another version (check_reply_version) with one line naming both
+// versions and the fix. Checking what arrives is validate_request()'s job (request.hpp): the
+// from_json conversions here assume a checked request and fill absent fields with defaults.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/error.hpp"
+#include "model/sock_faults.hpp"
+#include "model/spec.hpp"
+
+namespace tardy::wire {
+
+inline constexpr int kProtocolVersion = 1;
+
+// ---- requests ----------------------------------------------------------------------------------
+
+struct CgroupRef {
+    std::string path;  // absolute, under the cgroup2 mount
+    std::string rel;   // as shown to people: below the mount
+    uint64_t id = 0;   // the directory's inode
+};
+
+struct NetnsRef {
+    uint64_t ino = 0;  // the namespace's identity (nsfs inode)
+    std::string path;  // how to open it
+};
+
+// {"op":"inject"}: the target resolved to a cgroup and, for packet faults, its namespaces.
+struct Inject {
+    std::string name;  // empty: the agent picks one
+    CgroupRef cgroup;
+    NetFaults net;
+    SockFaults sock;
+    std::vector<StallSpec> stalls;
+    uint64_t for_ns = 0;
+    std::vector<NetnsRef> netns;       // read only with packet faults
+    std::vector<std::string> devices;  // empty: every non-loopback device
+    bool force = false;
+    static constexpr const char* kOp = "inject";
+};
+
+// {"op":"stop"}: one injection by name, or all. On the wire: {"all":true} or {"name":...}.
+struct Stop {
+    std::string name;
+    bool all = false;
+    static constexpr const char* kOp = "stop";
+};
+
+struct List {
+    static constexpr const char* kOp = "list";
+};
+
+struct Ping {
+    static constexpr const char* kOp = "ping";
+};
+
+// ---- replies (with "ok": true) -----------------------------------------------------------------
+
+struct InjectReply {
+    std::string name;
+    std::vector<std::string> devices;  // where packet faults attached
+};
+
+struct Counters {
+    uint64_t matched = 0, delayed = 0, dropped = 0, bytes = 0;  // packets
+    uint64_t calls = 0, failed = 0, stalled = 0;                  // syscalls
+};
+
+// One active injection. `tardy list --json` prints these as they are.
+struct InjectionInfo {
+    std::string name;
+    std::string cgroup;  // rel
+    uint64_t cgroup_id = 0;
+    NetFaults net;
+    SockFaults sock;
+    std::vector<StallSpec> stalls;
+    std::string faults;  // all of them described, for people
+    uint64_t left_ns = 0;
+    std::vector<std::string> devices;
+    std::vector<std::string> replaced_qdiscs;
+    Counters counters;
+};
+
+struct ListReply {
+    std::vector<InjectionInfo> injections;
+    int64_t agent_pid = 0;
+};
+
+struct StopReply {
+    std::vector<std::string> stopped;
+};
+
+struct PingReply {
+    int64_t pid = 0;
+};
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CgroupRef, path, rel, id)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NetnsRef, ino, path)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Inject, name, cgroup, net, sock, stalls, for_ns, netns, devices, force)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectReply, name, devices)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, matched, delayed, dropped, bytes, calls, failed, stalled)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, stalls, faults,
+                                                left_ns, devices, replaced_qdiscs, counters)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ListReply, injections, agent_pid)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StopReply, stopped)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PingReply, pid)
+void to_json(nlohmann::json& j, const Stop& s);
+void from_json(const nlohmann::json& j, Stop& s);
+inline void to_json(nlohmann::json& j, const List&) { j = nlohmann::json::object(); }
+inline void from_json(const nlohmann::json&, List&) {}
+inline void to_json(nlohmann::json& j, const Ping&) { j = nlohmann::json::object(); }
+inline void from_json(const nlohmann::json&, Ping&) {}
+
+// A request line's object: the body with "op" and "v".
+template <typename Req>
+nlohmann::json request(const Req& r) {
+    nlohmann::json j = r;
+    j["op"] = Req::kOp;
+    j["v"] = kProtocolVersion;
+    return j;
+}
+
+// A successful reply's object: the body with "ok": true and "v".
+template <typename Rep>
+nlohmann::json reply(const Rep& r) {
+    nlohmann::json j = r;
+    j["ok"] = true;
+    j["v"] = kProtocolVersion;
+    return j;
+}
+
+// The protocol version of a line: its "v", 1 when absent, -1 when not a whole number.
+int64_t version_of(const nlohmann::json& line);
+
+// The agent's refusal of a request whose "v" is `shown`.
+Error request_version_error(const std::string& shown);
+
+// The client's check of a reply: one of another version is a user error naming both
+// versions and the fix. Never throws.
+Result<void> check_reply_version(const nlohmann::json& reply);
+
+// A checked reply as its type; a reply that does not fit is an error, not an exception.
+template <typename Rep>
+Result<Rep> read_reply(const nlohmann::json& j) {
+    try {
+        return j.get<Rep>();
+    } catch (const std::exception& e) {
+        return Error::other(std::string("the agent sent a reply this tardy cannot read: ") + e.what());
+    }
+}
+
+}  // namespace tardy::wire
