@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "lib/kernel.bpf.h"
 #include "tardy/abi.h"
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
@@ -90,24 +91,6 @@ static __always_inline struct tardy_stall_rule *tardy_stall_rule_of_task(const s
     else
         found = TARDY_TASK_RULE_CGID_CACHED(&tardy_stall_cg_cache, &tardy_stall_rules, c->generation);
     return found ? bpf_map_lookup_elem(&tardy_stall_rules, &found) : NULL;
-}
-
-/* A 32-bit (compat) syscall numbers its calls from another table (ia32: 4 is write, where
- * x86_64's 4 is stat), so a rule's numbers must never be matched against it. x86 marks a
- * compat syscall in progress with TS_COMPAT in thread_info.status (in_ia32_syscall()); x32
- * calls carry bit 30 in their number, beyond TARDY_STALL_NR_MAX. arm64 marks a 32-bit task
- * with TIF_32BIT (bit 22) in thread_info.flags. */
-static __always_inline bool tardy_compat_syscall(struct task_struct *task)
-{
-#if defined(__TARGET_ARCH_x86)
-    if (bpf_core_field_exists(task->thread_info.status))
-        return BPF_CORE_READ(task, thread_info.status) & 0x0002; /* TS_COMPAT */
-    return false;
-#elif defined(__TARGET_ARCH_arm64)
-    return BPF_CORE_READ(task, thread_info.flags) & (1UL << 22);
-#else
-    return true; /* unknown: stall nothing rather than the wrong call */
-#endif
 }
 
 /* --on and --path: the call's first argument is the fd it acts on (syscalls.hpp). */

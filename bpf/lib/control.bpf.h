@@ -7,6 +7,9 @@ struct {
     __uint(max_entries, 1);
     __type(key, __u32);
     __type(value, struct tardy_control);
+    /* mmap()ed by the agent (the generation counter, user/loader/generation.hpp) and by
+     * `tardy kill` (disarm): defined here so that every object that shares the pin agrees */
+    __uint(map_flags, BPF_F_MMAPABLE);
     __uint(pinning, LIBBPF_PIN_BY_NAME); /* under the agent's bpffs dir: `tardy kill` writes it */
 } tardy_control SEC(".maps");
 

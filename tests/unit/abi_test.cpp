@@ -184,6 +184,19 @@ TEST_F(AbiLayout, SharedStructsMatchTheBtfOfEveryObjectThatUsesThem) {
     }
 }
 
+// The control map is mmap()ed by the agent and by `tardy kill`, and pinned once for every
+// object: each object must define it the same way, BPF_F_MMAPABLE included (a pin reused
+// with other flags fails to load).
+TEST_F(AbiLayout, EveryObjectDefinesTheControlMapMmapable) {
+    for (const auto& o : objs_) {
+        if (!o.obj) continue;
+        const bpf_map* m = bpf_object__find_map_by_name(o.obj, "tardy_control");
+        ASSERT_NE(m, nullptr) << o.name << " has no tardy_control";
+        EXPECT_EQ(bpf_map__map_flags(m), static_cast<uint32_t>(BPF_F_MMAPABLE)) << o.name;
+        EXPECT_EQ(bpf_map__max_entries(m), 1u) << o.name;
+    }
+}
+
 // Every struct the header defines is in the table, so a new one cannot go unchecked.
 TEST_F(AbiLayout, TableCoversTheHeader) {
     std::string root = repo_root();

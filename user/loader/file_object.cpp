@@ -40,7 +40,6 @@ Result<std::unique_ptr<FileObject>> FileObject::load(const std::string& pin_dir,
     o->skel_ = tardy_file__open_opts(&oo);
     if (!o->skel_) return Error::sys("open BPF object file.bpf.o", errno);
     o->skel_->rodata->cfg_rng_seed = rng_seed;
-    bpf_map__set_map_flags(o->skel_->maps.tardy_control, BPF_F_MMAPABLE);
     if (pin_dir.empty()) bpf_map__set_pin_path(o->skel_->maps.tardy_control, nullptr);
     if (int err = tardy_file__load(o->skel_); err)
         return Error{ErrorKind::User,

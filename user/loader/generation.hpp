@@ -11,7 +11,7 @@
 
 namespace tardy {
 
-// The map is BPF_F_MMAPABLE (every loader sets it): an atomic add in place, so a concurrent
+// The map is BPF_F_MMAPABLE (bpf/lib/control.bpf.h, one definition for every object): an atomic add in place, so a concurrent
 // `tardy kill` writing `armed` or the agent renewing the lease is never overwritten.
 inline void bump_generation(int control_fd) {
     long page = sysconf(_SC_PAGESIZE);

@@ -26,7 +26,6 @@ Result<std::unique_ptr<SockObject>> SockObject::load(const std::string& pin_dir,
     if (!obj->skel_) return Error::sys("open BPF object sock.bpf.o", errno);
     obj->skel_->rodata->cfg_rng_seed = rng_seed;
     // Same definition as the TC object's, so the pinned control map is shared, not duplicated.
-    bpf_map__set_map_flags(obj->skel_->maps.tardy_control, BPF_F_MMAPABLE);
     if (pin_dir.empty()) bpf_map__set_pin_path(obj->skel_->maps.tardy_control, nullptr);
     if (int err = tardy_sock__load(obj->skel_); err)
         return Error{ErrorKind::User,

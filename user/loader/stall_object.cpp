@@ -39,7 +39,6 @@ Result<std::unique_ptr<StallObject>> StallObject::load(const std::string& pin_di
     if (!o->skel_) return Error::sys("open BPF object stall.bpf.o", errno);
     o->skel_->rodata->cfg_rng_seed = rng_seed;
     o->skel_->rodata->cfg_walk_always = walk_always;
-    bpf_map__set_map_flags(o->skel_->maps.tardy_control, BPF_F_MMAPABLE);
     if (pin_dir.empty()) {
         bpf_map__set_pin_path(o->skel_->maps.tardy_control, nullptr);
         bpf_map__set_pin_path(o->skel_->maps.tardy_stalled, nullptr);

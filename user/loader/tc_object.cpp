@@ -47,7 +47,6 @@ Result<std::unique_ptr<TcObject>> TcObject::load(const Options& o) {
     if (!obj->skel_) return Error::sys("open BPF object tc.bpf.o", errno);
     obj->skel_->rodata->cfg_rng_seed = o.rng_seed;
     if (o.pin_dir.empty()) bpf_map__set_pin_path(obj->skel_->maps.tardy_control, nullptr);
-    bpf_map__set_map_flags(obj->skel_->maps.tardy_control, BPF_F_MMAPABLE);
     if (int err = tardy_tc__load(obj->skel_); err)
         return Error::sys("load BPF object tc.bpf.o (run `tardy doctor`)", -err);
     int cfd = bpf_map__fd(obj->skel_->maps.tardy_control);
