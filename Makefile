@@ -114,4 +114,50 @@ clean:
 	rm -rf $(BUILD)
 
 .PHONY: all deps tests test vmtest vmshell demo bench clean
+# ---- install, uninstall, Debian package -------------------------------------------------------
+# `make install` (PREFIX=/usr/local, DESTDIR for staging) puts the binary, tardy(1) and the
+# bash completion (both generated from the binary's own --help, so they cannot drift from
+# it), the agent's systemd unit and the docs in place; `make uninstall` removes exactly those
+# files (and the doc directory if it is left empty). `make deb` builds
+# $(BUILD)/tardy_$(VERSION)_amd64.deb (packaging/build-deb.sh; packaging/README.md).
+VERSION     ?= $(shell sed -n 's/.*"tardy \([0-9][0-9.]*\)".*/\1/p' user/cli/main.cpp | head -1)
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/tardy
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+DOCS        := README.md LICENSE $(wildcard LICENSES/*.txt) $(wildcard docs/*.md)
+INSTALLED    = $(BINDIR)/tardy $(MANDIR)/man1/tardy.1 $(BASHCOMPDIR)/tardy $(UNITDIR)/tardy.service \
+               $(addprefix $(DOCDIR)/,$(DOCS))
+
+$(BUILD)/tardy.1: $(BUILD)/tardy packaging/gen-man.sh
+	@echo "  MAN     $@"
+	$(Q)packaging/gen-man.sh $(BUILD)/tardy > $@
+$(BUILD)/tardy.bash-completion: $(BUILD)/tardy packaging/gen-completion.sh
+	@echo "  COMP    $@"
+	$(Q)packaging/gen-completion.sh $(BUILD)/tardy > $@
+$(BUILD)/tardy.service: packaging/tardy.service.in | $(BUILD)
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' $< > $@
+
+man: $(BUILD)/tardy.1
+
+# The unit names BINDIR, so it is made afresh for each install (PREFIX may differ).
+install: $(BUILD)/tardy $(BUILD)/tardy.1 $(BUILD)/tardy.bash-completion
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' packaging/tardy.service.in > $(BUILD)/tardy.service
+	install -D -m 0755 $(BUILD)/tardy $(DESTDIR)$(BINDIR)/tardy
+	install -D -m 0644 $(BUILD)/tardy.1 $(DESTDIR)$(MANDIR)/man1/tardy.1
+	install -D -m 0644 $(BUILD)/tardy.bash-completion $(DESTDIR)$(BASHCOMPDIR)/tardy
+	install -D -m 0644 $(BUILD)/tardy.service $(DESTDIR)$(UNITDIR)/tardy.service
+	$(Q)for f in $(DOCS); do install -D -m 0644 $$f $(DESTDIR)$(DOCDIR)/$$f || exit 1; done
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-$(Q)rmdir $(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR)/LICENSES $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+deb: $(BUILD)/tardy $(BUILD)/tardy.1 $(BUILD)/tardy.bash-completion
+	$(Q)packaging/build-deb.sh $(BUILD) $(VERSION)
+
+.PHONY: man install uninstall deb
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -5,7 +5,8 @@
 set -euo pipefail
 pkgs=(make clang llvm g++ libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev libcli11-dev nlohmann-json3-dev
       libgtest-dev libgmock-dev iproute2 qemu-system-x86 busybox-static cpio kmod
-      redis-server redis-tools iperf3 curl)
+      redis-server redis-tools iperf3 curl
+      dpkg-dev lintian man-db)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -72,6 +72,21 @@ if ((host)); then
   run_host unit_tests
   run_host bpf_tests
   run_host integration_tests --gtest_filter='-Vm*'
+  # The install story: make install/uninstall, make deb, lintian, apt-get install and remove
+  # (tests/package/deb_test.sh; about 20 s). It prints "deb_test: N passed, N failed, N skipped".
+  echo "== deb_test"
+  tests/package/deb_test.sh "$BUILD" >"$LOGS/deb_test.log" 2>&1
+  rc=$?
+  counts=$(sed -n 's/^deb_test: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$LOGS/deb_test.log")
+  if [[ -z $counts ]]; then
+    counts="0 1 0"
+    echo "  deb_test: exited $rc without a verdict; last lines:"
+    tail -n 20 "$LOGS/deb_test.log" | sed 's/^/    /'
+  fi
+  read -r p f s <<<"$counts"
+  ((f == 0)) || grep -E '^(FAIL|  )' "$LOGS/deb_test.log" | head -n 40 | sed 's/^/  /'
+  passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+  echo "  deb_test: $p passed, $f failed, $s skipped"
 fi
 if ((vm)); then
   for k in $VM_KERNELS; do

@@ -173,24 +173,24 @@ TEST_F(CgroupTest, ResolveDispatches) {
     tmp.write("proc/42/cgroup", "0::/a/b\n");
     std::string c = tmp.mkdirs("cg/system.slice/docker-" + cid("abc") + ".scope");
 
-    auto by_path = fs.resolve({TargetRef::Kind::Cgroup, "a/b"});
+    auto by_path = fs.resolve({TargetRef::Kind::Cgroup, "a/b", ""});
     ASSERT_TRUE(by_path) << by_path.error().message;
     EXPECT_EQ(by_path->path, dir);
 
-    auto by_id = fs.resolve({TargetRef::Kind::Cgroup, std::to_string(ino(dir))});
+    auto by_id = fs.resolve({TargetRef::Kind::Cgroup, std::to_string(ino(dir)), ""});
     ASSERT_TRUE(by_id) << by_id.error().message;
     EXPECT_EQ(by_id->path, dir);
 
-    auto by_pid = fs.resolve({TargetRef::Kind::Pid, "42"});
+    auto by_pid = fs.resolve({TargetRef::Kind::Pid, "42", ""});
     ASSERT_TRUE(by_pid) << by_pid.error().message;
     EXPECT_EQ(by_pid->path, dir);
 
-    auto by_container = fs.resolve({TargetRef::Kind::Container, "abc"});
+    auto by_container = fs.resolve({TargetRef::Kind::Container, "abc", ""});
     ASSERT_TRUE(by_container) << by_container.error().message;
     EXPECT_EQ(by_container->path, c);
 
     for (const char* bad : {"abc", "0", "-1", "4x", "", " 42", "+42", "99999999999999999999"})
-        EXPECT_TRUE(FailsWithUserError(fs.resolve({TargetRef::Kind::Pid, bad}), {"--pid"})) << "'" << bad << "'";
+        EXPECT_TRUE(FailsWithUserError(fs.resolve({TargetRef::Kind::Pid, bad, ""}), {"--pid"})) << "'" << bad << "'";
 }
 
 // ---- containers ----------------------------------------------------------------------------

@@ -76,6 +76,19 @@ TEST_F(Cli, InjectWithTwoTargets) {
     user_error({"inject", "--container", "3f2a", "--pid", "1", "--delay", "5ms"}, {"exactly one target"});
 }
 
+TEST_F(Cli, PodTargets) {
+    user_error({"inject", "--pod", "0b1c", "--cgroup", "a", "--loss", "5%"}, {"exactly one target", "--pod UID"});
+    user_error({"inject", "--pod", "0b1c", "--pid", "1", "--loss", "5%"}, {"exactly one target"});
+    user_error({"inject", "--pod", "0b1c", "--container", "3f", "--pid", "1", "--loss", "5%"}, {"exactly one target"});
+}
+
+// Several PIDs are one option (--pid 1 2, --pid 1,2, --pid 1 --pid 2); a bad one is one line.
+TEST_F(Cli, SeveralPidsParseAndBadOnesAreOneLine) {
+    user_error({"inject", "--pid", "1", "x2", "--loss", "5%"}, {"--pid", "1,x2", "not a process id"});
+    user_error({"inject", "--pid", "1,-2", "--loss", "5%"}, {"--pid", "not a process id"});
+    user_error({"inject", "--pid", "1", "2", "--pid", "3", "--cgroup", "a", "--loss", "5%"}, {"exactly one target"});
+}
+
 TEST_F(Cli, LossOver100) { user_error({"inject", "--cgroup", "a", "--loss", "120%"}, {"--loss", "120%", "100%"}); }
 
 TEST_F(Cli, NegativeDelay) { user_error({"inject", "--cgroup", "a", "--delay", "-5ms"}, {"--delay", "-5ms", "negative"}); }
@@ -124,7 +137,7 @@ TEST_F(Cli, InjectHelpShowsAnExample) {
     CmdResult r = run({"inject", "--help"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("tardy inject --"), std::string::npos) << r.out;
-    for (const char* flag : {"--cgroup", "--pid", "--container", "--delay", "--jitter", "--loss", "--for", "--name",
+    for (const char* flag : {"--cgroup", "--pid", "--container", "--pod", "--delay", "--jitter", "--loss", "--for", "--name",
                              "--device", "--netns", "--force"})
         EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
 }

@@ -14,6 +14,19 @@ Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs
     auto cg = cgfs.resolve(r.target);
     if (!cg) return cg.error();
     if (!r.force) {
+        if (cg->rel == "/" && r.target.kind == TargetRef::Kind::Pid) {
+            // The hint is the command that moves the processes into a cgroup of their own.
+            bool several = r.target.value.find(',') != std::string::npos;
+            std::string pids = r.target.value, dir = cgfs.mount() + "/tardy-target";
+            std::replace(pids.begin(), pids.end(), ',', ' ');
+            std::string move = several ? "for p in " + pids + "; do echo $p > " + dir + "/cgroup.procs; done"
+                                       : "echo " + pids + " > " + dir + "/cgroup.procs";
+            return Error::user("refusing --pid " + r.target.value + ": " + (several ? "they are" : "it is") +
+                               " in the root cgroup, which holds every process on the host; move " +
+                               (several ? "them into a cgroup of their own" : "it into a cgroup of its own") + ": mkdir " + dir + " && " + move +
+                               ", then use --cgroup tardy-target (or start the program under `systemd-run --scope "
+                               "--unit NAME CMD` and use --cgroup system.slice/NAME.scope; --force takes the root cgroup anyway)");
+        }
         if (cg->rel == "/")
             return Error::user("refusing the root cgroup: it holds every process on the host; add --force if you mean it");
         auto self = cgfs.by_pid(getpid());

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/list.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -45,6 +46,46 @@ json recently_ended(const Paths& p) {
 
 }  // namespace
 
+std::string fit_left(const std::string& s, size_t width) {
+    if (s.size() <= width) return s;
+    if (width <= 3) return s.substr(s.size() - width);
+    return "..." + s.substr(s.size() - (width - 3));
+}
+
+std::string list_table(const std::vector<wire::InjectionInfo>& injections) {
+    // Faults last: they are the one column of unbounded width. NAME and DEVICES widen to
+    // their longest entry (a name is what `stop` takes, so it is never cut); a long cgroup
+    // path keeps its end (the container or service), and `list --json` has it whole.
+    auto devices_of = [](const wire::InjectionInfo& i) {
+        std::string devs;
+        for (const auto& d : i.devices) devs += (devs.empty() ? "" : ",") + d;
+        return devs.empty() ? std::string("-") : devs;
+    };
+    size_t name_w = 16, dev_w = 10;
+    for (const auto& i : injections) {
+        name_w = std::max(name_w, i.name.size());
+        dev_w = std::max(dev_w, devices_of(i).size());
+    }
+    auto pad = [](const std::string& v, size_t w) { return v + std::string(w > v.size() ? w - v.size() : 0, ' '); };
+    std::string out;
+    char nums[160];
+    std::snprintf(nums, sizeof nums, "%8s %8s %8s %10s %7s %7s %7s", "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS",
+                  "FAILED", "STALLED");
+    out += pad("NAME", name_w) + " " + pad("CGROUP", 28) + " " + pad("LEFT", 8) + " " + pad("DEVICES", dev_w) + " " +
+           nums + "  FAULTS\n";
+    for (const auto& i : injections) {
+        const auto& c = i.counters;
+        auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+        std::snprintf(nums, sizeof nums, "%8llu %8llu %8llu %10llu %7llu %7llu %7llu", u(c.matched), u(c.delayed),
+                      u(c.dropped), u(c.bytes), u(c.calls), u(c.failed), u(c.stalled));
+        out += pad(i.name, name_w) + " " + pad(fit_left(i.cgroup, 28), 28) + " " + pad(left(i.left_ns), 8) + " " +
+               pad(devices_of(i), dev_w) + " " + nums + "  " + i.faults + "\n";
+        for (const auto& q : i.replaced_qdiscs)
+            out += std::string(name_w, ' ') + " replaced root qdisc " + q + " (--force); restored when it ends\n";
+    }
+    return out;
+}
+
 int cmd_list(bool as_json, const Paths& p) {
     std::vector<wire::InjectionInfo> injections;
     json ended = recently_ended(p);
@@ -72,20 +113,7 @@ int cmd_list(bool as_json, const Paths& p) {
         print_ended();
         return 0;
     }
-    // Faults last: they are the one column of unbounded width.
-    std::printf("%-16s %-28s %-8s %-10s %8s %8s %8s %10s %7s %7s %7s  %s\n", "NAME", "CGROUP", "LEFT", "DEVICES",
-                "MATCHED", "DELAYED", "DROPPED", "BYTES", "CALLS", "FAILED", "STALLED", "FAULTS");
-    for (const auto& i : injections) {
-        std::string devs;
-        for (const auto& d : i.devices) devs += (devs.empty() ? "" : ",") + d;
-        const auto& c = i.counters;
-        auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
-        std::printf("%-16s %-28s %-8s %-10s %8llu %8llu %8llu %10llu %7llu %7llu %7llu  %s\n", i.name.c_str(),
-                    i.cgroup.c_str(), left(i.left_ns).c_str(), devs.empty() ? "-" : devs.c_str(), u(c.matched),
-                    u(c.delayed), u(c.dropped), u(c.bytes), u(c.calls), u(c.failed), u(c.stalled), i.faults.c_str());
-        for (const auto& q : i.replaced_qdiscs)
-            std::printf("%-16s replaced root qdisc %s (--force); restored when it ends\n", "", q.c_str());
-    }
+    std::fputs(list_table(injections).c_str(), stdout);
     print_ended();
     return 0;
 }

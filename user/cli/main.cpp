@@ -192,8 +192,16 @@ int run(int argc, char** argv) {
     InjectArgs ia;
     auto* inject = app.add_subcommand("inject", "Inject faults into a target cgroup's traffic");
     inject->add_option("--cgroup", ia.cgroup, "Target cgroup v2: path (absolute or below the mount) or numeric id");
-    inject->add_option("--pid", ia.pid, "Target the cgroup of this process");
-    inject->add_option("--container", ia.container, "Target a container by id (full or unique prefix)");
+    inject->add_option("--pid", ia.pid, "Target the cgroup of these processes (one cgroup): --pid 4242, --pid 4242,4243 "
+                                        "or --pid 4242 4243")
+        ->expected(1, CLI::detail::expected_max_vector_size)
+        ->allow_extra_args()
+        ->delimiter(',')
+        ->multi_option_policy(CLI::MultiOptionPolicy::Join);
+    inject->add_option("--container", ia.container,
+                       "Target a container by id (full or unique prefix; docker, podman, containerd, CRI-O); with "
+                       "--pod, one container of that pod");
+    inject->add_option("--pod", ia.pod, "Target a Kubernetes pod by UID (full or unique prefix), on its node");
     inject->add_option("--delay", ia.delay, "Delay egress packets, e.g. 50ms (needs the fq qdisc)");
     inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay)");
     inject->add_option("--loss", ia.loss, "Drop this share of egress packets, e.g. 5% or 0.01%");
@@ -218,6 +226,9 @@ int run(int argc, char** argv) {
     inject->footer("Units: ns, us, ms, s, m, h (250us, 1.5s); percentages with % (5%, 0.01%).\n"
                    "Examples:\n"
                    "  sudo tardy inject --pid 4242 --loss 30% --for 1m --name flaky\n"
+                   "  sudo tardy inject --pid 4242,4243 --stall write=20ms   # processes of one cgroup\n"
+                   "  sudo tardy inject --pod 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0 --loss 5%   # on the pod's node\n"
+                   "  sudo tardy inject --pod 0b1c2d3e --container containerd://3f2a --delay 20ms\n"
                    "  sudo tardy inject --cgroup app.slice/api.service --fail connect=ECONNREFUSED:20% "
                    "--peer 10.0.0.5 --port 5432\n"
                    "  sudo tardy inject --container 3f2a --fail sendmsg=ENETUNREACH --port 53   # DNS fails\n"

@@ -102,12 +102,21 @@ void from_json(const nlohmann::json& j, StallSpec& s) {
 
 Result<InjectRequest> build_inject_request(const InjectArgs& a) {
     InjectRequest r;
-    int targets = !a.cgroup.empty() + !a.pid.empty() + !a.container.empty();
+    // --pod UID --container ID is one target: a container of that pod.
+    bool pod_container = !a.pod.empty() && !a.container.empty();
+    int targets = !a.cgroup.empty() + !a.pid.empty() + !a.container.empty() + !a.pod.empty() - pod_container;
     if (targets != 1)
-        return Error::user("name exactly one target: --cgroup PATH|ID, --pid PID or --container ID");
-    if (!a.cgroup.empty()) r.target = {TargetRef::Kind::Cgroup, a.cgroup};
-    if (!a.pid.empty()) r.target = {TargetRef::Kind::Pid, a.pid};
-    if (!a.container.empty()) r.target = {TargetRef::Kind::Container, a.container};
+        return Error::user("name exactly one target: --cgroup PATH|ID, --pid PID[,PID...], --container ID or "
+                           "--pod UID [--container ID]");
+    if (!a.cgroup.empty()) r.target = {TargetRef::Kind::Cgroup, a.cgroup, ""};
+    if (!a.pid.empty()) r.target = {TargetRef::Kind::Pid, a.pid, ""};
+    // PIDs joined by ',': checked for form here, before root is needed (sys/cgroup parses them).
+    if (!a.pid.empty() && (a.pid.find_first_not_of("0123456789,") != std::string::npos || a.pid.front() == ',' ||
+                           a.pid.back() == ',' || a.pid.find(",,") != std::string::npos))
+        return Error::user("--pid '" + a.pid + "': not a process id; give PIDs of one cgroup, e.g. --pid 4242, "
+                           "--pid 4242,4243 or --pid 4242 4243");
+    if (!a.container.empty()) r.target = {TargetRef::Kind::Container, a.container, ""};
+    if (!a.pod.empty()) r.target = {TargetRef::Kind::Pod, a.pod, a.container};
 
     if (!a.delay.empty()) {
         auto d = parse_duration_ns(a.delay, "--delay");

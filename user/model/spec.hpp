@@ -37,9 +37,12 @@ Result<void> scope_stalls(std::vector<StallSpec>& stalls, const std::string& on,
 std::string describe(const std::vector<StallSpec>& stalls);
 
 // The target as the user named it; resolution to a cgroup happens in targets.hpp.
+// Pid: one or more PIDs joined by ','. Pod: a pod UID, `container` optionally one container
+// id (prefix) of that pod.
 struct TargetRef {
-    enum class Kind { Cgroup, Pid, Container } kind = Kind::Cgroup;
+    enum class Kind { Cgroup, Pid, Container, Pod } kind = Kind::Cgroup;
     std::string value;
+    std::string container;
 };
 
 // What `tardy inject` asks for, after unit parsing.
@@ -57,7 +60,7 @@ struct InjectRequest {
 
 // Raw strings from the command line, before units are parsed.
 struct InjectArgs {
-    std::string cgroup, pid, container;
+    std::string cgroup, pid, container, pod;  // pid: PIDs joined by ','
     std::string delay, jitter, loss, for_dur, name, netns, port, path;
     std::vector<std::string> devices, fails, peers, stalls;
     std::string on;  // --on files|sockets (stalls)

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,20 +32,38 @@ public:
     Result<Cgroup> by_path(const std::string& p) const;
     Result<Cgroup> by_id(uint64_t id) const;
     Result<Cgroup> by_pid(pid_t pid) const;
+    // Several processes of one cgroup; PIDs of several cgroups are refused, naming them.
+    Result<Cgroup> by_pids(const std::vector<pid_t>& pids) const;
     Result<Cgroup> by_container(const std::string& id) const;
+    // A Kubernetes pod by UID (dashes or underscores, full or a unique prefix), under
+    // kubelet's systemd or cgroupfs driver; with `container`, one container id of the pod.
+    Result<Cgroup> by_pod(const std::string& uid, const std::string& container = "") const;
 
     // Every process in the cgroup and its descendants.
     std::vector<pid_t> procs(const Cgroup& cg) const;
 
 private:
     Result<Cgroup> at(const std::string& abs) const;
+    // Container directories below `root` whose id starts with `want`: id -> shallowest one.
+    std::map<std::string, std::string> containers_under(const std::string& root, const std::string& want) const;
     std::string mount_;
     std::string proc_;
 };
 
-// The id of a container runtime's cgroup directory name, or "" when it is not one:
-// docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope, libpod-<id>.scope (systemd
-// layout) and a bare <id> under docker/, kubepods/... (cgroupfs layout).
+// The id of a container runtime's cgroup directory name, or "" when it is not one. Systemd
+// driver: docker-<id>.scope, cri-containerd-<id>.scope, nerdctl-<id>.scope, crio-<id>.scope,
+// libpod-<id>.scope. Cgroupfs driver: libpod-<id> (podman, under libpod_parent/), crio-<id>
+// (CRI-O) and a bare <id> (docker/<id>, kubepods/.../pod<uid>/<id>). <id> is 64 lower-case hex
+// digits, so conmon's libpod-conmon-<id>(.scope) and crio-conmon-<id>(.scope) are not
+// containers.
 std::string container_id_of(const std::string& dirname);
+
+// The pod UID (with dashes) of a kubelet pod cgroup directory name, or "": systemd driver
+// kubepods[-burstable|-besteffort]-pod<uid with _>.slice (also under a --cgroup-root such
+// as kubelet-kubepods-...), cgroupfs driver pod<uid>.
+std::string pod_uid_of(const std::string& dirname);
+
+// "1,2,3" as PIDs; a user error naming `opt` for anything else.
+Result<std::vector<pid_t>> parse_pids(const std::string& list, const std::string& opt = "--pid");
 
 }  // namespace tardy
