@@ -9,11 +9,10 @@
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
 #include "lib/task_match.bpf.h"
+#include "lib/filter.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define TARDY_AF_INET 2
-#define TARDY_AF_INET6 10
 /* cgroup sock_addr verdicts */
 #define TARDY_ALLOW 1
 #define TARDY_REJECT 0
@@ -50,58 +49,21 @@ struct {
     __type(value, struct tardy_sock_counters);
 } tardy_sock_counters SEC(".maps");
 
-/* The 32-bit word of a prefix comparison: mask of the first `bits` bits, network order. */
-static __always_inline bool tardy_word_matches(__u32 a_be, __u32 p_be, int bits)
+static __always_inline __u32 tardy_proto_bit(__u32 ipproto)
 {
-    __u32 mask;
-
-    if (bits <= 0)
-        return true;
-    mask = bits >= 32 ? 0xffffffffu : ~(0xffffffffu >> bits);
-    return (bpf_ntohl(a_be) & mask) == (bpf_ntohl(p_be) & mask);
+    if (ipproto == 6)
+        return TARDY_PROTO_TCP;
+    if (ipproto == 17)
+        return TARDY_PROTO_UDP;
+    if (ipproto == 1 || ipproto == 58)
+        return TARDY_PROTO_ICMP;
+    return 0;
 }
 
-/* The call's address, read by the entry program: the verifier allows a v4 program only the
- * v4 fields of its context and refuses loads through a computed context pointer. */
-struct tardy_call_addr {
-    __u32 family;
-    __u32 addr_be[4];
-    __u16 port; /* host order */
-};
-
-static __always_inline bool tardy_peer_matches(const struct tardy_sock_rule *r, const struct tardy_call_addr *a)
-{
-    if (r->n_peers == 0)
-        return true;
-    for (__u32 i = 0; i < TARDY_SOCK_MAX_PEERS; i++) {
-        const struct tardy_peer *p = &r->peers[i];
-        int bits = p->prefix_len;
-        bool ok = true;
-
-        if (i >= r->n_peers)
-            break;
-        if (p->family != a->family)
-            continue;
-        for (int w = 0; w < 4; w++) {
-            if (a->family == TARDY_AF_INET && w > 0)
-                break;
-            ok = ok && tardy_word_matches(a->addr_be[w], p->addr_be[w], bits - 32 * w);
-        }
-        if (ok)
-            return true;
-    }
-    return false;
-}
-
-static __always_inline bool tardy_port_matches(const struct tardy_sock_rule *r, __u16 port)
-{
-    if (r->port_lo == 0 && r->port_hi == 0)
-        return true;
-    return port >= r->port_lo && port <= r->port_hi;
-}
-
-/* a is NULL for socket(): no address to filter on. sk: the socket of a connect(). */
-static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_call_addr *a, struct bpf_sock *sk)
+/* a: the call's remote end and protocol, read by the entry program (the verifier allows a v4
+ * program only the v4 fields of its context); family 0 for socket(), which has no address.
+ * sk: the socket of a connect(). */
+static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_flow *a, struct bpf_sock *sk)
 {
     struct tardy_connect_verdict *v = NULL;
     struct tardy_control *c = tardy_armed_control();
@@ -118,7 +80,7 @@ static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_call_ad
     now = bpf_ktime_get_ns();
     if (!tardy_lease_valid(c, now) || now >= r->expires_ns)
         return TARDY_ALLOW;
-    if (a && (!tardy_peer_matches(r, a) || !tardy_port_matches(r, a->port)))
+    if (!tardy_filter_matches(&r->filter, a))
         return TARDY_ALLOW;
     slot = r->slot;
     if (op == TARDY_OP_CONNECT && sk) {
@@ -171,22 +133,24 @@ static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_call_ad
 
 static __always_inline int tardy_v4(__u32 op, struct bpf_sock_addr *ctx)
 {
-    struct tardy_call_addr a = {.family = TARDY_AF_INET};
+    struct tardy_flow a = {.family = TARDY_AF_INET};
 
-    a.addr_be[0] = ctx->user_ip4;
-    a.port = bpf_ntohs((__u16)ctx->user_port);
+    a.remote_be[0] = ctx->user_ip4;
+    a.remote_port = bpf_ntohs((__u16)ctx->user_port);
+    a.proto = tardy_proto_bit(ctx->protocol);
     return tardy_sock_fault(op, &a, op == TARDY_OP_CONNECT ? ctx->sk : NULL);
 }
 
 static __always_inline int tardy_v6(__u32 op, struct bpf_sock_addr *ctx)
 {
-    struct tardy_call_addr a = {.family = TARDY_AF_INET6};
+    struct tardy_flow a = {.family = TARDY_AF_INET6};
 
-    a.addr_be[0] = ctx->user_ip6[0];
-    a.addr_be[1] = ctx->user_ip6[1];
-    a.addr_be[2] = ctx->user_ip6[2];
-    a.addr_be[3] = ctx->user_ip6[3];
-    a.port = bpf_ntohs((__u16)ctx->user_port);
+    a.remote_be[0] = ctx->user_ip6[0];
+    a.remote_be[1] = ctx->user_ip6[1];
+    a.remote_be[2] = ctx->user_ip6[2];
+    a.remote_be[3] = ctx->user_ip6[3];
+    a.remote_port = bpf_ntohs((__u16)ctx->user_port);
+    a.proto = tardy_proto_bit(ctx->protocol);
     return tardy_sock_fault(op, &a, op == TARDY_OP_CONNECT ? ctx->sk : NULL);
 }
 
@@ -211,9 +175,12 @@ int tardy_bind6(struct bpf_sock_addr *ctx) { return tardy_v6(TARDY_OP_BIND, ctx)
 SEC("cgroup/sock_create")
 int tardy_sock_create(struct bpf_sock *sk)
 {
+    struct tardy_flow a = {};
+
     if (sk->family != TARDY_AF_INET && sk->family != TARDY_AF_INET6)
         return TARDY_ALLOW;
-    return tardy_sock_fault(TARDY_OP_SOCKET, NULL, NULL);
+    a.proto = tardy_proto_bit(sk->protocol); /* no address: the model refuses peers and ports here */
+    return tardy_sock_fault(TARDY_OP_SOCKET, &a, NULL);
 }
 
 /* The packets of a socket whose connect() drew ETIMEDOUT, SYN retries included (these leave

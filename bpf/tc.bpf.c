@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* TC programs: egress loss and delay for the packets of target cgroups. */
+/* TC programs: egress loss and delay for the packets of target cgroups, filtered by peer,
+ * port, protocol and flow. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "tardy/abi.h"
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
@@ -10,50 +12,134 @@
 #include "lib/edt.bpf.h"
 #include "lib/steal.bpf.h"
 #include "lib/lose.bpf.h"
+#include "lib/filter.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
+/* One packet's walk through its cgroup's rule set (tardy_rule_step, by bpf_loop). */
+struct tardy_walk {
+    struct tardy_rule_set *set;
+    struct tardy_flow flow;
+    __u32 last_delaying; /* slot + 1 of the last rule that delayed: counts a departure beyond the horizon */
+    __u32 pad;
+    __u64 now;
+    __u64 delay;
+    __u32 len;
+    __u32 parsed; /* flow holds the packet's headers */
+    __u32 lost;
+    __u32 delayed;
+};
+
+/* set->slots[i] for i already checked: masked after a barrier, so that the compiler keeps
+ * the mask (it knows i < TARDY_RULES_PER_CGROUP) and the verifier sees a bounded index. */
+static __always_inline __u32 tardy_slot_at(const struct tardy_rule_set *set, __u64 i)
 {
-    struct tardy_control *c = tardy_armed_control();
+    asm volatile("" : "+r"(i));
+    return set->slots[i & (TARDY_RULES_PER_CGROUP - 1)];
+}
+
+/* Rule i of the set: a callback, so the verifier checks one rule's path once instead of
+ * every combination of TARDY_RULES_PER_CGROUP unrolled rules. Returns 1 to stop. */
+static long tardy_rule_step(__u32 i, void *ctx)
+{
+    struct tardy_walk *w = ctx;
     struct tardy_counters *cnt;
-    struct tardy_rule *r;
-    __u64 rule_cgid = 0, now, t;
+    const struct tardy_rule *r;
 
-    if (!c)
-        return TARDY_TC_NEXT;
-    r = tardy_match_skb(skb, c, &rule_cgid);
-    if (!r)
-        return TARDY_TC_NEXT;
-    now = bpf_ktime_get_ns();
-    if (!tardy_lease_valid(c, now) || now >= r->expires_ns)
-        return TARDY_TC_NEXT;
+    __u32 slot;
 
+    if (i >= TARDY_RULES_PER_CGROUP || i >= w->set->n)
+        return 1;
+    slot = tardy_slot_at(w->set, i);
+    r = bpf_map_lookup_elem(&tardy_rule_of_slot, &slot);
+    if (!r || w->now >= r->expires_ns)
+        return 0;
+    if (r->filtered && !tardy_filter_matches(&r->filter, &w->flow))
+        return 0;
+    if (!tardy_flow_chosen(r, &w->flow))
+        return 0;
     cnt = tardy_counters_of(r);
     if (cnt) {
         cnt->matched++;
-        cnt->bytes += skb->len;
+        cnt->bytes += w->len;
     }
-    if (tardy_chance_ppm(r->loss_ppm))
-        goto drop;
+    if (tardy_chance_ppm(r->loss_ppm)) {
+        if (cnt)
+            cnt->dropped++;
+        w->lost = 1;
+        return 1;
+    }
     if (r->delay_ns) {
-        t = tardy_departure(skb->tstamp, now, r);
-        if (!t)
-            goto drop;
-        /* As a delivery time in CLOCK_MONOTONIC (the kernel's mono_delivery_time), so that
-         * the redirect of the clone below keeps it: a plain tstamp write is taken as a
-         * receive time and cleared on redirect. 1 is BPF_SKB_TSTAMP_DELIVERY_MONO (5.18),
-         * renamed BPF_SKB_CLOCK_MONOTONIC in 6.11. */
-        bpf_skb_set_tstamp(skb, t, 1);
+        w->delay += tardy_jittered_delay(r);
+        w->delayed = 1;
+        w->last_delaying = r->slot + 1;
         if (cnt)
             cnt->delayed++;
-        return tardy_hand_to_fq(skb, can_steal);
     }
-    return TARDY_TC_NEXT;
-drop:
-    if (cnt)
-        cnt->dropped++;
-    return tardy_lose(can_steal);
+    return 0;
+}
+
+/* Whether any live rule of the set filters or draws flows: only then are headers read. */
+static long tardy_rule_filters(__u32 i, void *ctx)
+{
+    struct tardy_walk *w = ctx;
+    const struct tardy_rule *r;
+
+    __u32 slot;
+
+    if (i >= TARDY_RULES_PER_CGROUP || i >= w->set->n)
+        return 1;
+    slot = tardy_slot_at(w->set, i);
+    r = bpf_map_lookup_elem(&tardy_rule_of_slot, &slot);
+    if (r && (r->filtered || r->flows_ppm)) {
+        w->parsed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* A packet goes through every live rule of its cgroup's set whose filter (and flow draw) it
+ * matches, in order, as through stages in series: each counts it, a loss in any loses it,
+ * and the delays of the rules it passes add up to one departure time. The packet is parsed
+ * only when some rule filters; a set of unfiltered rules costs no header read. */
+static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
+{
+    struct tardy_control *c = tardy_armed_control();
+    struct tardy_walk w = {};
+    __u64 rule_cgid = 0, t;
+
+    if (!c)
+        return TARDY_TC_NEXT;
+    w.set = tardy_match_skb(skb, c, &rule_cgid);
+    if (!w.set)
+        return TARDY_TC_NEXT;
+    w.now = bpf_ktime_get_ns();
+    if (!tardy_lease_valid(c, w.now))
+        return TARDY_TC_NEXT;
+    w.len = skb->len;
+    bpf_loop(TARDY_RULES_PER_CGROUP, tardy_rule_filters, &w, 0);
+    if (w.parsed)
+        tardy_parse_egress(skb, &w.flow);
+    bpf_loop(TARDY_RULES_PER_CGROUP, tardy_rule_step, &w, 0);
+    if (w.lost)
+        return tardy_lose(can_steal);
+    if (!w.delayed)
+        return TARDY_TC_NEXT;
+    t = tardy_departure(skb->tstamp, w.now, w.delay);
+    if (!t) { /* beyond the horizon: fq would drop it anyway */
+        __u32 slot = w.last_delaying - 1;
+        struct tardy_counters *cnt = w.last_delaying ? bpf_map_lookup_elem(&tardy_counters, &slot) : NULL;
+
+        if (cnt)
+            cnt->dropped++;
+        return tardy_lose(can_steal);
+    }
+    /* As a delivery time in CLOCK_MONOTONIC (the kernel's mono_delivery_time), so that
+     * the redirect of the clone below keeps it: a plain tstamp write is taken as a
+     * receive time and cleared on redirect. 1 is BPF_SKB_TSTAMP_DELIVERY_MONO (5.18),
+     * renamed BPF_SKB_CLOCK_MONOTONIC in 6.11. */
+    bpf_skb_set_tstamp(skb, t, 1);
+    return tardy_hand_to_fq(skb, can_steal);
 }
 
 /* For TCX links: TCX has no STOLEN verdict (lib/steal.bpf.h, lib/lose.bpf.h). */

@@ -5,10 +5,9 @@
  * needed. Jitter reorders on purpose, as a real path would. */
 #pragma once
 
-/* Returns the departure time, or 0 when it lies beyond the horizon (the caller drops). */
-static __always_inline __u64 tardy_departure(__u64 stamped, __u64 now, const struct tardy_rule *r)
+/* One rule's delay for this packet: delay_ns, or with jitter uniform in delay ± jitter. */
+static __always_inline __u64 tardy_jittered_delay(const struct tardy_rule *r)
 {
-    __u64 base = stamped > now ? stamped : now;
     __u64 delay = r->delay_ns;
 
     if (r->jitter_ns) {
@@ -16,6 +15,16 @@ static __always_inline __u64 tardy_departure(__u64 stamped, __u64 now, const str
 
         delay = delay - j + tardy_rand_below(2 * j + 1);
     }
+    return delay;
+}
+
+/* Returns the departure time, or 0 when it lies beyond the horizon (the caller drops). */
+static __always_inline __u64 tardy_departure(__u64 stamped, __u64 now, __u64 delay)
+{
+    __u64 base = stamped > now ? stamped : now;
+
+    if (delay > TARDY_HORIZON_NS)
+        return 0;
     base += delay;
     if (base - now > TARDY_HORIZON_NS)
         return 0;

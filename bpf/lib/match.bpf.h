@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Finds the rule of a packet's cgroup or of its nearest ancestor. The answer is cached per
+/* Finds the rule set of a packet's cgroup or of its nearest ancestor. The answer is cached per
  * cgroup id and invalidated by the control map's generation, so a packet costs one LRU
  * lookup whatever the number of rules, and the ancestor walk runs once per cgroup per
  * rule change. */
@@ -10,8 +10,18 @@ struct {
     __uint(max_entries, TARDY_MAX_RULES);
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u64);
-    __type(value, struct tardy_rule);
+    __type(value, struct tardy_rule_set);
 } tardy_rules SEC(".maps");
+
+/* The rules themselves, by counter slot (one per injection): looked up one by one, so each
+ * is a pointer the verifier knows the bounds of. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, TARDY_MAX_RULES);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, __u32);
+    __type(value, struct tardy_rule);
+} tardy_rule_of_slot SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -35,7 +45,7 @@ static __always_inline __u64 tardy_walk_ancestors(struct __sk_buff *skb)
     return found;
 }
 
-static __always_inline struct tardy_rule *tardy_match_skb(struct __sk_buff *skb,
+static __always_inline struct tardy_rule_set *tardy_match_skb(struct __sk_buff *skb,
                                                           const struct tardy_control *c,
                                                           __u64 *rule_cgid)
 {

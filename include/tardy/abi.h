@@ -10,7 +10,7 @@
 #define TARDY_ABI_H
 
 /* Limits. */
-#define TARDY_MAX_RULES 16384        /* active rules (one per target cgroup) */
+#define TARDY_MAX_RULES 16384        /* active injections, and target cgroups of each kind */
 #define TARDY_CGROUP_CACHE 65536     /* cgroup id -> matching rule, LRU */
 #define TARDY_MAX_CGROUP_LEVEL 32    /* ancestors walked on a cache miss */
 #define TARDY_PPM 1000000u           /* loss_ppm of 100% */
@@ -32,13 +32,64 @@ struct tardy_control {
     __u64 lease_deadline_ns; /* CLOCK_MONOTONIC; past it the agent is presumed hung: pass */
 };
 
-/* Value of the rules map, keyed by the target's cgroup id (__u64). */
+/* ---- Filters: which traffic of the target an injection's faults apply to ---- */
+
+#define TARDY_FILTER_MAX_PEERS 8 /* --peer and --except-peer prefixes together; a power of two */
+
+/* A peer: an IPv4 or IPv6 prefix, addresses in network byte order. */
+struct tardy_peer {
+    __u32 family;     /* AF_INET (2) or AF_INET6 (10) */
+    __u32 prefix_len; /* 0..32 or 0..128 */
+    __u32 addr_be[4]; /* IPv4 in addr_be[0] */
+};
+
+/* Protocols of --proto, as bits of tardy_filter.protos. */
+#define TARDY_PROTO_TCP 1u
+#define TARDY_PROTO_UDP 2u
+#define TARDY_PROTO_ICMP 4u /* ICMP and ICMPv6 */
+
+/* One filter per injection, for its packet and socket faults alike. Exclusions win over
+ * inclusions. The remote end is the destination of an egress packet or of a call. */
+struct tardy_filter {
+    __u32 n_peers;        /* peers[0, n_peers): inclusions; 0: any peer */
+    __u32 n_except;       /* peers[n_peers, n_peers + n_except): exclusions */
+    __u16 port_lo;        /* remote port, host byte order; 0 and 0: any port */
+    __u16 port_hi;
+    __u16 except_port_lo; /* 0 and 0: no exclusion */
+    __u16 except_port_hi;
+    __u32 protos;         /* TARDY_PROTO_* bits; 0: any protocol */
+    __u32 pad;
+    struct tardy_peer peers[TARDY_FILTER_MAX_PEERS];
+};
+
+/* ---- Packet faults (bpf/tc.bpf.c): TC egress ---- */
+
+#define TARDY_RULES_PER_CGROUP 8 /* injections with packet faults on one cgroup; a power of two */
+
+/* One injection's packet faults. */
 struct tardy_rule {
     __u32 slot;       /* index of this rule's counters */
     __u32 loss_ppm;   /* 0..TARDY_PPM */
     __u64 delay_ns;
     __u64 jitter_ns;  /* uniform in [-jitter_ns, +jitter_ns] around delay_ns */
     __u64 expires_ns; /* CLOCK_MONOTONIC; the rule is ignored from then on */
+    __u32 flows_ppm;  /* share of flows the rule applies to (a sticky draw per 5-tuple);
+                         0 or TARDY_PPM: every flow */
+    __u32 flow_seed;  /* the draw's seed, one per injection */
+    __u32 filtered;   /* 0: the filter is empty (every packet matches, nothing parsed) */
+    __u32 pad;
+    struct tardy_filter filter;
+};
+
+/* Value of the rules map, keyed by the target's cgroup id (__u64): the packet faults of
+ * every injection on that cgroup, as the slots of their rules (the rules map by slot holds
+ * each struct tardy_rule). A packet goes through each live rule whose filter it matches,
+ * in order, as through stages in series: a loss in any of them loses it, and the delays of
+ * those it passes add up (docs/faults.md). */
+struct tardy_rule_set {
+    __u32 n;
+    __u32 slots[TARDY_RULES_PER_CGROUP];
+    __u32 pad;
 };
 
 /* Per-CPU counters, indexed by tardy_rule.slot. */
@@ -59,7 +110,6 @@ struct tardy_cg_match {
 /* ---- Socket syscall faults (bpf/sock.bpf.c): cgroup sock_addr and sock_create hooks ---- */
 
 #define TARDY_SOCK_MAX_FAULTS 8
-#define TARDY_SOCK_MAX_PEERS 4
 
 /* The syscalls a socket fault can fail. */
 enum tardy_sock_op {
@@ -76,23 +126,13 @@ struct tardy_sock_fault {
     __u32 pad;
 };
 
-/* A peer filter: an IPv4 or IPv6 prefix, addresses in network byte order. */
-struct tardy_peer {
-    __u32 family;     /* AF_INET (2) or AF_INET6 (10) */
-    __u32 prefix_len; /* 0..32 or 0..128 */
-    __u32 addr_be[4]; /* IPv4 in addr_be[0] */
-};
-
 /* Value of the socket rules map, keyed by the target's cgroup id (__u64). */
 struct tardy_sock_rule {
     __u64 expires_ns;
     __u32 slot;      /* index of this rule's counters */
     __u32 n_faults;
-    __u32 n_peers;   /* 0: any peer */
-    __u16 port_lo;   /* host byte order; 0 and 0: any port */
-    __u16 port_hi;
     struct tardy_sock_fault faults[TARDY_SOCK_MAX_FAULTS];
-    struct tardy_peer peers[TARDY_SOCK_MAX_PEERS];
+    struct tardy_filter filter; /* the injection's; its peers and ports need an addressed call */
 };
 
 struct tardy_sock_counters {

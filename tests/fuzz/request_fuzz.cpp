@@ -45,7 +45,19 @@ void fuzz_inject(std::string_view in) {
     a.for_dur = f[6];
     a.name = f[7];
     a.netns = f[8];
-    for (size_t i = 9; i < f.size(); ++i) a.devices.push_back(f[i]);
+    // The rest are devices, or filter flags by a prefix: P: --peer, X: --except-peer,
+    // O: --port, E: --except-port, R: --proto, F: --flows.
+    for (size_t i = 9; i < f.size(); ++i) {
+        const std::string& x = f[i];
+        std::string v = x.size() >= 2 ? x.substr(2) : "";
+        if (x.starts_with("P:")) a.filter.peers.push_back(v);
+        else if (x.starts_with("X:")) a.filter.except_peers.push_back(v);
+        else if (x.starts_with("O:")) a.filter.port = v;
+        else if (x.starts_with("E:")) a.filter.except_port = v;
+        else if (x.starts_with("R:")) a.filter.protos.push_back(v);
+        else if (x.starts_with("F:")) a.flows = v;
+        else a.devices.push_back(x);
+    }
     auto r = build_inject_request(a);
     if (!r) {
         check_error(r.error(), in, "");
@@ -63,6 +75,15 @@ void fuzz_inject(std::string_view in) {
     for (const auto& d : r->devices) CHECK(!d.empty() && d.size() < 16 && !has(d, "/"), "bad device accepted", in);
     if (!a.delay.empty()) CHECK(r->net.delay_ns > 0, "zero delay accepted", in);
     if (!a.loss.empty()) CHECK(r->net.loss_ppm > 0, "zero loss accepted", in);
+    const Filter& fl = r->filter;
+    CHECK(fl.peers.size() + fl.except_peers.size() <= TARDY_FILTER_MAX_PEERS, "too many peers accepted", in);
+    CHECK((fl.port_lo == 0) == (fl.port_hi == 0) && fl.port_lo <= fl.port_hi, "bad port range accepted", in);
+    CHECK(fl.protos <= 7, "unknown protocol accepted", in);
+    CHECK(r->net.flows_ppm < 1'000'000, "flows over 100% accepted", in);
+    auto enc = encode(fl);
+    CHECK(enc && enc->n_peers == fl.peers.size() && enc->n_except == fl.except_peers.size(),
+          "an accepted filter does not encode", in);
+    (void)describe(fl), (void)describe(*r);
 }
 
 namespace {
@@ -94,13 +115,17 @@ nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
         CHECK(net.jitter_ns <= net.delay_ns && net.delay_ns + net.jitter_ns <= TARDY_MAX_DELAY_NS &&
                   net.loss_ppm <= TARDY_PPM, "net accepted out of range", in);
         CHECK(stalls.size() <= TARDY_STALL_MAX && sock.faults.size() <= TARDY_SOCK_MAX_FAULTS &&
-                  sock.file_faults.size() <= TARDY_FILE_MAX_FAULTS && sock.peers.size() <= TARDY_SOCK_MAX_PEERS,
+                  sock.file_faults.size() <= TARDY_FILE_MAX_FAULTS &&
+                  w.filter.peers.size() + w.filter.except_peers.size() <= TARDY_FILTER_MAX_PEERS,
               "too many faults accepted", in);
         for (const auto& s : stalls) {
             CHECK(!s.nrs.empty() && s.delay_ns > 0 && s.ppm <= TARDY_PPM, "bad stall", in);
             for (long nr : s.nrs) CHECK(std::strcmp(syscall_name(nr), "?") != 0, "stall of an unknown syscall", in);
         }
-        CHECK(encode(sock, 0, 1) && encode_file(sock, 0, 1), "an accepted sock does not encode", in);
+        CHECK(encode(sock, w.filter, 0, 1) && encode_file(sock, 0, 1), "an accepted sock does not encode", in);
+        CHECK(w.filter.empty() || (stalls.empty() && !sock.any_file()), "a filter accepted with stalls or file faults", in);
+        CHECK(net.flows_ppm < TARDY_PPM, "flows_ppm accepted out of range", in);
+        (void)describe(w.filter);
         (void)describe(sock), (void)describe(net), (void)describe(stalls), (void)rel, (void)devices;
     } catch (const std::exception& e) {
         fail(std::string("an accepted request made the agent's reads throw: ") + e.what(), in);
@@ -108,31 +133,41 @@ nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
     return {{"ok", true}};
 }
 
-// A valid inject request as prepare_inject() builds it, with its values as slots: the input
-// fills one slot (the rest keep these defaults), so most inputs get past the JSON parser to
-// the field checks. The last choice sends the input as the whole line.
+// Valid inject requests as prepare_inject() builds them, with their values as slots: the
+// input fills one slot of one template (the rest keep their defaults), so most inputs get
+// past the JSON parser to the field checks. The last choice sends the input as the whole
+// line. Two templates: a filter takes no stalls or file faults, so one has those and the
+// other a filter of every kind.
 constexpr std::string_view kRequestTemplate =
-    R"({"v":1,"op":"inject","name":@,"cgroup":{"path":@,"rel":"a","id":@},"net":{"delay_ns":@,"jitter_ns":@,)"
-    R"("loss_ppm":@},"sock":{"faults":[{"op":@,"err":@,"ppm":@}],"peers":[@],"port_lo":@,"port_hi":@,)"
+    R"({"v":2,"op":"inject","name":@,"cgroup":{"path":@,"rel":"a","id":@},"net":{"delay_ns":@,"jitter_ns":@,)"
+    R"("loss_ppm":@},"sock":{"faults":[{"op":@,"err":@,"ppm":@}],)"
     R"("file_faults":[{"op":@,"err":@,"ppm":@}],"path":@},"stalls":[{"name":@,"delay_ns":@,"ppm":@,"on":@,"path":@}],"for_ns":@,)"
     R"("netns":[{"ino":@,"path":@}],"devices":[@]})";
 constexpr std::string_view kRequestDefaults[] = {
-    R"("api")", R"("/sys/fs/cgroup/a")", "7", "50000000", "1000", "50000", "1", "111", "250000", R"("10.0.0.0/8")",
-    "5432", "5440", "1", "13", "1000000", R"("/var/lib")", R"("write")", "50000000", "1000000", R"("")",
+    R"("api")", R"("/sys/fs/cgroup/a")", "7", "50000000", "1000", "50000", "1", "111", "250000",
+    "1", "13", "1000000", R"("/var/lib")", R"("write")", "50000000", "1000000", R"("")",
     R"("")", "300000000000", "4026531840",
     R"("/proc/1/ns/net")", R"("eth0")"};
+constexpr std::string_view kFilteredTemplate =
+    R"({"v":2,"op":"inject","cgroup":{"path":"/sys/fs/cgroup/a","rel":"a","id":7},"net":{"loss_ppm":@,"flows_ppm":@},)"
+    R"("sock":{"faults":[{"op":@,"err":111,"ppm":1000000}]},"filter":{"peers":[@],"except_peers":[@],"port_lo":@,)"
+    R"("port_hi":@,"except_port_lo":@,"except_port_hi":@,"protos":@},"for_ns":1000000000,)"
+    R"("netns":[{"ino":4026531840,"path":"/proc/1/ns/net"}]})";
+constexpr std::string_view kFilteredDefaults[] = {"50000", "100000", "1",    R"("10.0.0.0/8")", R"("fd00::9")",
+                                                  "5432",  "5440",   "5435", "5435",            "1"};
 constexpr size_t kSlots = std::size(kRequestDefaults);
+constexpr size_t kFilteredSlots = std::size(kFilteredDefaults);
 
-// The template with `value` in `slot` (kSlots: every slot keeps its default).
-std::string fill_request(size_t slot, std::string_view value) {
+// A template with `value` in `slot` (out of range: every slot keeps its default).
+std::string fill(std::string_view tmpl, const std::string_view* defaults, size_t slot, std::string_view value) {
     std::string line;
     size_t n = 0;
-    for (char c : kRequestTemplate) {
+    for (char c : tmpl) {
         if (c != '@') {
             line += c;
             continue;
         }
-        line += n == slot ? value : kRequestDefaults[n];
+        line += n == slot ? value : defaults[n];
         n++;
     }
     return line;
@@ -141,15 +176,22 @@ std::string fill_request(size_t slot, std::string_view value) {
 }  // namespace
 
 void fuzz_request(std::string_view in) {
-    static const bool template_valid = [] {
+    static const bool templates_valid = [] {
         auto yes = [](const nlohmann::json&) { return nlohmann::json{{"ok", true}}; };
-        std::string r = handle_line(fill_request(kSlots, ""), yes);
-        return r == "{\"ok\":true,\"v\":1}\n" || (std::fprintf(stderr, "template refused: %s", r.c_str()), false);
+        for (auto line : {fill(kRequestTemplate, kRequestDefaults, kSlots, ""),
+                          fill(kFilteredTemplate, kFilteredDefaults, kFilteredSlots, "")}) {
+            std::string r = handle_line(line, yes);
+            if (r != "{\"ok\":true,\"v\":2}\n") return std::fprintf(stderr, "template refused: %s", r.c_str()), false;
+        }
+        return true;
     }();
-    CHECK(template_valid, "the request template is refused", in);
-    size_t slot = in.empty() ? kSlots : static_cast<uint8_t>(in[0]) % (kSlots + 1);
+    CHECK(templates_valid, "a request template is refused", in);
+    size_t choice = in.empty() ? kSlots + kFilteredSlots : static_cast<uint8_t>(in[0]) % (kSlots + kFilteredSlots + 1);
     std::string_view value = in.empty() ? in : in.substr(1);
-    std::string line = slot == kSlots ? std::string(value) : fill_request(slot, value);
+    std::string line = choice < kSlots ? fill(kRequestTemplate, kRequestDefaults, choice, value)
+                       : choice < kSlots + kFilteredSlots
+                           ? fill(kFilteredTemplate, kFilteredDefaults, choice - kSlots, value)
+                           : std::string(value);
     bool dispatched = false;
     std::string reply = handle_line(line, [&](const nlohmann::json& req) {
         dispatched = true;

@@ -4,6 +4,7 @@
 // glibc's resolver and ping use it). FaithfulLab.* run on the host (TCX links) and in the 6.1
 // VM; VmFaithfulLab.* in the VMs: on 6.1 loss goes through clsact, on 6.12 through TCX beside
 // fq, and a delay puts clsact on every kernel.
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -87,6 +88,17 @@ protected:
     std::vector<pid_t> servers_;
 };
 
+// Programs attached to the cgroup itself at cgroup_skb egress: the per-packet cost of a
+// connect fault for every packet of the cohort.
+static int egress_programs(const std::string& cgroup) {
+    int fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    __u32 count = 0;
+    int r = bpf_prog_query(fd, BPF_CGROUP_INET_EGRESS, 0, nullptr, nullptr, &count);
+    close(fd);
+    return r ? -1 : static_cast<int>(count);
+}
+
 static int count_lines(const std::string& s, const std::string& what) {
     int n = 0;
     for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) n++;
@@ -97,6 +109,7 @@ static int count_lines(const std::string& s, const std::string& what) {
 // must hear the first call's answer, not a second draw (which made 50% into 75%).
 TEST_F(FaithfulLab, RefusalIsDecidedOncePerSocket) {
     inject({"--fail", "connect=ECONNREFUSED:50%"});
+    EXPECT_EQ(egress_programs(lab_->cgroup(kExp)), 0) << "a refusal needs no program on every packet";
     auto e = sockcall(kExp, "connect-nb", 200);
     double refused = e.value("ECONNREFUSED", 0) / 200.0;
     std::printf("  non-blocking connects: %s (refused %.2f)\n", e.dump().c_str(), refused);
@@ -148,6 +161,7 @@ TEST_F(FaithfulLab, ConnectTimeoutTakesTheTimeOfTheSynRetries) {
     auto s = run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "sysctl", "-qw", "net.ipv4.tcp_syn_retries=1"});
     ASSERT_TRUE(s && s->status == 0);
     inject({"--fail", "connect=ETIMEDOUT:100%"});
+    EXPECT_EQ(egress_programs(lab_->cgroup(kExp)), 1) << "the timeout's packet program";
     auto t0 = std::chrono::steady_clock::now();
     auto e = sockcall(kExp, "connect", 1);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

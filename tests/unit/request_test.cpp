@@ -30,7 +30,7 @@ json valid_inject() {
     r.name = "api";
     r.net = {50 * kMs, 10 * kMs, 50'000};
     auto sock = build_sock_faults({"connect=ECONNREFUSED:25%", "bind=EADDRINUSE", "open=EACCES", "read=EIO:1%"},
-                                  {"10.0.0.0/8", "fd00::/64"}, "5432-5440", "/var/lib/app");
+                                  "/var/lib/app");
     EXPECT_TRUE(sock) << sock.error().message;
     r.sock = *sock;
     for (const char* s : {"write=50ms:10%", "fsync=1s"}) {
@@ -51,6 +51,19 @@ json valid_inject() {
     return wire::request(w);
 }
 
+// Packet and socket faults with a filter of every kind (a filter takes no file faults or
+// stalls, so valid_inject() has none).
+json valid_filtered_inject() {
+    json req = valid_inject();
+    req["sock"] = {{"faults", json::array({{{"op", TARDY_OP_CONNECT}, {"err", 111}, {"ppm", 250'000}}})}};
+    req.erase("stalls");
+    auto f = build_filter({{"10.0.0.0/8", "fd00::/64"}, {"10.0.0.9"}, {"tcp"}, "5432-5440", "5435"});
+    EXPECT_TRUE(f) << f.error().message;
+    req["filter"] = *f;
+    req["net"]["flows_ppm"] = 100'000;
+    return req;
+}
+
 // Every read Agent::inject() and Agent::stop() make (agent/agent.cpp), in the same forms.
 void read_like_agent(const json& req) {
     std::string op = req.value("op", std::string());
@@ -60,7 +73,8 @@ void read_like_agent(const json& req) {
     }
     if (op != "inject") return;
     auto w = req.get<wire::Inject>();
-    EXPECT_TRUE(encode(w.sock, 0, 1)) << "encode of an accepted sock";
+    EXPECT_TRUE(encode(w.sock, w.filter, 0, 1)) << "encode of an accepted sock";
+    EXPECT_TRUE(encode(w.filter)) << "encode of an accepted filter";
     EXPECT_TRUE(encode_file(w.sock, 0, 1)) << "encode_file of an accepted sock";
     EXPECT_FALSE(describe(w.sock).empty() && describe(w.net).empty() && describe(w.stalls).empty());
 }
@@ -110,8 +124,9 @@ TEST(RequestValidate, OpAndVersion) {
     EXPECT_TRUE(IsUserError(check({{"op", 5}}).error(), {"op", "string"}));
     EXPECT_TRUE(IsUserError(check({{"op", "explode"}}).error(), {"op", "unknown", "explode"}));
     EXPECT_TRUE(check({{"op", "ping"}}));
-    EXPECT_TRUE(check({{"op", "list"}, {"v", 1}}));
-    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 2}}).error(), {"version 2", "speaks version 1"}));
+    EXPECT_TRUE(check({{"op", "list"}, {"v", 2}}));
+    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 1}}).error(), {"version 1", "speaks version 2"}));
+    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 3}}).error(), {"version 3", "speaks version 2"}));
     EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", "1"}}).error(), {"version"}));
     EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 1.0}}).error(), {"version"}));
 }
@@ -178,12 +193,16 @@ TEST(RequestValidate, EveryInjectFieldIsChecked) {
         {"/sock/faults/0/ppm", 0, "sock.faults[0].ppm"}, {"/sock/faults/0/ppm", 2'000'000, "sock.faults[0].ppm"},
         {"/sock/faults/1/op", 1, "sock.faults[1].op"}, {"/sock/faults", nine, "sock.faults"},
         {"/sock/file_faults/0/op", 4, "sock.file_faults[0].op"}, {"/sock/file_faults", 1, "sock.file_faults"},
-        {"/sock/peers", json::array({5}), "sock.peers[0]"}, {"/sock/peers", json::array({"nope"}), "sock.peers[0]"},
-        {"/sock/peers", json::array({"10.0.0.1/33"}), "sock.peers[0]"},
-        {"/sock/peers", json::array({std::string("10.0.0.1\0x", 10)}), "sock.peers[0]"},
-        {"/sock/peers", json::array({"1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5"}), "sock.peers"},
-        {"/sock/port_lo", 70000, "sock.port_lo"}, {"/sock/port_lo", 6000, "sock.port_lo"},
-        {"/sock/port_lo", 0, "sock.port_lo"}, {"/sock/path", "rel", "sock.path"},
+        {"/filter/peers", json::array({5}), "filter.peers[0]"}, {"/filter/peers", json::array({"nope"}), "filter.peers[0]"},
+        {"/filter/peers", json::array({"10.0.0.1/33"}), "filter.peers[0]"},
+        {"/filter/peers", json::array({std::string("10.0.0.1\0x", 10)}), "filter.peers[0]"},
+        {"/filter/except_peers", json::array({"::1/129"}), "filter.except_peers[0]"},
+        {"/filter/peers", json::array({"1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5", "1.1.1.6", "1.1.1.7", "1.1.1.8"}),
+         "filter.peers"},
+        {"/filter/port_lo", 70000, "filter.port_lo"}, {"/filter/port_lo", 6000, "filter.port_lo"},
+        {"/filter/port_lo", 0, "filter.port_lo"}, {"/filter/except_port_hi", 1, "filter.except_port_lo"},
+        {"/filter/protos", 8, "filter.protos"}, {"/filter", 5, "filter"}, {"/net/flows_ppm", 1'000'000, "net.flows_ppm"},
+        {"/sock/path", "rel", "sock.path"},
         {"/sock/path", "/" + std::string(300, 'x'), "sock.path"}, {"/sock/path", 5, "sock.path"},
         {"/stalls", json::object(), "stalls"}, {"/stalls", json::array({5}), "stalls[0]"},
         {"/stalls/0/name", 99999, "stalls[0].name"}, {"/stalls/0/name", "frob", "stalls[0].name"},
@@ -199,8 +218,10 @@ TEST(RequestValidate, EveryInjectFieldIsChecked) {
         {"/devices", json::array({5}), "devices[0]"}, {"/devices", json::array({""}), "devices[0]"},
         {"/devices", json::array({"a/b"}), "devices[0]"}, {"/devices", json::array({"0123456789abcdef"}), "devices[0]"},
     };
+    ASSERT_TRUE(check(valid_filtered_inject())) << check(valid_filtered_inject()).error().message;
     for (const auto& c : cases) {
-        json req = valid_inject();
+        bool filtered = std::string(c.pointer).rfind("/filter", 0) == 0 || std::string(c.pointer) == "/net/flows_ppm";
+        json req = filtered ? valid_filtered_inject() : valid_inject();
         json::json_pointer p(c.pointer);
         if (c.erase)
             req[p.parent_pointer()].erase(p.back());
@@ -230,9 +251,16 @@ TEST(RequestValidate, FiltersNeedTheirFaults) {
     json req = valid_inject();
     req["sock"]["file_faults"] = json::array();
     EXPECT_TRUE(IsUserError(check(req).error(), {"sock.path"}));
-    req = valid_inject();
+    req = valid_filtered_inject();
     req["sock"]["faults"] = json::array({{{"op", TARDY_OP_SOCKET}, {"err", 24}, {"ppm", 1}}});
-    EXPECT_TRUE(IsUserError(check(req).error(), {"sock.peers"}));
+    EXPECT_TRUE(IsUserError(check(req).error(), {"filter", "socket()"}));
+    req = valid_filtered_inject();
+    req["stalls"] = valid_inject()["stalls"];
+    EXPECT_TRUE(IsUserError(check(req).error(), {"filter", "packet and socket faults only"}));
+    req = valid_filtered_inject();
+    req["sock"]["file_faults"] = valid_inject()["sock"]["file_faults"];
+    req["sock"]["path"] = "/var/lib/app";
+    EXPECT_TRUE(IsUserError(check(req).error(), {"filter"}));
     // Without packet faults, netns is neither needed nor read.
     req = valid_inject();
     req["net"] = json::object();
@@ -253,7 +281,7 @@ TEST(RequestHandleLine, RepliesOneLineAndNeverThrows) {
         EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
         return json::parse(line);
     };
-    json r = reply(handle_line("{\"op\":\"ping\",\"v\":1}\n", answer));
+    json r = reply(handle_line("{\"op\":\"ping\",\"v\":2}\n", answer));
     EXPECT_EQ(r, (json{{"ok", true}, {"pid", 1}, {"v", kProtocolVersion}}));
     EXPECT_EQ(calls, 1);
 

@@ -35,9 +35,6 @@ Inject sample_inject() {
     r.cgroup = {"/sys/fs/cgroup/a.slice/api.service", "a.slice/api.service", 1234};
     r.net = {50'000'000, 10'000'000, 50'000};
     r.sock.faults = {{TARDY_OP_CONNECT, 111, 250'000, false}};
-    r.sock.peers = {"10.0.0.0/8"};
-    r.sock.port_lo = 5432;
-    r.sock.port_hi = 5440;
     r.sock.file_faults = {{TARDY_FOP_READ, 5, 10'000, true}};
     r.sock.path = "/var/lib/app";
     auto st = parse_stall("fsync=200ms:50%");
@@ -70,13 +67,13 @@ InjectionInfo sample_info() {
 TEST(Wire, InjectRequestKeysAndRoundTrip) {
     Inject r = sample_inject();
     json j = request(r);
-    EXPECT_EQ(keys(j), (std::set<std::string>{"op", "v", "name", "cgroup", "net", "sock", "stalls", "for_ns", "netns",
-                                              "devices", "force"}));
+    EXPECT_EQ(keys(j), (std::set<std::string>{"op", "v", "name", "cgroup", "net", "sock", "filter", "stalls", "for_ns",
+                                              "netns", "devices", "force"}));
     EXPECT_EQ(j["op"], json("inject"));
     EXPECT_EQ(j["v"], kProtocolVersion);
     EXPECT_EQ(keys(j["cgroup"]), (std::set<std::string>{"path", "rel", "id"}));
     EXPECT_EQ(keys(j["netns"][0]), (std::set<std::string>{"ino", "path"}));
-    EXPECT_EQ(keys(j["net"]), (std::set<std::string>{"delay_ns", "jitter_ns", "loss_ppm"}));
+    EXPECT_EQ(keys(j["net"]), (std::set<std::string>{"delay_ns", "jitter_ns", "loss_ppm", "flows_ppm"}));
     EXPECT_EQ(keys(j["stalls"][0]), (std::set<std::string>{"name", "delay_ns", "ppm", "on", "path"}));
     // What the agent accepts, and reads back to the same values.
     auto v = validate_request(j);
@@ -88,6 +85,29 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
     EXPECT_EQ(back.stalls.at(0).nrs, r.stalls.at(0).nrs);  // recomputed from the name
     EXPECT_TRUE(back.force);
     EXPECT_EQ(json(round_trip(r)), json(r));
+}
+
+// Packet and socket faults with every part of a filter (a filter takes no stalls or file
+// faults, so sample_inject() has none).
+TEST(Wire, FilteredInjectKeysAndRoundTrip) {
+    Inject r = sample_inject();
+    r.sock.file_faults.clear();
+    r.sock.path.clear();
+    r.stalls.clear();
+    r.net.flows_ppm = 100'000;
+    r.filter.peers = {"10.0.0.0/8"};
+    r.filter.except_peers = {"10.0.0.9"};
+    r.filter.port_lo = 5432;
+    r.filter.port_hi = 5440;
+    r.filter.except_port_lo = r.filter.except_port_hi = 5435;
+    r.filter.protos = TARDY_PROTO_TCP;
+    json j = request(r);
+    EXPECT_EQ(keys(j["filter"]), (std::set<std::string>{"peers", "except_peers", "port_lo", "port_hi", "except_port_lo",
+                                                        "except_port_hi", "protos"}));
+    auto v = validate_request(j);
+    ASSERT_TRUE(v) << v.error().message;
+    EXPECT_EQ(json(j.get<Inject>()), json(r));
+    EXPECT_EQ(describe(j.get<Inject>().filter), "to 10.0.0.0/8 except 10.0.0.9 port 5432-5440 except port 5435 tcp");
 }
 
 TEST(Wire, AbsentFieldsTakeDefaults) {
@@ -131,7 +151,7 @@ TEST(Wire, RepliesKeysAndRoundTrip) {
     json j = reply(lr);
     EXPECT_EQ(keys(j), (std::set<std::string>{"ok", "v", "injections", "agent_pid"}));
     const json& i = j["injections"][0];
-    EXPECT_EQ(keys(i), (std::set<std::string>{"name", "cgroup", "cgroup_id", "net", "sock", "stalls", "faults",
+    EXPECT_EQ(keys(i), (std::set<std::string>{"name", "cgroup", "cgroup_id", "net", "sock", "filter", "stalls", "faults",
                                               "left_ns", "devices", "replaced_qdiscs", "counters"}));
     EXPECT_EQ(keys(i["counters"]),
               (std::set<std::string>{"matched", "delayed", "dropped", "bytes", "calls", "failed", "stalled"}));
@@ -160,21 +180,21 @@ TEST(Wire, Versions) {
     EXPECT_EQ(version_of(json{{"v", "1"}}), -1);
     EXPECT_EQ(version_of(json::array()), -1);
     EXPECT_TRUE(check_reply_version(reply(StopReply{})));
-    EXPECT_TRUE(check_reply_version(json{{"ok", true}}));
+    EXPECT_FALSE(check_reply_version(json{{"ok", true}})) << "no \"v\": an agent of version 1";
     // An agent of another version: its refusal (or anything else) becomes one line naming
     // both versions and the fix.
-    json refusal = {{"ok", false}, {"user", true}, {"error", "request protocol version 1: ..."}, {"v", 2}};
+    json refusal = {{"ok", false}, {"user", true}, {"error", "request protocol version 2: ..."}, {"v", 1}};
     auto r = check_reply_version(refusal);
     ASSERT_FALSE(r);
-    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 2", "this tardy version 1", "`tardy kill`", "retry"}));
+    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 2", "`tardy kill`", "retry"}));
     EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
     EXPECT_TRUE(IsUserError(check_reply_version(json{{"ok", true}, {"v", 1.5}}).error(), {"version unknown"}));
     // The agent's side: a request of another version, refused with both versions and the fix.
-    auto q = validate_request(json{{"op", "list"}, {"v", 2}});
+    auto q = validate_request(json{{"op", "list"}, {"v", 1}});
     ASSERT_FALSE(q);
-    EXPECT_TRUE(IsUserError(q.error(), {"version 2", "speaks version 1", "`tardy kill`"}));
+    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 2", "`tardy kill`"}));
     // And the agent's refusal line carries its own version, which is what the client checks.
-    json line = json::parse(handle_line(R"({"op":"list","v":2})", [](const json&) { return json(); }));
+    json line = json::parse(handle_line(R"({"op":"list","v":1})", [](const json&) { return json(); }));
     EXPECT_EQ(line["ok"], false);
     EXPECT_EQ(line["v"], kProtocolVersion);
 }

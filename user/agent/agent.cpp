@@ -55,10 +55,16 @@ json Agent::inject(const json& line) {
     inj.force = req.force;
     if (inj.net.any())
         for (const auto& ns : req.netns) inj.netns.push_back({ns.ino, ns.path});
+    inj.filter = std::move(req.filter);
+    // Several injections on one cgroup: as many as the packet backend holds rules for it, and
+    // one of each other kind (socket, file, stall), whose rules are one per cgroup.
     for (const auto& [n, other] : injections_) {
-        if (other.cg.id == inj.cg.id)
-            return fail(Error::user("cgroup " + inj.cg.rel + " already has injection '" + n + "'; `tardy stop " + n +
-                                    "` first"));
+        if (other.cg.id != inj.cg.id) continue;
+        for (const auto& b : backends_)
+            if (b->used_by(inj) && b->used_by(other) && !b->shares_cgroup())
+                return fail(Error::user("cgroup " + inj.cg.rel + " already has injection '" + n + "' and both act on " +
+                                        b->name() + ", of which a cgroup holds one injection; put them in one, or `tardy stop " +
+                                        n + "` first"));
     }
     if (free_slots_.empty()) return fail(Error::user("too many active injections; stop some first"));
     inj.slot = free_slots_.back();
@@ -76,7 +82,7 @@ json Agent::inject(const json& line) {
     }
     free_slots_.pop_back();
     log("injection " + inj.name + " on " + inj.cg.rel + ": " + describe(inj.net) + " " + describe(inj.sock) + " " +
-        describe(inj.stalls) + " for " + format_duration(inj.for_ns));
+        describe(inj.stalls) + " " + describe(inj.filter) + " for " + format_duration(inj.for_ns));
     wire::InjectReply rep{inj.name, inj.device_names};
     injections_.emplace(rep.name, std::move(inj));
     return wire::reply(rep);
@@ -118,12 +124,14 @@ json Agent::list() {
         std::string faults;
         for (const auto& part : {describe(inj.net), describe(inj.sock), describe(inj.stalls)})
             if (!part.empty()) faults += (faults.empty() ? "" : "; ") + part;
+        if (auto f = describe(inj.filter); !f.empty()) faults += " " + f;
         wire::InjectionInfo i;
         i.name = name;
         i.cgroup = inj.cg.rel;
         i.cgroup_id = inj.cg.id;
         i.net = inj.net;
         i.sock = inj.sock;
+        i.filter = inj.filter;
         i.stalls = inj.stalls;
         i.faults = faults;
         i.left_ns = inj.expires_ns > now ? inj.expires_ns - now : 0;

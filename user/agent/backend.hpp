@@ -28,6 +28,7 @@ struct Injection {
     Cgroup cg;
     NetFaults net;
     SockFaults sock;
+    Filter filter;  // the packet and socket faults' traffic
     std::vector<StallSpec> stalls;
     std::vector<NetnsRef> netns;          // where the packet faults' devices are
     std::vector<std::string> want_devices;  // empty: every non-loopback device
@@ -53,6 +54,9 @@ public:
     virtual ~Backend() = default;
     virtual const char* name() const = 0;
     virtual bool used_by(const Injection& inj) const = 0;
+    // Whether this backend can hold inj next to `other`, an active injection on the same
+    // cgroup (both use it); most hold one rule per cgroup, the packet backend several.
+    virtual bool shares_cgroup() const { return false; }
     // Loads the BPF object on first use, puts the injection's rule and attaches what it
     // needs. On failure nothing of this injection is left in this backend.
     virtual Result<void> add(Injection& inj) = 0;

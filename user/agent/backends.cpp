@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/backends.hpp"
 
+#include <cerrno>
 #include <algorithm>
 
 #include "agent/log.hpp"
@@ -79,7 +80,29 @@ void TcBackend::release_devices(Injection& inj) {
     inj.replaced_qdiscs.clear();
 }
 
+Result<void> TcBackend::write_set(uint64_t cgid) {
+    auto it = sets_.find(cgid);
+    if (it == sets_.end() || it->second.empty()) {
+        sets_.erase(cgid);
+        return env_.tc.delete_rule(cgid);
+    }
+    tardy_rule_set set{};
+    set.n = static_cast<uint32_t>(it->second.size());
+    for (size_t i = 0; i < it->second.size() && i < TARDY_RULES_PER_CGROUP; i++) set.slots[i] = it->second[i];
+    return env_.tc.put_rules(cgid, set);
+}
+
+void TcBackend::forget(const Injection& inj) {
+    auto& s = sets_[inj.cg.id];
+    s.erase(std::remove(s.begin(), s.end(), inj.slot), s.end());
+}
+
 Result<void> TcBackend::add(Injection& inj) {
+    if (sets_[inj.cg.id].size() >= TARDY_RULES_PER_CGROUP)
+        return Error::user("cgroup " + inj.cg.rel + " already has " + std::to_string(TARDY_RULES_PER_CGROUP) +
+                           " injections with packet faults; stop one first");
+    auto filter = encode(inj.filter);
+    if (!filter) return filter.error();
     TARDY_TRY(take_devices(inj));
     tardy_rule rule{};
     rule.slot = inj.slot;
@@ -87,17 +110,34 @@ Result<void> TcBackend::add(Injection& inj) {
     rule.delay_ns = inj.net.delay_ns;
     rule.jitter_ns = inj.net.jitter_ns;
     rule.expires_ns = inj.expires_ns;
+    rule.flows_ppm = inj.net.flows_ppm;
+    // A seed per injection: two injections with --flows pick their flows independently. With
+    // --rng-seed (tests) the sequence is reproducible.
+    rule.flow_seed = static_cast<uint32_t>((env_.rng_seed ? env_.rng_seed : mono_ns()) * 0x9E3779B97F4A7C15ull >> 32) +
+                     next_seed_++ * 0x85EBCA6Bu;
+    rule.filtered = inj.filter.empty() ? 0 : 1;
+    rule.filter = *filter;
+    // The rule by its slot first, then the set that names it: a packet never finds a slot
+    // without its rule.
     auto r = env_.tc.reset_counters(inj.slot);
-    if (r) r = env_.tc.put_rule(inj.cg.id, rule);
+    if (r) r = env_.tc.put_slot_rule(rule);
+    if (r) {
+        sets_[inj.cg.id].push_back(inj.slot);
+        r = write_set(inj.cg.id);
+    }
     if (!r) {
-        (void)env_.tc.delete_rule(inj.cg.id);
+        forget(inj);
+        (void)write_set(inj.cg.id);
+        (void)env_.tc.delete_slot_rule(inj.slot);
         release_devices(inj);
     }
     return r;
 }
 
 Result<void> TcBackend::remove(Injection& inj) {
-    auto r = env_.tc.delete_rule(inj.cg.id);
+    forget(inj);
+    auto r = write_set(inj.cg.id);
+    (void)env_.tc.delete_slot_rule(inj.slot);
     release_devices(inj);
     return r;
 }
@@ -119,15 +159,19 @@ Result<void> SockBackend::add(Injection& inj) {
         if (!s) return s.error();
         obj_ = std::move(*s);
     }
-    auto rule = encode(inj.sock, inj.slot, inj.expires_ns);
+    auto rule = encode(inj.sock, inj.filter, inj.slot, inj.expires_ns);
     if (!rule) return rule.error();
     TARDY_TRY(obj_->reset_counters(inj.slot));
     // The rule first, then the links: a call that runs the hooks already finds it.
     TARDY_TRY(obj_->put_rule(inj.cg.id, *rule));
     env_.tc.bump_generation();
     std::vector<uint32_t> ops;
-    for (const auto& f : inj.sock.faults) ops.push_back(f.op);
-    auto links = obj_->attach(inj.cg.path, ops);
+    bool timeouts = false;
+    for (const auto& f : inj.sock.faults) {
+        ops.push_back(f.op);
+        timeouts |= f.op == TARDY_OP_CONNECT && f.err == ETIMEDOUT;
+    }
+    auto links = obj_->attach(inj.cg.path, ops, timeouts);
     if (!links) {
         (void)obj_->delete_rule(inj.cg.id);
         return links.error();

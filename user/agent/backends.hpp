@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "agent/backend.hpp"
 #include "agent/devices.hpp"
@@ -30,6 +31,7 @@ public:
     TcBackend(BackendEnv env, DeviceManager& devices) : env_(env), devices_(devices) {}
     const char* name() const override { return "packets"; }
     bool used_by(const Injection& inj) const override { return inj.net.any(); }
+    bool shares_cgroup() const override { return true; }  // up to TARDY_RULES_PER_CGROUP
     Result<void> add(Injection& inj) override;
     Result<void> remove(Injection& inj) override;
     void count(const Injection& inj, FaultCounters& c) const override;
@@ -37,8 +39,13 @@ public:
 private:
     Result<void> take_devices(Injection& inj);
     void release_devices(Injection& inj);
+    // Writes the cgroup's rule set as sets_ has it (deletes it when empty).
+    Result<void> write_set(uint64_t cgid);
+    void forget(const Injection& inj);  // its slot out of sets_
     BackendEnv env_;
     DeviceManager& devices_;
+    std::map<uint64_t, std::vector<uint32_t>> sets_;  // cgroup id -> slots of its rules, oldest first
+    uint32_t next_seed_ = 0;
 };
 
 class SockBackend : public Backend {

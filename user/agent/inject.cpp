@@ -72,6 +72,7 @@ Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs
     req.cgroup = {cg->path, cg->rel, cg->id};
     req.net = r.net;
     req.sock = r.sock;
+    req.filter = r.filter;
     req.stalls = r.stalls;
     req.for_ns = r.for_ns;
     for (const auto& n : ns) req.netns.push_back({n.ino, n.path});

@@ -212,8 +212,16 @@ int run(int argc, char** argv) {
                        "Stall a syscall: NAME=DUR[:PCT] (repeatable), e.g. write=50ms:10% (the process pauses); NAME "
                        "covers what libc calls (write: write, writev, pwrite64, pwritev, pwritev2)");
     inject->add_option("--on", ia.on, "Only stalls of calls on an fd of this kind: files or sockets");
-    inject->add_option("--peer", ia.peers, "Only socket calls to this address or CIDR (repeatable, IPv4 or IPv6)");
-    inject->add_option("--port", ia.port, "Only socket calls to this port or range N-M");
+    inject->add_option("--flows", ia.flows,
+                       "Apply the packet faults to this share of flows only, each flow (5-tuple) hit for its whole "
+                       "life or never, e.g. 10%");
+    inject->add_option("--peer", ia.filter.peers,
+                       "Only traffic and socket calls to this address or CIDR (repeatable, IPv4 or IPv6)");
+    inject->add_option("--except-peer", ia.filter.except_peers,
+                       "Never traffic or calls to this address or CIDR (repeatable; wins over --peer)");
+    inject->add_option("--port", ia.filter.port, "Only traffic and socket calls to this remote port or range N-M");
+    inject->add_option("--except-port", ia.filter.except_port, "Never traffic or calls to this remote port or range");
+    inject->add_option("--proto", ia.filter.protos, "Only this protocol: tcp, udp or icmp (repeatable)");
     inject->add_option("--path", ia.path, "Only file faults and stalls of calls on files under this absolute path");
     inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
     inject->add_option("--name", ia.name, "Name for list/stop (default: inj-N)");
@@ -232,6 +240,9 @@ int run(int argc, char** argv) {
                    "  sudo tardy inject --cgroup app.slice/api.service --fail connect=ECONNREFUSED:20% "
                    "--peer 10.0.0.5 --port 5432\n"
                    "  sudo tardy inject --container 3f2a --fail sendmsg=ENETUNREACH --port 53   # DNS fails\n"
+                   "  sudo tardy inject --cgroup shop.slice --delay 200ms --peer 10.0.0.5 --port 5432 --name slow-db\n"
+                   "  sudo tardy inject --cgroup shop.slice --loss 5% --peer 10.0.0.7 --proto tcp --name lossy-cache\n"
+                   "  sudo tardy inject --cgroup shop.slice --loss 100% --flows 10%   # one connection in ten dead\n"
                    "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"
                    "  sudo tardy inject --cgroup db.slice --stall flush=100ms --path /var/lib/postgresql   # slow disk\n"
                    "  sudo tardy inject --pid 4242 --fail open=EIO:10% --path /var/lib/app   # needs the BPF LSM");

@@ -37,7 +37,8 @@ Result<std::unique_ptr<SockObject>> SockObject::load(const std::string& pin_dir,
 
 SockObject::~SockObject() { tardy_sock__destroy(skel_); }
 
-Result<std::vector<CgroupLink>> SockObject::attach(const std::string& cgroup_path, const std::vector<uint32_t>& ops) {
+Result<std::vector<CgroupLink>> SockObject::attach(const std::string& cgroup_path, const std::vector<uint32_t>& ops,
+                                                   bool connect_timeouts) {
     Fd cg(open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!cg.valid()) return Error::sys("open cgroup " + cgroup_path, errno);
     std::vector<bpf_program*> progs;
@@ -45,7 +46,9 @@ Result<std::vector<CgroupLink>> SockObject::attach(const std::string& cgroup_pat
         switch (op) {
         case TARDY_OP_CONNECT:
             progs.insert(progs.end(), {skel_->progs.tardy_connect4, skel_->progs.tardy_connect6,
-                                       skel_->progs.tardy_blackhole, skel_->progs.tardy_getsockopt});
+                                       skel_->progs.tardy_getsockopt});
+            // Every egress packet of the cohort runs it: only where a connect can time out.
+            if (connect_timeouts) progs.push_back(skel_->progs.tardy_blackhole);
             break;
         case TARDY_OP_SENDMSG:
             progs.insert(progs.end(), {skel_->progs.tardy_sendmsg4, skel_->progs.tardy_sendmsg6});

@@ -38,7 +38,10 @@ public:
     SockObject& operator=(const SockObject&) = delete;
 
     // Links the programs that serve these ops to the cgroup directory.
-    Result<std::vector<CgroupLink>> attach(const std::string& cgroup_path, const std::vector<uint32_t>& ops);
+    // connect_timeouts: a connect fault fails with ETIMEDOUT, whose sockets lose every packet
+    // (the cgroup_skb program that does it runs only then).
+    Result<std::vector<CgroupLink>> attach(const std::string& cgroup_path, const std::vector<uint32_t>& ops,
+                                           bool connect_timeouts);
     Result<void> put_rule(uint64_t cgid, const tardy_sock_rule& r);
     Result<void> delete_rule(uint64_t cgid);
     Result<tardy_sock_counters> counters(uint32_t slot) const;

@@ -3,6 +3,8 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <bpf/libbpf_version.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -18,8 +20,14 @@
 namespace tardy {
 namespace {
 
-// The 6.1 UAPI headers predate TCX; the kernel ABI values are fixed.
+// TCX links: through libbpf's own API where the installed libbpf has it (1.3 and later);
+// Debian 12's libbpf 1.1 and its 6.1 UAPI headers predate TCX, so there the link is created
+// by attach type number, a fixed kernel ABI value (BPF_TCX_EGRESS in include/uapi/linux/bpf.h).
+#if LIBBPF_MAJOR_VERSION > 1 || (LIBBPF_MAJOR_VERSION == 1 && LIBBPF_MINOR_VERSION >= 3)
+#define TARDY_LIBBPF_HAS_TCX 1
+#else
 constexpr int kBpfTcxEgress = 47;
+#endif
 // Our clsact filters: a fixed handle and a late priority, so other filters run first.
 constexpr uint32_t kClsactHandle = 0x7a7d;
 constexpr uint32_t kClsactPriority = 0xc000;
@@ -62,15 +70,54 @@ TcObject::~TcObject() {
 }
 
 int TcObject::egress_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress); }
+
+int TcObject::link_tcx_egress(int ifindex) const {
+#ifdef TARDY_LIBBPF_HAS_TCX
+    LIBBPF_OPTS(bpf_tcx_opts, opts);  // no anchor: after the programs already there
+    bpf_link* link = bpf_program__attach_tcx(skel_->progs.tardy_tc_egress, ifindex, &opts);
+    if (!link) return -errno;
+    // The attachment owns the link as a plain fd (closing it detaches, as with every other
+    // link of the agent); libbpf's bpf_link closes its own copy.
+    int fd = fcntl(bpf_link__fd(link), F_DUPFD_CLOEXEC, 0);
+    int e = errno;
+    bpf_link__destroy(link);
+    return fd >= 0 ? fd : -e;
+#else
+    int fd = bpf_link_create(egress_prog_fd(), ifindex, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
+    return fd >= 0 ? fd : -errno;
+#endif
+}
 int TcObject::egress_cls_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress_cls); }
 
 void TcObject::bump_generation() { __atomic_add_fetch(&control_->generation, 1, __ATOMIC_SEQ_CST); }
 
-Result<void> TcObject::put_rule(uint64_t cgid, const tardy_rule& r) {
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_rules), &cgid, &r, BPF_ANY))
-        return Error::sys("write rule for cgroup " + std::to_string(cgid), errno);
+Result<void> TcObject::put_slot_rule(const tardy_rule& r) {
+    uint32_t slot = r.slot;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_rule_of_slot), &slot, &r, BPF_ANY))
+        return Error::sys("write the rule of slot " + std::to_string(slot), errno);
+    return ok();
+}
+
+Result<void> TcObject::delete_slot_rule(uint32_t slot) {
+    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_rule_of_slot), &slot) && errno != ENOENT)
+        return Error::sys("delete the rule of slot " + std::to_string(slot), errno);
+    return ok();
+}
+
+Result<void> TcObject::put_rules(uint64_t cgid, const tardy_rule_set& set) {
+    // One update replaces the whole set: a packet sees the old set or the new one.
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_rules), &cgid, &set, BPF_ANY))
+        return Error::sys("write rules for cgroup " + std::to_string(cgid), errno);
     bump_generation();
     return ok();
+}
+
+Result<void> TcObject::put_rule(uint64_t cgid, const tardy_rule& r) {
+    TARDY_TRY(put_slot_rule(r));
+    tardy_rule_set set{};
+    set.n = 1;
+    set.slots[0] = r.slot;
+    return put_rules(cgid, set);
 }
 
 Result<void> TcObject::delete_rule(uint64_t cgid) {
@@ -93,7 +140,7 @@ Result<TcAttachment> TcAttachment::attach_egress(const TcObject& obj, int ifinde
     TcAttachment a;
     a.ifindex_ = ifindex;
     if (mode == Mode::Auto) {
-        int fd = bpf_link_create(obj.egress_prog_fd(), ifindex, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
+        int fd = obj.link_tcx_egress(ifindex);
         if (fd >= 0) {
             a.kind_ = Kind::Tcx;
             a.link_ = Fd(fd);

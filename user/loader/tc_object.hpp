@@ -28,9 +28,17 @@ public:
     TcObject& operator=(const TcObject&) = delete;
 
     int egress_prog_fd() const;      // for TCX links
+    // A TCX egress link of that program on ifindex: its fd, or -errno (EINVAL, EOPNOTSUPP or
+    // ENOTSUPP when the kernel has no TCX).
+    int link_tcx_egress(int ifindex) const;
     int egress_cls_prog_fd() const;  // for clsact filters: delays without TCP small queues
 
-    Result<void> put_rule(uint64_t cgid, const tardy_rule& r);
+    // One injection's packet rule, by its slot: written before any set names the slot.
+    Result<void> put_slot_rule(const tardy_rule& r);
+    Result<void> delete_slot_rule(uint32_t slot);
+    // The packet rules of a cgroup: the slots of every injection's on it.
+    Result<void> put_rules(uint64_t cgid, const tardy_rule_set& set);
+    Result<void> put_rule(uint64_t cgid, const tardy_rule& r);  // the rule and a set of one
     Result<void> delete_rule(uint64_t cgid);
     Result<tardy_counters> counters(uint32_t slot) const;  // summed over CPUs
     Result<void> reset_counters(uint32_t slot);

@@ -4,9 +4,11 @@
 #include <cctype>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <string>
 #include <vector>
 
+#include "model/filter.hpp"
 #include "model/sock_faults.hpp"
 #include "model/spec.hpp"
 #include "model/syscalls.hpp"
@@ -104,7 +106,7 @@ constexpr const char* kNameRule = "use 1 to 64 characters from [A-Za-z0-9._-], s
 Result<NetFaults> check_net(const json& req) {
     const json* n = member(req, "net");
     if (!n) return bad("net", "missing; want an object (may be {})");
-    TARDY_TRY(need_object(*n, "net", "{delay_ns, jitter_ns, loss_ppm}"));
+    TARDY_TRY(need_object(*n, "net", "{delay_ns, jitter_ns, loss_ppm, flows_ppm}"));
     NetFaults f;
     auto delay = get_uint(*n, "delay_ns", "net.delay_ns", 0, TARDY_MAX_DELAY_NS, 0);
     if (!delay) return delay.error();
@@ -117,6 +119,9 @@ Result<NetFaults> check_net(const json& req) {
     f.delay_ns = *delay;
     f.jitter_ns = *jitter;
     f.loss_ppm = static_cast<uint32_t>(*loss);
+    auto flows = get_uint(*n, "flows_ppm", "net.flows_ppm", 0, TARDY_PPM - 1, 0);
+    if (!flows) return flows.error();
+    f.flows_ppm = static_cast<uint32_t>(*flows);
     return f;
 }
 
@@ -150,7 +155,7 @@ Result<SockFaults> check_sock(const json& req) {
     SockFaults f;
     const json* s = member(req, "sock");
     if (!s) return f;
-    TARDY_TRY(need_object(*s, "sock", "{faults, file_faults, peers, port_lo, port_hi, path}"));
+    TARDY_TRY(need_object(*s, "sock", "{faults, file_faults, path}"));
     auto faults = check_faults(*s, "faults", false);
     if (!faults) return faults.error();
     auto files = check_faults(*s, "file_faults", true);
@@ -163,28 +168,51 @@ Result<SockFaults> check_sock(const json& req) {
         TARDY_TRY(check_abs_path(*path, "sock.path", TARDY_PATH_MAX));
         if (!f.any_file()) return bad("sock.path", "filters file faults; give sock.file_faults or leave it out");
     }
-    auto peers = get_array(*s, "peers", "sock.peers", TARDY_SOCK_MAX_PEERS);
-    if (!peers) return peers.error();
-    for (size_t i = 0; *peers && i < (*peers)->size(); i++) {
-        std::string w = at("sock.peers", i);
-        if (!(**peers)[i].is_string()) return bad(w, "want a string, got " + shown((**peers)[i]));
-        const auto& p = (**peers)[i].get_ref<const std::string&>();
-        if (p.find('\0') != std::string::npos || !parse_peer(p))
-            return bad(w, shown((**peers)[i]) + " is not an IPv4 or IPv6 address or prefix");
-        f.peers.push_back(p);
-    }
-    auto lo = get_uint(*s, "port_lo", "sock.port_lo", 0, 65535, 0);
+    return f;
+}
+
+Result<std::pair<uint16_t, uint16_t>> check_ports(const json& f, const char* lo_key, const char* hi_key) {
+    auto lo = get_uint(f, lo_key, std::string("filter.") + lo_key, 0, 65535, 0);
     if (!lo) return lo.error();
-    auto hi = get_uint(*s, "port_hi", "sock.port_hi", 0, 65535, 0);
+    auto hi = get_uint(f, hi_key, std::string("filter.") + hi_key, 0, 65535, 0);
     if (!hi) return hi.error();
     if ((*lo || *hi) && (*lo == 0 || *lo > *hi))
-        return bad("sock.port_lo", "want 1 <= port_lo <= port_hi, or both 0 for any port");
-    f.port_lo = static_cast<uint16_t>(*lo);
-    f.port_hi = static_cast<uint16_t>(*hi);
-    bool addressed = false;
-    for (const auto& x : f.faults) addressed |= x.op != TARDY_OP_SOCKET;
-    if ((!f.peers.empty() || f.port_lo) && !addressed)
-        return bad("sock.peers", "peer and port filters need a connect, sendmsg or bind fault");
+        return bad(std::string("filter.") + lo_key, std::string("want 1 <= ") + lo_key + " <= " + hi_key +
+                                                        ", or both 0 for none");
+    return std::pair<uint16_t, uint16_t>(static_cast<uint16_t>(*lo), static_cast<uint16_t>(*hi));
+}
+
+// filter: {peers, except_peers, port_lo, port_hi, except_port_lo, except_port_hi, protos}
+Result<Filter> check_filter(const json& req) {
+    Filter f;
+    const json* o = member(req, "filter");
+    if (!o) return f;
+    TARDY_TRY(need_object(*o, "filter", "{peers, except_peers, port_lo, port_hi, except_port_lo, except_port_hi, protos}"));
+    size_t total = 0;
+    for (const char* key : {"peers", "except_peers"}) {
+        std::string where = std::string("filter.") + key;
+        auto a = get_array(*o, key, where, TARDY_FILTER_MAX_PEERS);
+        if (!a) return a.error();
+        for (size_t i = 0; *a && i < (*a)->size(); i++) {
+            const json& v = (**a)[i];
+            if (!v.is_string()) return bad(at(where, i), "want a string, got " + shown(v));
+            const auto& p = v.get_ref<const std::string&>();
+            if (!parse_peer(p)) return bad(at(where, i), shown(v) + " is not an IPv4 or IPv6 address or prefix");
+            (std::string(key) == "peers" ? f.peers : f.except_peers).push_back(p);
+        }
+        total += *a ? (*a)->size() : 0;
+    }
+    if (total > TARDY_FILTER_MAX_PEERS)
+        return bad("filter.peers", "peers and except_peers together: at most " + std::to_string(TARDY_FILTER_MAX_PEERS));
+    auto ports = check_ports(*o, "port_lo", "port_hi");
+    if (!ports) return ports.error();
+    std::tie(f.port_lo, f.port_hi) = *ports;
+    auto except = check_ports(*o, "except_port_lo", "except_port_hi");
+    if (!except) return except.error();
+    std::tie(f.except_port_lo, f.except_port_hi) = *except;
+    auto protos = get_uint(*o, "protos", "filter.protos", 0, TARDY_PROTO_TCP | TARDY_PROTO_UDP | TARDY_PROTO_ICMP, 0);
+    if (!protos) return protos.error();
+    f.protos = static_cast<uint32_t>(*protos);
     return f;
 }
 
@@ -270,6 +298,14 @@ Result<void> check_inject(const json& req) {
     if (!sock) return sock.error();
     auto stalls = check_stalls(req);
     if (!stalls) return stalls.error();
+    auto filter = check_filter(req);
+    if (!filter) return filter.error();
+    if (!filter->empty()) {  // as build_inject_request() checks the command line
+        if (sock->any_file() || *stalls) return bad("filter", "applies to packet and socket faults only");
+        for (const auto& x : sock->faults)
+            if (x.op == TARDY_OP_SOCKET && filter->addresses())
+                return bad("filter", "peers and ports cannot apply to a socket() fault");
+    }
     auto for_ns = get_uint(req, "for_ns", "for_ns", 1, kMaxForNs);
     if (!for_ns) return for_ns.error();
     TARDY_TRY(check_netns(req, net->any()));

@@ -90,47 +90,7 @@ Result<SockFault> parse_fail(const std::string& spec) {
     return f;
 }
 
-Result<tardy_peer> parse_peer(const std::string& cidr) {
-    tardy_peer p{};
-    std::string addr = cidr, len;
-    bool has_len = false;
-    if (auto slash = cidr.find('/'); slash != std::string::npos) {
-        addr = cidr.substr(0, slash);
-        len = cidr.substr(slash + 1);
-        has_len = true;
-    }
-    if (inet_pton(AF_INET, addr.c_str(), p.addr_be) == 1) {
-        p.family = AF_INET;
-        p.prefix_len = 32;
-    } else if (inet_pton(AF_INET6, addr.c_str(), p.addr_be) == 1) {
-        p.family = AF_INET6;
-        p.prefix_len = 128;
-    } else {
-        return Error::user("--peer '" + cidr + "': not an IPv4 or IPv6 address or prefix (e.g. 10.0.0.5 or fd00::/64)");
-    }
-    if (has_len) {
-        uint32_t n = 0;
-        if (!parse_uint(len, n) || n > p.prefix_len)
-            return Error::user("--peer " + cidr + ": prefix length must be 0-" + std::to_string(p.prefix_len));
-        p.prefix_len = n;
-    }
-    return p;
-}
-
-Result<std::pair<uint16_t, uint16_t>> parse_ports(const std::string& text) {
-    std::string lo = text, hi = text;
-    if (auto dash = text.find('-'); dash != std::string::npos) {
-        lo = text.substr(0, dash);
-        hi = text.substr(dash + 1);
-    }
-    uint32_t a = 0, b = 0;
-    if (!parse_uint(lo, a) || !parse_uint(hi, b) || a < 1 || b > 65535 || a > b)
-        return Error::user("--port '" + text + "': use a port 1-65535 or a range N-M with N <= M");
-    return std::pair<uint16_t, uint16_t>(static_cast<uint16_t>(a), static_cast<uint16_t>(b));
-}
-
-Result<SockFaults> build_sock_faults(const std::vector<std::string>& fails, const std::vector<std::string>& peers,
-                                     const std::string& ports, const std::string& path) {
+Result<SockFaults> build_sock_faults(const std::vector<std::string>& fails, const std::string& path) {
     SockFaults f;
     for (const auto& s : fails) {
         auto one = parse_fail(s);
@@ -151,44 +111,20 @@ Result<SockFaults> build_sock_faults(const std::vector<std::string>& fails, cons
         f.path = path;
         while (f.path.size() > 1 && f.path.back() == '/') f.path.pop_back();
     }
-    if (f.faults.empty() && (!peers.empty() || !ports.empty()))
-        return Error::user("--peer and --port filter socket faults (connect, sendmsg, bind); file faults filter with --path");
     if (f.faults.size() > TARDY_SOCK_MAX_FAULTS) return Error::user("too many --fail options");
-    bool addressed = false;
-    for (const auto& x : f.faults) addressed |= x.op != TARDY_OP_SOCKET;
-    if ((!peers.empty() || !ports.empty()) && !addressed)
-        return Error::user("--peer and --port filter connect, sendmsg and bind; socket() has no address to filter on");
-    if (peers.size() > TARDY_SOCK_MAX_PEERS)
-        return Error::user("at most " + std::to_string(TARDY_SOCK_MAX_PEERS) + " --peer options");
-    for (const auto& p : peers) {
-        auto pp = parse_peer(p);
-        if (!pp) return pp.error();
-        f.peers.push_back(p);
-    }
-    if (!ports.empty()) {
-        auto pr = parse_ports(ports);
-        if (!pr) return pr.error();
-        f.port_lo = pr->first;
-        f.port_hi = pr->second;
-    }
     return f;
 }
 
-Result<tardy_sock_rule> encode(const SockFaults& f, uint32_t slot, uint64_t expires_ns) {
+Result<tardy_sock_rule> encode(const SockFaults& f, const Filter& filter, uint32_t slot, uint64_t expires_ns) {
     tardy_sock_rule r{};
     r.expires_ns = expires_ns;
     r.slot = slot;
     r.n_faults = static_cast<uint32_t>(f.faults.size());
     for (size_t i = 0; i < f.faults.size() && i < TARDY_SOCK_MAX_FAULTS; i++)
         r.faults[i] = {f.faults[i].op, f.faults[i].err, f.faults[i].ppm, 0};
-    r.n_peers = static_cast<uint32_t>(f.peers.size());
-    for (size_t i = 0; i < f.peers.size() && i < TARDY_SOCK_MAX_PEERS; i++) {
-        auto p = parse_peer(f.peers[i]);
-        if (!p) return p.error();
-        r.peers[i] = *p;
-    }
-    r.port_lo = f.port_lo;
-    r.port_hi = f.port_hi;
+    auto tf = encode(filter);
+    if (!tf) return tf.error();
+    r.filter = *tf;
     return r;
 }
 
@@ -218,17 +154,11 @@ std::string describe(const SockFaults& f) {
         s += std::string(op_name(x.op)) + "=" + errno_name(x.err);
         if (x.ppm != TARDY_PPM) s += " " + format_ppm(x.ppm);
     }
-    if (!f.peers.empty()) {
-        s += " to";
-        for (const auto& p : f.peers) s += " " + p;
-    }
-    if (f.port_lo) s += " port " + std::to_string(f.port_lo) + (f.port_hi != f.port_lo ? "-" + std::to_string(f.port_hi) : "");
     return s;
 }
 
 void to_json(nlohmann::json& j, const SockFaults& f) {
-    j = nlohmann::json{{"faults", nlohmann::json::array()}, {"peers", f.peers},      {"port_lo", f.port_lo},
-                       {"port_hi", f.port_hi},           {"file_faults", nlohmann::json::array()}, {"path", f.path}};
+    j = nlohmann::json{{"faults", nlohmann::json::array()}, {"file_faults", nlohmann::json::array()}, {"path", f.path}};
     for (const auto& x : f.faults) j["faults"].push_back({{"op", x.op}, {"err", x.err}, {"ppm", x.ppm}});
     for (const auto& x : f.file_faults) j["file_faults"].push_back({{"op", x.op}, {"err", x.err}, {"ppm", x.ppm}});
 }
@@ -240,9 +170,6 @@ void from_json(const nlohmann::json& j, SockFaults& f) {
     for (const auto& x : j.value("file_faults", nlohmann::json::array()))
         f.file_faults.push_back({x.at("op"), x.at("err"), x.at("ppm"), true});
     f.path = j.value("path", std::string());
-    f.peers = j.value("peers", std::vector<std::string>{});
-    f.port_lo = j.value("port_lo", uint16_t{0});
-    f.port_hi = j.value("port_hi", uint16_t{0});
 }
 
 }  // namespace tardy

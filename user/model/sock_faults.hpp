@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Socket syscall faults: the model (--fail, --peer, --port) and its encoding into the
+// Socket syscall faults: the model (--fail) and its encoding into the
 // shared struct tardy_sock_rule.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/error.hpp"
+#include "model/filter.hpp"
 #include "model/tardy_abi.hpp"
 
 namespace tardy {
@@ -23,8 +24,6 @@ struct SockFault {
 
 struct SockFaults {
     std::vector<SockFault> faults;       // socket syscalls
-    std::vector<std::string> peers;      // CIDRs as given, validated
-    uint16_t port_lo = 0, port_hi = 0;
     std::vector<SockFault> file_faults;  // open, read, write (BPF LSM)
     std::string path;                    // prefix for file faults, "" for any
     bool any() const { return !faults.empty(); }
@@ -33,21 +32,17 @@ struct SockFaults {
 
 // "connect=ECONNREFUSED", "connect=ETIMEDOUT:25%", "sendmsg=101", "socket=EMFILE:1%"
 Result<SockFault> parse_fail(const std::string& spec);
-// "10.0.0.5", "10.0.0.0/8", "fd00::/64"
-Result<tardy_peer> parse_peer(const std::string& cidr);
-// "53", "8000-8080"
-Result<std::pair<uint16_t, uint16_t>> parse_ports(const std::string& text);
 
 // Errno by name ("ECONNREFUSED") or number ("111"); 0 when unknown.
 uint32_t errno_from_text(const std::string& text);
 std::string errno_name(uint32_t err);
 const char* op_name(uint32_t op);
 
-Result<SockFaults> build_sock_faults(const std::vector<std::string>& fails, const std::vector<std::string>& peers,
-                                     const std::string& ports, const std::string& path = "");
+Result<SockFaults> build_sock_faults(const std::vector<std::string>& fails, const std::string& path = "");
 Result<tardy_file_rule> encode_file(const SockFaults& f, uint32_t slot, uint64_t expires_ns);
-Result<tardy_sock_rule> encode(const SockFaults& f, uint32_t slot, uint64_t expires_ns);
-std::string describe(const SockFaults& f);  // "connect=ECONNREFUSED 25% to 10.0.0.5/32 port 5432"
+// With the injection's filter (model/filter.hpp), which the caller has checked fits the faults.
+Result<tardy_sock_rule> encode(const SockFaults& f, const Filter& filter, uint32_t slot, uint64_t expires_ns);
+std::string describe(const SockFaults& f);  // "connect=ECONNREFUSED 25%"
 
 void to_json(nlohmann::json& j, const SockFaults& f);
 void from_json(const nlohmann::json& j, SockFaults& f);

@@ -144,13 +144,42 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         if (*l == 0)
             return Error::user("--loss 0%: nothing to inject; give a positive percentage or leave it out");
     }
+    if (!a.flows.empty()) {
+        auto f = parse_percent_ppm(a.flows, "--flows");
+        if (!f) return f.error();
+        if (*f == 0) return Error::user("--flows 0%: no flow would be hit; give a positive percentage or leave it out");
+        if (!r.net.any())
+            return Error::user("--flows picks the flows that packet faults hit; give --delay or --loss with it");
+        r.net.flows_ppm = *f == TARDY_PPM ? 0 : *f;
+    }
     // --path filters file faults, stalls of calls on an fd, or both.
     bool file_fails = false;
     for (const auto& f : a.fails)
         if (auto one = parse_fail(f)) file_fails |= one->file;
-    auto sock = build_sock_faults(a.fails, a.peers, a.port, a.stalls.empty() || file_fails ? a.path : "");
+    if (!a.path.empty() && !file_fails && a.stalls.empty())
+        return Error::user("--path filters file faults (open, read, write) and stalls; packet faults and socket calls "
+                           "filter with --peer, --port and --proto");
+    auto sock = build_sock_faults(a.fails, a.stalls.empty() || file_fails ? a.path : "");
     if (!sock) return sock.error();
     r.sock = *sock;
+    auto filter = build_filter(a.filter);
+    if (!filter) return filter.error();
+    r.filter = *filter;
+    if (!r.filter.empty()) {
+        // One filter for every fault of the injection: a fault it cannot apply to is refused.
+        std::string opts = r.filter.options();
+        std::string own = "; put it in an injection of its own";
+        if (!r.sock.file_faults.empty())
+            return Error::user(opts + " cannot apply to the file fault " + describe(SockFaults{{}, r.sock.file_faults, ""}) +
+                               ": file faults filter with --path" + own);
+        if (!a.stalls.empty())
+            return Error::user(opts + " cannot apply to --stall " + a.stalls.front() +
+                               ": stalls filter with --on and --path" + own);
+        for (const auto& f : r.sock.faults)
+            if (f.op == TARDY_OP_SOCKET && r.filter.addresses())
+                return Error::user(opts + " cannot apply to --fail socket=" + errno_name(f.err) +
+                                   ": socket() has no address to filter on" + own);
+    }
     for (const auto& st : a.stalls) {
         auto one = parse_stall(st);
         if (!one) return one.error();
@@ -199,6 +228,7 @@ std::string describe(const NetFaults& f) {
         if (!s.empty()) s += ", ";
         s += "loss " + format_ppm(f.loss_ppm);
     }
+    if (f.flows_ppm && !s.empty()) s += " on " + format_ppm(f.flows_ppm) + " of flows";
     return s;
 }
 
@@ -206,17 +236,19 @@ std::string describe(const InjectRequest& r) {
     std::string out;
     for (const auto& part : {describe(r.net), describe(r.sock), describe(r.stalls)})
         if (!part.empty()) out += (out.empty() ? "" : "; ") + part;
+    if (auto f = describe(r.filter); !f.empty()) out += " " + f;
     return out;
 }
 
 void to_json(nlohmann::json& j, const NetFaults& f) {
-    j = {{"delay_ns", f.delay_ns}, {"jitter_ns", f.jitter_ns}, {"loss_ppm", f.loss_ppm}};
+    j = {{"delay_ns", f.delay_ns}, {"jitter_ns", f.jitter_ns}, {"loss_ppm", f.loss_ppm}, {"flows_ppm", f.flows_ppm}};
 }
 
 void from_json(const nlohmann::json& j, NetFaults& f) {
     f.delay_ns = j.value("delay_ns", uint64_t{0});
     f.jitter_ns = j.value("jitter_ns", uint64_t{0});
     f.loss_ppm = j.value("loss_ppm", uint32_t{0});
+    f.flows_ppm = j.value("flows_ppm", uint32_t{0});
 }
 
 }  // namespace tardy

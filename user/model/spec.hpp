@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/error.hpp"
+#include "model/filter.hpp"
 #include "model/sock_faults.hpp"
 
 namespace tardy {
@@ -19,6 +20,7 @@ struct NetFaults {
     uint64_t delay_ns = 0;
     uint64_t jitter_ns = 0;
     uint32_t loss_ppm = 0;
+    uint32_t flows_ppm = 0;  // --flows: the share of flows hit, sticky per 5-tuple; 0: every flow
     bool any() const { return delay_ns || loss_ppm; }
 };
 
@@ -50,6 +52,7 @@ struct InjectRequest {
     TargetRef target;
     NetFaults net;
     SockFaults sock;
+    Filter filter;  // for the packet and socket faults alike
     std::vector<StallSpec> stalls;
     uint64_t for_ns = 5ULL * 60 * 1'000'000'000;  // 5m
     std::string name;                             // empty: the agent picks one
@@ -61,8 +64,9 @@ struct InjectRequest {
 // Raw strings from the command line, before units are parsed.
 struct InjectArgs {
     std::string cgroup, pid, container, pod;  // pid: PIDs joined by ','
-    std::string delay, jitter, loss, for_dur, name, netns, port, path;
-    std::vector<std::string> devices, fails, peers, stalls;
+    std::string delay, jitter, loss, flows, for_dur, name, netns, path;
+    std::vector<std::string> devices, fails, stalls;
+    FilterArgs filter;  // --peer, --except-peer, --port, --except-port, --proto
     std::string on;  // --on files|sockets (stalls)
     bool force = false;
 };

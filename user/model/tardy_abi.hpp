@@ -11,16 +11,21 @@
 
 static_assert(sizeof(tardy_control) == 16);
 static_assert(offsetof(tardy_control, lease_deadline_ns) == 8);
-static_assert(sizeof(tardy_rule) == 32);
+static_assert(sizeof(tardy_peer) == 24);
+static_assert(offsetof(tardy_filter, peers) == 24);
+static_assert(sizeof(tardy_filter) == 24 + 24 * TARDY_FILTER_MAX_PEERS);
 static_assert(offsetof(tardy_rule, delay_ns) == 8);
 static_assert(offsetof(tardy_rule, expires_ns) == 24);
+static_assert(offsetof(tardy_rule, filter) == 48);
+static_assert(sizeof(tardy_rule) == 48 + sizeof(tardy_filter));
+static_assert(offsetof(tardy_rule_set, slots) == 4);
+static_assert(sizeof(tardy_rule_set) == 8 + 4 * TARDY_RULES_PER_CGROUP);
 static_assert(sizeof(tardy_counters) == 32);
 static_assert(sizeof(tardy_cg_match) == 16);
 static_assert(offsetof(tardy_cg_match, rule_cgid) == 8);
 static_assert(sizeof(tardy_sock_fault) == 16);
-static_assert(sizeof(tardy_peer) == 24);
-static_assert(offsetof(tardy_sock_rule, faults) == 24);
-static_assert(sizeof(tardy_sock_rule) == 24 + 16 * TARDY_SOCK_MAX_FAULTS + 24 * TARDY_SOCK_MAX_PEERS);
+static_assert(offsetof(tardy_sock_rule, faults) == 16);
+static_assert(sizeof(tardy_sock_rule) == 16 + 16 * TARDY_SOCK_MAX_FAULTS + sizeof(tardy_filter));
 static_assert(sizeof(tardy_sock_counters) == 16);
 static_assert(sizeof(tardy_stall_entry) == 16);
 static_assert(offsetof(tardy_stall_rule, path_ino) == 16);

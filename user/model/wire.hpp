@@ -23,7 +23,8 @@
 
 namespace tardy::wire {
 
-inline constexpr int kProtocolVersion = 1;
+// 2: the peer and port filter moved from "sock" to "filter", for every fault of the injection.
+inline constexpr int kProtocolVersion = 2;
 
 // ---- requests ----------------------------------------------------------------------------------
 
@@ -44,6 +45,7 @@ struct Inject {
     CgroupRef cgroup;
     NetFaults net;
     SockFaults sock;
+    Filter filter;
     std::vector<StallSpec> stalls;
     uint64_t for_ns = 0;
     std::vector<NetnsRef> netns;       // read only with packet faults
@@ -86,6 +88,7 @@ struct InjectionInfo {
     uint64_t cgroup_id = 0;
     NetFaults net;
     SockFaults sock;
+    Filter filter;
     std::vector<StallSpec> stalls;
     std::string faults;  // all of them described, for people
     uint64_t left_ns = 0;
@@ -109,10 +112,10 @@ struct PingReply {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CgroupRef, path, rel, id)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NetnsRef, ino, path)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Inject, name, cgroup, net, sock, stalls, for_ns, netns, devices, force)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Inject, name, cgroup, net, sock, filter, stalls, for_ns, netns, devices, force)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectReply, name, devices)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, matched, delayed, dropped, bytes, calls, failed, stalled)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, stalls, faults,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, filter, stalls, faults,
                                                 left_ns, devices, replaced_qdiscs, counters)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ListReply, injections, agent_pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StopReply, stopped)

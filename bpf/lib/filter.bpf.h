@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* An injection's filter (struct tardy_filter) against a packet or a call, and the sticky
+ * per-flow draw of --flows. Shared by the TC programs and the socket hooks. */
+#pragma once
+
+#define TARDY_AF_INET 2
+#define TARDY_AF_INET6 10
+
+/* What a filter looks at: the remote end (a packet's destination at egress, a call's
+ * address), the local end for the flow draw, and the protocol. */
+struct tardy_flow {
+    __u32 family;       /* TARDY_AF_INET or TARDY_AF_INET6; 0: not IP (matches no peer) */
+    __u32 proto;        /* a TARDY_PROTO_* bit; 0: another protocol */
+    __u32 remote_be[4]; /* IPv4 in [0] */
+    __u32 local_be[4];
+    __u16 remote_port;  /* host order; 0: none (ICMP, a later fragment) */
+    __u16 local_port;
+};
+
+/* The mask of a prefix's `bits` first bits within 32-bit word w, in network byte order. */
+static __always_inline __u32 tardy_word_mask(int bits, int w)
+{
+    int b = bits - 32 * w;
+
+    if (b <= 0)
+        return 0;
+    if (b >= 32)
+        return 0xffffffffu;
+    return bpf_htonl(~(0xffffffffu >> b));
+}
+
+/* Whole words compared under masks, without early exits: few paths for the verifier. An
+ * IPv4 flow and prefix have zeros in words 1-3, which a /32 or shorter masks out anyway. */
+static __always_inline bool tardy_peer_matches(const struct tardy_peer *p, const struct tardy_flow *a)
+{
+    int bits = p->prefix_len;
+    __u32 diff = 0;
+
+    for (int w = 0; w < 4; w++)
+        diff |= (a->remote_be[w] ^ p->addr_be[w]) & tardy_word_mask(bits, w);
+    return p->family == a->family && diff == 0;
+}
+
+/* One step of the peer scan (by bpf_loop: the verifier checks one peer's path, not eight
+ * unrolled ones, which cost it 30 times more at load). */
+struct tardy_peer_scan {
+    const struct tardy_filter *f;
+    struct tardy_flow a; /* a copy: the scan runs in a callback frame of its own */
+    __u32 hit;
+    __u32 excluded;
+};
+
+static long tardy_peer_step(__u32 i, void *ctx)
+{
+    struct tardy_peer_scan *s = ctx;
+    const struct tardy_filter *f = s->f;
+    __u64 k = i;
+
+    if (i >= TARDY_FILTER_MAX_PEERS || i >= f->n_peers + f->n_except)
+        return 1;
+    asm volatile("" : "+r"(k)); /* keep the mask: the verifier must see the index bounded */
+    if (!tardy_peer_matches(&f->peers[k & (TARDY_FILTER_MAX_PEERS - 1)], &s->a))
+        return 0;
+    if (i >= f->n_peers) {
+        s->excluded = 1; /* exclusions win */
+        return 1;
+    }
+    s->hit = 1;
+    return 0;
+}
+
+/* Exclusions win: a flow to an excluded peer or port never matches. */
+static __always_inline bool tardy_filter_matches(const struct tardy_filter *f, const struct tardy_flow *a)
+{
+    struct tardy_peer_scan s = {.f = f, .a = *a};
+
+    if (f->protos && !(f->protos & a->proto))
+        return false;
+    if (f->port_lo && (a->remote_port < f->port_lo || a->remote_port > f->port_hi))
+        return false;
+    if (f->except_port_lo && a->remote_port >= f->except_port_lo && a->remote_port <= f->except_port_hi)
+        return false;
+    if (f->n_peers + f->n_except == 0)
+        return true;
+    s.hit = f->n_peers == 0;
+    bpf_loop(TARDY_FILTER_MAX_PEERS, tardy_peer_step, &s, 0);
+    return s.hit && !s.excluded;
+}
+
+static __always_inline __u32 tardy_mix(__u32 h, __u32 x)
+{
+    h ^= x;
+    h *= 0x9e3779b1u;
+    return h ^ (h >> 15);
+}
+
+/* --flows: whether the rule applies to this flow, decided by a hash of the 5-tuple and the
+ * injection's seed, so every packet of a connection gets the same answer for its life. */
+static __always_inline bool tardy_flow_chosen(const struct tardy_rule *r, const struct tardy_flow *a)
+{
+    __u32 h = r->flow_seed;
+
+    if (r->flows_ppm == 0)
+        return true;
+    for (int w = 0; w < 4; w++) {
+        h = tardy_mix(h, a->remote_be[w]);
+        h = tardy_mix(h, a->local_be[w]);
+    }
+    h = tardy_mix(h, ((__u32)a->remote_port << 16) | a->local_port);
+    h = tardy_mix(h, a->proto);
+    h ^= h >> 16; /* murmur3's finaliser: every input bit reaches every output bit */
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h % TARDY_PPM < r->flows_ppm;
+}
+
+#define TARDY_ETH_P_IP 0x0800
+#define TARDY_ETH_P_IPV6 0x86dd
+
+/* The flow of an egress packet, read relative to its network header (so devices with and
+ * without a link-layer header alike). Leaves family 0 for what is not IPv4 or IPv6. */
+static __always_inline void tardy_parse_egress(struct __sk_buff *skb, struct tardy_flow *f)
+{
+    __u32 l4 = 0;
+    __u8 proto = 0;
+    __u16 ports[2];
+
+    if (skb->protocol == bpf_htons(TARDY_ETH_P_IP)) {
+        struct iphdr ip;
+
+        if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET))
+            return;
+        f->family = TARDY_AF_INET;
+        f->remote_be[0] = ip.daddr;
+        f->local_be[0] = ip.saddr;
+        proto = ip.protocol;
+        /* a later fragment carries no ports */
+        l4 = (ip.frag_off & bpf_htons(0x1fff)) ? 0 : ip.ihl * 4;
+    } else if (skb->protocol == bpf_htons(TARDY_ETH_P_IPV6)) {
+        struct ipv6hdr ip6;
+
+        if (bpf_skb_load_bytes_relative(skb, 0, &ip6, sizeof(ip6), BPF_HDR_START_NET))
+            return;
+        f->family = TARDY_AF_INET6;
+        __builtin_memcpy(f->remote_be, &ip6.daddr, 16);
+        __builtin_memcpy(f->local_be, &ip6.saddr, 16);
+        proto = ip6.nexthdr; /* extension headers are not followed: such a packet has no ports */
+        l4 = sizeof(ip6);
+    } else {
+        return;
+    }
+    if (proto == 6)
+        f->proto = TARDY_PROTO_TCP;
+    else if (proto == 17)
+        f->proto = TARDY_PROTO_UDP;
+    else if (proto == 1 || proto == 58)
+        f->proto = TARDY_PROTO_ICMP;
+    if (l4 && (proto == 6 || proto == 17) &&
+        !bpf_skb_load_bytes_relative(skb, l4, ports, sizeof(ports), BPF_HDR_START_NET)) {
+        f->local_port = bpf_ntohs(ports[0]);
+        f->remote_port = bpf_ntohs(ports[1]);
+    }
+}
