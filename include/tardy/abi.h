@@ -89,7 +89,7 @@ struct tardy_rule {
 struct tardy_rule_set {
     __u32 n;
     __u32 slots[TARDY_RULES_PER_CGROUP];
-    __u32 pad;
+    __u32 parse; /* some rule filters or draws flows: read the packet's headers */
 };
 
 /* Per-CPU counters, indexed by tardy_rule.slot. */

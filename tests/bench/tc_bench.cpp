@@ -22,6 +22,7 @@
 #include "../common/packets.hpp"
 #include "../common/self_cgroup.hpp"
 #include "loader/tc_object.hpp"
+#include "model/filter.hpp"
 
 using namespace tardy;
 using namespace tardy::test;
@@ -76,11 +77,15 @@ int main() {
         uint64_t target;  // cgroup id whose rule the packet meets (0: none of its own)
         uint64_t delay_ns;
         uint32_t loss_ppm;
+        int filtered = 0;  // 1: the rule filters on 8 peers and a port, none of them the packet's;
+                           // 8: 8 rules on the cgroup, each on its own port, the last one the packet's
     };
     const Case cases[] = {
         {"another cgroup's packet", 0, 0, 0},
         {"target packet, 30% loss", cg.leaf_id, 0, 300000},
         {"target packet, 50 ms delay", cg.leaf_id, 50'000'000, 0},
+        {"target, filter misses (8 peers)", cg.leaf_id, 0, 300000, 1},
+        {"target, 8 filtered rules, 30% loss", cg.leaf_id, 0, 300000, 8},
     };
     auto pkt = make_packet(Family::V4, Proto::Tcp, 1400);
     int floor_fd = load_floor_prog();
@@ -104,7 +109,30 @@ int main() {
             // Rules for cgroup ids that no packet has: the map's size is all they change.
             for (int i = 1; i < rules; i++) (void)(*obj)->put_rule(0xfff0000000ULL + i, rule(i, 0, 0));
             uint64_t own = c.target ? c.target : 0xfff0000000ULL;  // "another cgroup": only foreign rules
-            (void)(*obj)->put_rule(own, rule(0, c.delay_ns, c.loss_ppm));
+            if (c.filtered == 0) {
+                (void)(*obj)->put_rule(own, rule(0, c.delay_ns, c.loss_ppm));
+            } else {
+                tardy_rule_set set{};
+                for (int k = 0; k < c.filtered; k++) {
+                    FilterArgs fa;
+                    if (c.filtered == 1)
+                        for (int p = 0; p < 8; p++) fa.peers.push_back("10.9." + std::to_string(p) + ".0/24");
+                    fa.port = std::to_string(c.filtered == 1 ? 7007 : 7000 + k);  // make_packet: port 7007
+                    auto f = build_filter(fa);
+                    auto t = f ? encode(*f) : Result<tardy_filter>(f.error());
+                    if (!t) {
+                        std::fprintf(stderr, "tc_bench: filter: %s\n", t.error().message.c_str());
+                        return 1;
+                    }
+                    tardy_rule r = rule(static_cast<uint32_t>(16000 + k), c.delay_ns, c.loss_ppm);
+                    r.filtered = 1;
+                    r.filter = *t;
+                    (void)(*obj)->put_slot_rule(r);
+                    set.slots[set.n++] = r.slot;
+                    set.parse = 1;
+                }
+                (void)(*obj)->put_rules(own, set);
+            }
             std::vector<uint32_t> v;
             for (int r = 0; r < kRounds; r++) {
                 floor_runs.push_back(run_ns(floor_fd, pkt));
@@ -118,10 +146,10 @@ int main() {
     std::printf("TC egress program (TCX variant), ns per packet (median of %d rounds x %d runs, "
                 "BPF_PROG_TEST_RUN)\n", kRounds, kRepeat);
     std::printf("floor: an empty SCHED_CLS program run the same way, %zu rounds: %.0f ns\n", floor_runs.size(), fl);
-    std::printf("%-30s %8s %8s %12s %8s %8s\n", "case", "1 rule", "x floor", "10000 rules", "x floor",
+    std::printf("%-36s %8s %8s %12s %8s %8s\n", "case", "1 rule", "x floor", "10000 rules", "x floor",
                 "growth");
     for (size_t ci = 0; ci < std::size(cases); ci++)
-        std::printf("%-30s %8.0f %8.2f %12.0f %8.2f %8.2f\n", cases[ci].name, med[ci][0], med[ci][0] / fl,
+        std::printf("%-36s %8.0f %8.2f %12.0f %8.2f %8.2f\n", cases[ci].name, med[ci][0], med[ci][0] / fl,
                     med[ci][1], med[ci][1] / fl, med[ci][1] / std::max(1.0, med[ci][0]));
     return 0;
 }

@@ -21,7 +21,10 @@ namespace tardy::test {
 enum class Family { V4, V6 };
 enum class Proto { Udp, Tcp };
 
-inline std::vector<uint8_t> make_packet(Family f, Proto p, size_t payload = 64) {
+// To the lab's server address of the family on port 7007 unless told otherwise; `dst` is an
+// address of the packet's family.
+inline std::vector<uint8_t> make_packet(Family f, Proto p, size_t payload = 64, const char* dst = nullptr,
+                                        uint16_t dport = 7007, uint16_t sport = 40000) {
     size_t l3 = f == Family::V4 ? sizeof(iphdr) : sizeof(ipv6hdr);
     size_t l4 = p == Proto::Udp ? sizeof(udphdr) : sizeof(tcphdr);
     std::vector<uint8_t> pkt(sizeof(ethhdr) + l3 + l4 + payload, 0);
@@ -39,7 +42,7 @@ inline std::vector<uint8_t> make_packet(Family f, Proto p, size_t payload = 64) 
         ip->protocol = proto;
         ip->tot_len = htons(static_cast<uint16_t>(l3 + l4 + payload));
         inet_pton(AF_INET, "198.18.0.1", &ip->saddr);
-        inet_pton(AF_INET, "198.18.0.2", &ip->daddr);
+        inet_pton(AF_INET, dst ? dst : "198.18.0.2", &ip->daddr);
     } else {
         eth->h_proto = htons(ETH_P_IPV6);
         auto* ip6 = reinterpret_cast<ipv6hdr*>(pkt.data() + sizeof(ethhdr));
@@ -48,17 +51,17 @@ inline std::vector<uint8_t> make_packet(Family f, Proto p, size_t payload = 64) 
         ip6->hop_limit = 64;
         ip6->payload_len = htons(static_cast<uint16_t>(l4 + payload));
         inet_pton(AF_INET6, "fd00:7a7d::1", &ip6->saddr);
-        inet_pton(AF_INET6, "fd00:7a7d::2", &ip6->daddr);
+        inet_pton(AF_INET6, dst ? dst : "fd00:7a7d::2", &ip6->daddr);
     }
     if (p == Proto::Udp) {
         auto* u = reinterpret_cast<udphdr*>(l4p);
-        u->source = htons(40000);
-        u->dest = htons(7007);
+        u->source = htons(sport);
+        u->dest = htons(dport);
         u->len = htons(static_cast<uint16_t>(l4 + payload));
     } else {
         auto* t = reinterpret_cast<tcphdr*>(l4p);
-        t->source = htons(40000);
-        t->dest = htons(7007);
+        t->source = htons(sport);
+        t->dest = htons(dport);
         t->doff = 5;
         t->syn = 1;
     }

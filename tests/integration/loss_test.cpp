@@ -64,9 +64,20 @@ TEST_F(Lab, PidAndNumericIdResolveToTheSameCgroup) {
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(probe(kExp).answered(), 0);
     EXPECT_EQ(probe(kCtl).answered(), 20);
-    auto again = tardy({"inject", "--cgroup", lab_->cgroup_rel(kExp), "--loss", "5%"});
-    EXPECT_EQ(again.status, 2) << "a second injection on the same cgroup must be refused";
-    EXPECT_NE(again.err.find("already has injection 'bypid'"), std::string::npos) << again.err;
+    // The same cgroup by its numeric id: a second packet injection next to the first (issue
+    // 10), and both name one cgroup; a second socket-fault injection there is refused.
+    struct stat st{};
+    ASSERT_EQ(stat(lab_->cgroup(kExp).c_str(), &st), 0);
+    auto again = tardy({"inject", "--cgroup", std::to_string(st.st_ino), "--loss", "5%", "--name", "byid"});
+    EXPECT_EQ(again.status, 0) << again.err;
+    auto l = list_json();
+    ASSERT_EQ(l["injections"].size(), 2u) << l.dump();
+    EXPECT_EQ(l["injections"][0]["cgroup_id"], l["injections"][1]["cgroup_id"]);
+    EXPECT_EQ(l["injections"][0]["cgroup_id"].get<uint64_t>(), static_cast<uint64_t>(st.st_ino));
+    ASSERT_EQ(tardy({"inject", "--pid", pid, "--fail", "connect=EPERM", "--name", "c1"}).status, 0);
+    auto third = tardy({"inject", "--cgroup", std::to_string(st.st_ino), "--fail", "bind=EPERM"});
+    EXPECT_EQ(third.status, 2);
+    EXPECT_NE(third.err.find("already has injection 'c1'"), std::string::npos) << third.err;
 }
 
 }  // namespace

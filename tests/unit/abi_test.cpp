@@ -74,7 +74,7 @@ const Layout kLayouts[] = {
                  TARDY_M(tardy_rule, flow_seed), TARDY_M(tardy_rule, filtered), TARDY_M(tardy_rule, pad),
                  TARDY_M(tardy_rule, filter)),
     TARDY_LAYOUT(tardy_rule_set, TARDY_M(tardy_rule_set, n), TARDY_M(tardy_rule_set, slots),
-                 TARDY_M(tardy_rule_set, pad)),
+                 TARDY_M(tardy_rule_set, parse)),
     TARDY_LAYOUT(tardy_counters, TARDY_M(tardy_counters, matched), TARDY_M(tardy_counters, delayed),
                  TARDY_M(tardy_counters, dropped), TARDY_M(tardy_counters, bytes)),
     TARDY_LAYOUT(tardy_cg_match, TARDY_M(tardy_cg_match, generation), TARDY_M(tardy_cg_match, pad),

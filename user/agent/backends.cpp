@@ -88,13 +88,18 @@ Result<void> TcBackend::write_set(uint64_t cgid) {
     }
     tardy_rule_set set{};
     set.n = static_cast<uint32_t>(it->second.size());
-    for (size_t i = 0; i < it->second.size() && i < TARDY_RULES_PER_CGROUP; i++) set.slots[i] = it->second[i];
+    for (size_t i = 0; i < it->second.size() && i < TARDY_RULES_PER_CGROUP; i++) {
+        set.slots[i] = it->second[i];
+        const tardy_rule& r = rules_.at(it->second[i]);
+        set.parse |= r.filtered || r.flows_ppm ? 1u : 0u;
+    }
     return env_.tc.put_rules(cgid, set);
 }
 
 void TcBackend::forget(const Injection& inj) {
     auto& s = sets_[inj.cg.id];
     s.erase(std::remove(s.begin(), s.end(), inj.slot), s.end());
+    rules_.erase(inj.slot);
 }
 
 Result<void> TcBackend::add(Injection& inj) {
@@ -122,6 +127,7 @@ Result<void> TcBackend::add(Injection& inj) {
     auto r = env_.tc.reset_counters(inj.slot);
     if (r) r = env_.tc.put_slot_rule(rule);
     if (r) {
+        rules_[inj.slot] = rule;
         sets_[inj.cg.id].push_back(inj.slot);
         r = write_set(inj.cg.id);
     }

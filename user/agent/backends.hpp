@@ -45,6 +45,7 @@ private:
     BackendEnv env_;
     DeviceManager& devices_;
     std::map<uint64_t, std::vector<uint32_t>> sets_;  // cgroup id -> slots of its rules, oldest first
+    std::map<uint32_t, tardy_rule> rules_;            // slot -> its rule, as written
     uint32_t next_seed_ = 0;
 };
 

@@ -117,6 +117,7 @@ Result<void> TcObject::put_rule(uint64_t cgid, const tardy_rule& r) {
     tardy_rule_set set{};
     set.n = 1;
     set.slots[0] = r.slot;
+    set.parse = r.filtered || r.flows_ppm;
     return put_rules(cgid, set);
 }
 
