@@ -25,9 +25,9 @@ namespace {
 // by attach type number, a fixed kernel ABI value (BPF_TCX_EGRESS in include/uapi/linux/bpf.h).
 #if LIBBPF_MAJOR_VERSION > 1 || (LIBBPF_MAJOR_VERSION == 1 && LIBBPF_MINOR_VERSION >= 3)
 #define TARDY_LIBBPF_HAS_TCX 1
-#else
-constexpr int kBpfTcxEgress = 47;
 #endif
+// BPF_TCX_EGRESS: a kernel ABI value; the UAPI headers of Debian 12 (6.1) do not name it.
+constexpr auto BPF_TCX_EGRESS_TYPE = static_cast<bpf_attach_type>(47);
 // Our clsact filters: a fixed handle and a late priority, so other filters run first.
 constexpr uint32_t kClsactHandle = 0x7a7d;
 constexpr uint32_t kClsactPriority = 0xc000;
@@ -55,6 +55,12 @@ Result<std::unique_ptr<TcObject>> TcObject::load(const Options& o) {
     if (!obj->skel_) return Error::sys("open BPF object tc.bpf.o", errno);
     obj->skel_->rodata->cfg_rng_seed = o.rng_seed;
     if (o.pin_dir.empty()) bpf_map__set_pin_path(obj->skel_->maps.tardy_control, nullptr);
+#ifdef TARDY_LIBBPF_HAS_TCX
+    // bpf_program__attach_tcx() links with the program's expected attach type, which SEC("tc")
+    // leaves at 0 (a cgroup type: the link would be refused and tardy fall back to clsact).
+    // The kernel does not check it when it loads a SCHED_CLS program, TCX or not.
+    bpf_program__set_expected_attach_type(obj->skel_->progs.tardy_tc_egress, BPF_TCX_EGRESS_TYPE);
+#endif
     if (int err = tardy_tc__load(obj->skel_); err)
         return Error::sys("load BPF object tc.bpf.o (run `tardy doctor`)", -err);
     int cfd = bpf_map__fd(obj->skel_->maps.tardy_control);
@@ -83,7 +89,7 @@ int TcObject::link_tcx_egress(int ifindex) const {
     bpf_link__destroy(link);
     return fd >= 0 ? fd : -e;
 #else
-    int fd = bpf_link_create(egress_prog_fd(), ifindex, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
+    int fd = bpf_link_create(egress_prog_fd(), ifindex, BPF_TCX_EGRESS_TYPE, nullptr);
     return fd >= 0 ? fd : -errno;
 #endif
 }
