@@ -30,12 +30,13 @@ passed=0 failed=0 skipped=0
 # run on 6.1 as well; not the redis one, whose 400 client processes take 90 s under
 # emulation and whose hooks RefusalIsDecidedOncePerSocket loads. The whole of `make test`
 # must stay well under 20 minutes on a 2-core machine (docs/testing.md has the times).
-# The iperf3 comparison with netem runs on both: TCX loses packets another way (a redirect
-# to no device) than clsact (STOLEN), and it is paced by loss, not by the emulated CPU.
+# The iperf3 comparison with netem runs on 6.1 only, for time (34 s under 6.12's single-threaded
+# TCG): it is paced by loss, not by the emulated CPU, and on 6.12 (TCX, a redirect to no
+# device instead of STOLEN) it measured 0.95, 1.00 and 0.97x by hand (docs/testing.md).
 VM_KERNELS=${TARDY_VM_KERNELS:-6.1 6.12}
 declare -A VM_FILTER=(
   [6.1]='Vm*:SockLab.*:FaithfulLab.*:StallScope.OnFiles*:StallScope.Compat*-FaithfulLab.Redis*'
-  [6.12]='VmLab.Delay50ms*:VmLab.SigkilledAgents*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.OnFiles*'
+  [6.12]='VmLab.Delay50ms*:VmLab.SigkilledAgents*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.OnFiles*-VmFaithfulLab.Tcp*'
 )
 [[ ${TARDY_VM_FULL:-} != 1 ]] || VM_FILTER[6.12]='Vm*:SockLab.*:-VmClsactLab.*'
 
