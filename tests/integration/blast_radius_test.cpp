@@ -59,7 +59,6 @@ protected:
                         "--timeout-ms", std::to_string(timeout_ms)});
         auto j = nlohmann::json::parse(r.out, nullptr, false);
         EXPECT_FALSE(j.is_discarded()) << r.err;
-        if (getenv("TARDY_DEBUG_PROBE")) std::fprintf(stderr, "probe %s %s:%d -> %s %s\n", proto, to.c_str(), port, r.out.c_str(), r.err.c_str());
         int n = 0;
         if (!j.is_discarded())
             for (const auto& x : j["rtt_ms"]) n += !x.is_null();

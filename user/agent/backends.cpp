@@ -89,21 +89,21 @@ Result<void> TcBackend::write_set(uint64_t cgid) {
     tardy_rule_set set{};
     set.n = static_cast<uint32_t>(it->second.size());
     for (size_t i = 0; i < it->second.size() && i < TARDY_RULES_PER_CGROUP; i++) {
-        set.slots[i] = it->second[i];
-        const tardy_rule& r = rules_.at(it->second[i]);
-        set.parse |= r.filtered || r.flows_ppm ? 1u : 0u;
+        set.slots[i] = it->second[i].slot;
+        set.parse |= it->second[i].parse ? 1u : 0u;
     }
     return env_.tc.put_rules(cgid, set);
 }
 
 void TcBackend::forget(const Injection& inj) {
-    auto& s = sets_[inj.cg.id];
-    s.erase(std::remove(s.begin(), s.end(), inj.slot), s.end());
-    rules_.erase(inj.slot);
+    auto it = sets_.find(inj.cg.id);
+    if (it == sets_.end()) return;
+    auto& s = it->second;
+    s.erase(std::remove_if(s.begin(), s.end(), [&](const SetEntry& e) { return e.slot == inj.slot; }), s.end());
 }
 
 Result<void> TcBackend::add(Injection& inj) {
-    if (sets_[inj.cg.id].size() >= TARDY_RULES_PER_CGROUP)
+    if (auto it = sets_.find(inj.cg.id); it != sets_.end() && it->second.size() >= TARDY_RULES_PER_CGROUP)
         return Error::user("cgroup " + inj.cg.rel + " already has " + std::to_string(TARDY_RULES_PER_CGROUP) +
                            " injections with packet faults; stop one first");
     auto filter = encode(inj.filter);
@@ -127,8 +127,7 @@ Result<void> TcBackend::add(Injection& inj) {
     auto r = env_.tc.reset_counters(inj.slot);
     if (r) r = env_.tc.put_slot_rule(rule);
     if (r) {
-        rules_[inj.slot] = rule;
-        sets_[inj.cg.id].push_back(inj.slot);
+        sets_[inj.cg.id].push_back({inj.slot, rule.filtered || rule.flows_ppm});
         r = write_set(inj.cg.id);
     }
     if (!r) {

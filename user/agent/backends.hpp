@@ -44,8 +44,11 @@ private:
     void forget(const Injection& inj);  // its slot out of sets_
     BackendEnv env_;
     DeviceManager& devices_;
-    std::map<uint64_t, std::vector<uint32_t>> sets_;  // cgroup id -> slots of its rules, oldest first
-    std::map<uint32_t, tardy_rule> rules_;            // slot -> its rule, as written
+    struct SetEntry {
+        uint32_t slot;
+        bool parse;  // the rule filters or draws flows: its set must read headers
+    };
+    std::map<uint64_t, std::vector<SetEntry>> sets_;  // cgroup id -> its rules, oldest first
     uint32_t next_seed_ = 0;
 };
 
