@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* TC programs: egress loss and delay for the packets of target cgroups, filtered by peer,
- * port, protocol and flow. */
+/* Packet faults of target cgroups, filtered by peer, port, protocol and flow: loss and delay
+ * at TC egress for what they send, loss at cgroup_skb ingress for what they receive. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -27,6 +27,7 @@ struct tardy_walk {
     __u32 len;
     __u32 lost;
     __u32 delayed;
+    __u32 scope; /* TARDY_SCOPE_EGRESS or TARDY_SCOPE_INGRESS: where the packet is */
 };
 
 /* set->slots[i] for i already checked: masked after a barrier, so that the compiler keeps
@@ -53,6 +54,10 @@ static long tardy_rule_step(__u32 i, void *ctx)
     r = bpf_map_lookup_elem(&tardy_rule_of_slot, &slot);
     if (!r || w->now >= r->expires_ns)
         return 0;
+    if (!((r->scope ? r->scope : TARDY_SCOPE_EGRESS) & w->scope))
+        return 0;
+    if ((r->scope & TARDY_SCOPE_SETUP) && !w->flow.syn)
+        return 0;
     if (r->filtered && !tardy_filter_matches(&r->filter, &w->flow))
         return 0;
     if (!tardy_flow_chosen(r, &w->flow))
@@ -68,7 +73,7 @@ static long tardy_rule_step(__u32 i, void *ctx)
         w->lost = 1;
         return 1;
     }
-    if (r->delay_ns) {
+    if (r->delay_ns && w->scope == TARDY_SCOPE_EGRESS) { /* no delay at ingress (the agent refuses it) */
         w->delay += tardy_jittered_delay(r);
         w->delayed = 1;
         w->last_delaying = r->slot + 1;
@@ -84,31 +89,42 @@ static long tardy_rule_step_next(__u32 i, void *ctx)
     return tardy_rule_step(i + 1, ctx);
 }
 
-/* A packet goes through every live rule of its cgroup's set whose filter (and flow draw) it
- * matches, in order, as through stages in series: each counts it, a loss in any loses it,
- * and the delays of the rules it passes add up to one departure time. The packet is parsed
- * only when some rule filters; a set of unfiltered rules costs no header read. */
-static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
+/* A packet goes through every live rule of its cgroup's set whose scope (direction, setup)
+ * and filter (and flow draw) it matches, in order, as through stages in series: each counts
+ * it, a loss in any loses it, and the delays of the rules it passes add up to one departure
+ * time. The packet is parsed only when some rule filters; a set of unfiltered rules costs no
+ * header read. Returns false when no rule set applies. */
+static __always_inline bool tardy_walk_rules(struct __sk_buff *skb, struct tardy_walk *w, __u32 scope)
 {
     struct tardy_control *c = tardy_armed_control();
-    struct tardy_walk w = {};
-    __u64 rule_cgid = 0, t;
+    __u64 rule_cgid = 0;
 
     if (!c)
-        return TARDY_TC_NEXT;
-    w.set = tardy_match_skb(skb, c, &rule_cgid);
-    if (!w.set)
-        return TARDY_TC_NEXT;
-    w.now = bpf_ktime_get_ns();
-    if (!tardy_lease_valid(c, w.now))
-        return TARDY_TC_NEXT;
-    w.len = skb->len;
-    if (w.set->parse)
-        tardy_parse_egress(skb, &w.flow);
+        return false;
+    w->set = tardy_match_skb(skb, c, &rule_cgid);
+    if (!w->set)
+        return false;
+    w->now = bpf_ktime_get_ns();
+    if (!tardy_lease_valid(c, w->now))
+        return false;
+    w->len = skb->len;
+    w->scope = scope;
+    if (w->set->parse)
+        tardy_parse(skb, &w->flow, scope == TARDY_SCOPE_INGRESS);
     /* Most cgroups have one rule: it costs a call, not a loop (bpf_loop's setup measured
      * 100 ns a packet); the others go through bpf_loop. */
-    if (tardy_rule_step(0, &w) == 0 && w.set->n > 1)
-        bpf_loop(TARDY_RULES_PER_CGROUP - 1, tardy_rule_step_next, &w, 0);
+    if (tardy_rule_step(0, w) == 0 && w->set->n > 1)
+        bpf_loop(TARDY_RULES_PER_CGROUP - 1, tardy_rule_step_next, w, 0);
+    return true;
+}
+
+static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
+{
+    struct tardy_walk w = {};
+    __u64 t;
+
+    if (!tardy_walk_rules(skb, &w, TARDY_SCOPE_EGRESS))
+        return TARDY_TC_NEXT;
     if (w.lost)
         return tardy_lose(can_steal);
     if (!w.delayed)
@@ -143,4 +159,18 @@ SEC("tc")
 int tardy_tc_egress_cls(struct __sk_buff *skb)
 {
     return tardy_egress(skb, true);
+}
+
+/* Attached to the target cgroups with ingress rules (one link per topmost such cgroup), so
+ * it runs for the packets their sockets receive and for no one else's. Dropping here is a
+ * loss on the wire as the receiver sees it: TCP and UDP discard the packet silently after
+ * the IP layer, the sender retransmits. 0 drops, 1 passes. */
+SEC("cgroup_skb/ingress")
+int tardy_cg_ingress(struct __sk_buff *skb)
+{
+    struct tardy_walk w = {};
+
+    if (!tardy_walk_rules(skb, &w, TARDY_SCOPE_INGRESS))
+        return 1;
+    return w.lost ? 0 : 1;
 }

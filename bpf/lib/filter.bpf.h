@@ -15,6 +15,7 @@ struct tardy_flow {
     __u32 local_be[4];
     __u16 remote_port;  /* host order; 0: none (ICMP, a later fragment) */
     __u16 local_port;
+    __u32 syn;          /* a TCP segment with SYN set (connection setup) */
 };
 
 /* The mask of a prefix's `bits` first bits within 32-bit word w, in network byte order. */
@@ -119,13 +120,19 @@ static __always_inline bool tardy_flow_chosen(const struct tardy_rule *r, const 
 #define TARDY_ETH_P_IP 0x0800
 #define TARDY_ETH_P_IPV6 0x86dd
 
-/* The flow of an egress packet, read relative to its network header (so devices with and
- * without a link-layer header alike). Leaves family 0 for what is not IPv4 or IPv6. */
-static __always_inline void tardy_parse_egress(struct __sk_buff *skb, struct tardy_flow *f)
+/* The flow of a packet, read relative to its network header (so devices with and without a
+ * link-layer header, and cgroup_skb programs, alike). The remote end is the destination of
+ * a packet the target sends and the source of one it receives. Leaves family 0 for what is
+ * not IPv4 or IPv6. */
+static __always_inline void tardy_parse(struct __sk_buff *skb, struct tardy_flow *f, bool ingress)
 {
-    __u32 l4 = 0;
+    __u32 l4 = 0, *dst = ingress ? f->local_be : f->remote_be, *src = ingress ? f->remote_be : f->local_be;
     __u8 proto = 0;
-    __u16 ports[2];
+    struct {
+        __u16 ports[2];
+        __u32 seq, ack;
+        __u8 doff, flags;
+    } l4h;
 
     if (skb->protocol == bpf_htons(TARDY_ETH_P_IP)) {
         struct iphdr ip;
@@ -133,8 +140,8 @@ static __always_inline void tardy_parse_egress(struct __sk_buff *skb, struct tar
         if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET))
             return;
         f->family = TARDY_AF_INET;
-        f->remote_be[0] = ip.daddr;
-        f->local_be[0] = ip.saddr;
+        dst[0] = ip.daddr;
+        src[0] = ip.saddr;
         proto = ip.protocol;
         /* a later fragment carries no ports */
         l4 = (ip.frag_off & bpf_htons(0x1fff)) ? 0 : ip.ihl * 4;
@@ -144,8 +151,8 @@ static __always_inline void tardy_parse_egress(struct __sk_buff *skb, struct tar
         if (bpf_skb_load_bytes_relative(skb, 0, &ip6, sizeof(ip6), BPF_HDR_START_NET))
             return;
         f->family = TARDY_AF_INET6;
-        __builtin_memcpy(f->remote_be, &ip6.daddr, 16);
-        __builtin_memcpy(f->local_be, &ip6.saddr, 16);
+        __builtin_memcpy(dst, &ip6.daddr, 16);
+        __builtin_memcpy(src, &ip6.saddr, 16);
         proto = ip6.nexthdr; /* extension headers are not followed: such a packet has no ports */
         l4 = sizeof(ip6);
     } else {
@@ -157,9 +164,12 @@ static __always_inline void tardy_parse_egress(struct __sk_buff *skb, struct tar
         f->proto = TARDY_PROTO_UDP;
     else if (proto == 1 || proto == 58)
         f->proto = TARDY_PROTO_ICMP;
-    if (l4 && (proto == 6 || proto == 17) &&
-        !bpf_skb_load_bytes_relative(skb, l4, ports, sizeof(ports), BPF_HDR_START_NET)) {
-        f->local_port = bpf_ntohs(ports[0]);
-        f->remote_port = bpf_ntohs(ports[1]);
-    }
+    if (!l4 || (proto != 6 && proto != 17))
+        return;
+    if (bpf_skb_load_bytes_relative(skb, l4, &l4h, proto == 6 ? 14 : 4, BPF_HDR_START_NET))
+        return;
+    /* [0] is the source port: the local one of a packet sent, the remote one of a packet received */
+    f->local_port = bpf_ntohs(l4h.ports[ingress ? 1 : 0]);
+    f->remote_port = bpf_ntohs(l4h.ports[ingress ? 0 : 1]);
+    f->syn = proto == 6 && (l4h.flags & 0x02);
 }

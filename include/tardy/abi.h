@@ -77,9 +77,14 @@ struct tardy_rule {
                          0 or TARDY_PPM: every flow */
     __u32 flow_seed;  /* the draw's seed, one per injection */
     __u32 filtered;   /* 0: the filter is empty (every packet matches, nothing parsed) */
-    __u32 pad;
+    __u32 scope;      /* TARDY_SCOPE_* bits; 0 is TARDY_SCOPE_EGRESS */
     struct tardy_filter filter;
 };
+
+/* Where a rule applies (tardy_rule.scope). */
+#define TARDY_SCOPE_EGRESS 1u  /* packets the target sends (TC egress) */
+#define TARDY_SCOPE_INGRESS 2u /* packets for the target's sockets (cgroup_skb ingress): loss only */
+#define TARDY_SCOPE_SETUP 4u   /* TCP connection setup only: packets with SYN set (SYN, SYN-ACK) */
 
 /* Value of the rules map, keyed by the target's cgroup id (__u64): the packet faults of
  * every injection on that cgroup, as the slots of their rules (the rules map by slot holds

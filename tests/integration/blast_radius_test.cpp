@@ -163,4 +163,65 @@ TEST_F(BlastLab, FlowsAreAStickyShareOfConnections) {
     EXPECT_EQ(answered(kCtl, "tcp", "198.18.0.2", 7007, 20, 200), 20);
 }
 
+// --direction ingress: loss of the packets the target's sockets receive (cgroup_skb ingress),
+// filtered by their source (the remote end). What the target sends is untouched: every
+// answer that was dropped was an answer to a request that got out.
+TEST_F(BlastLab, IngressLossHitsWhatTheTargetReceives) {
+    inject({"--loss", "100%", "--direction", "ingress", "--port", "7007"}, "in");
+    for (auto to : {"198.18.0.2", "fd00:7a7d::2"}) {
+        EXPECT_EQ(answered(kExp, "udp", to, 7007, 10), 0) << to << ": an answer from port 7007 got in";
+        EXPECT_EQ(answered(kExp, "tcp", to, 7007, 2, 200), 0) << to << ": a SYN-ACK from port 7007 got in";
+        EXPECT_EQ(answered(kExp, "udp", to, 7017, 10), 10) << to << ": port 7017 was hit";
+        EXPECT_EQ(answered(kCtl, "udp", to, 7007, 10), 10) << to << ": the control cohort was hit";
+    }
+    auto l = list_json();
+    const auto* in = injection(l, "in");
+    ASSERT_NE(in, nullptr) << l.dump();
+    EXPECT_EQ((*in)["net"].value("direction", ""), "ingress");
+    EXPECT_TRUE((*in)["devices"].empty()) << "ingress loss needs no device: " << (*in)["devices"];
+    auto c = (*in)["counters"];
+    // 20 answers came back and were dropped, and nothing the cohort sent was counted.
+    EXPECT_GE(c["dropped"].get<uint64_t>(), 24u) << c;  // 20 echoes, 4 SYN-ACKs or more
+    EXPECT_EQ(c["matched"], c["dropped"]);
+    EXPECT_NE(tardy({"list"}).out.find("loss 100% on ingress port 7007"), std::string::npos);
+}
+
+// Ingress rules on a cgroup and on its parent: the program is linked to the topmost one only,
+// so it runs once per packet (twice would count, and drop, each packet twice), and the deepest
+// rule set applies as at egress. Ending the parent's links the child's again.
+TEST_F(BlastLab, NestedIngressRulesRunOncePerPacket) {
+    inject({"--loss", "100%", "--direction", "ingress", "--port", "7007", "--proto", "udp"}, "child");
+    std::string parent = lab_->cgroup_rel(kExp).substr(0, lab_->cgroup_rel(kExp).rfind('/'));
+    auto r = tardy({"inject", "--cgroup", parent, "--loss", "100%", "--direction", "ingress", "--port", "7017", "--name",
+                    "parent"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto matched = [&] {
+        auto l = list_json();
+        const auto* i = injection(l, "child");
+        return i ? (*i)["counters"]["matched"].get<uint64_t>() : 0;
+    };
+    for (bool parent_live : {true, false}) {
+        uint64_t before = matched();
+        EXPECT_EQ(answered(kExp, "udp", "198.18.0.2", 7007, 10), 0) << "the child's rule lapsed";
+        EXPECT_EQ(matched() - before, 10u) << "each answer counted once (parent live: " << parent_live << ")";
+        EXPECT_EQ(answered(kExp, "udp", "198.18.0.2", 7017, 10), 10) << "the deepest rule set applies";
+        EXPECT_EQ(answered(kCtl, "udp", "198.18.0.2", 7017, 10), parent_live ? 0 : 10);
+        EXPECT_EQ(answered(kCtl, "udp", "198.18.0.2", 7007, 10), 10);
+        if (parent_live) {
+            ASSERT_EQ(tardy({"stop", "parent"}).status, 0);
+        }
+    }
+}
+
+// --setup-only: only packets with SYN set. Lost SYNs fail new connections; other packets,
+// here UDP echoes, pass.
+TEST_F(BlastLab, SetupOnlyHitsConnectionSetup) {
+    inject({"--loss", "100%", "--setup-only", "--peer", "198.18.0.2", "--peer", "fd00:7a7d::2"});
+    for (auto to : {"198.18.0.2", "fd00:7a7d::2"}) {
+        EXPECT_EQ(answered(kExp, "tcp", to, 7007, 2, 200), 0) << to << ": a SYN got out";
+        EXPECT_EQ(answered(kExp, "udp", to, 7007, 10), 10) << to << ": a packet other than a SYN was hit";
+        EXPECT_EQ(answered(kCtl, "tcp", to, 7007, 2, 500), 2) << to << ": the control cohort was hit";
+    }
+}
+
 }  // namespace

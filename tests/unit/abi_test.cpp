@@ -71,7 +71,7 @@ const Layout kLayouts[] = {
                  TARDY_M(tardy_filter, peers)),
     TARDY_LAYOUT(tardy_rule, TARDY_M(tardy_rule, slot), TARDY_M(tardy_rule, loss_ppm), TARDY_M(tardy_rule, delay_ns),
                  TARDY_M(tardy_rule, jitter_ns), TARDY_M(tardy_rule, expires_ns), TARDY_M(tardy_rule, flows_ppm),
-                 TARDY_M(tardy_rule, flow_seed), TARDY_M(tardy_rule, filtered), TARDY_M(tardy_rule, pad),
+                 TARDY_M(tardy_rule, flow_seed), TARDY_M(tardy_rule, filtered), TARDY_M(tardy_rule, scope),
                  TARDY_M(tardy_rule, filter)),
     TARDY_LAYOUT(tardy_rule_set, TARDY_M(tardy_rule_set, n), TARDY_M(tardy_rule_set, slots),
                  TARDY_M(tardy_rule_set, parse)),

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "model/spec.hpp"
 #include "test_util.hpp"
 
@@ -123,6 +125,56 @@ TEST(Flows, AShareOfFlowsForPacketFaults) {
     a.fails = {"connect=ECONNREFUSED"};
     a.flows = "10%";
     EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--flows", "--delay or --loss"}));
+}
+
+TEST(Direction, EgressIngressOrBothForLoss) {
+    auto a = on_cgroup();
+    a.loss = "20%";
+    auto r = build_inject_request(a);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->net.scope, TARDY_SCOPE_EGRESS) << "egress is the default";
+    for (auto [dir, scope, words] : {std::tuple{"egress", TARDY_SCOPE_EGRESS, "loss 20%"},
+                                     std::tuple{"ingress", TARDY_SCOPE_INGRESS, "loss 20% on ingress"},
+                                     std::tuple{"both", TARDY_SCOPE_EGRESS | TARDY_SCOPE_INGRESS, "loss 20% both ways"}}) {
+        a.direction = dir;
+        r = build_inject_request(a);
+        ASSERT_TRUE(r) << dir << ": " << r.error().message;
+        EXPECT_EQ(r->net.scope, scope) << dir;
+        EXPECT_EQ(describe(r->net), words);
+        nlohmann::json j = r->net;
+        EXPECT_EQ(j["direction"], dir);
+        EXPECT_EQ(j.get<NetFaults>().scope, scope) << "the agent reads what the CLI wrote";
+    }
+    a.direction = "in";
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--direction 'in'", "egress", "ingress", "both"}));
+    a.direction = "ingress";
+    a.delay = "50ms";
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--delay", "--direction egress"}));
+    a = on_cgroup();
+    a.direction = "ingress";
+    a.fails = {"connect=ECONNREFUSED"};
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--direction", "--loss"}));
+    a = on_cgroup();
+    a.loss = "5%";
+    a.direction = "ingress";
+    a.devices = {"eth0"};
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--device", "ingress"}));
+}
+
+TEST(SetupOnly, TcpConnectionSetupOnly) {
+    auto a = on_cgroup();
+    a.delay = "300ms";
+    a.setup_only = true;
+    auto r = build_inject_request(a);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->net.scope, TARDY_SCOPE_EGRESS | TARDY_SCOPE_SETUP);
+    EXPECT_EQ(describe(r->net), "delay 300ms at TCP connection setup");
+    a.filter.protos = {"udp"};
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--setup-only", "--proto"}));
+    a = on_cgroup();
+    a.setup_only = true;
+    a.fails = {"connect=ECONNREFUSED"};
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--setup-only", "--delay or --loss"}));
 }
 
 }  // namespace

@@ -124,9 +124,9 @@ TEST(RequestValidate, OpAndVersion) {
     EXPECT_TRUE(IsUserError(check({{"op", 5}}).error(), {"op", "string"}));
     EXPECT_TRUE(IsUserError(check({{"op", "explode"}}).error(), {"op", "unknown", "explode"}));
     EXPECT_TRUE(check({{"op", "ping"}}));
-    EXPECT_TRUE(check({{"op", "list"}, {"v", 2}}));
-    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 1}}).error(), {"version 1", "speaks version 2"}));
-    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 3}}).error(), {"version 3", "speaks version 2"}));
+    EXPECT_TRUE(check({{"op", "list"}, {"v", 3}}));
+    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 2}}).error(), {"version 2", "speaks version 3"}));
+    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 4}}).error(), {"version 4", "speaks version 3"}));
     EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", "1"}}).error(), {"version"}));
     EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 1.0}}).error(), {"version"}));
 }
@@ -202,6 +202,8 @@ TEST(RequestValidate, EveryInjectFieldIsChecked) {
         {"/filter/port_lo", 70000, "filter.port_lo"}, {"/filter/port_lo", 6000, "filter.port_lo"},
         {"/filter/port_lo", 0, "filter.port_lo"}, {"/filter/except_port_hi", 1, "filter.except_port_lo"},
         {"/filter/protos", 8, "filter.protos"}, {"/filter", 5, "filter"}, {"/net/flows_ppm", 1'000'000, "net.flows_ppm"},
+        {"/net/scope", 0, "net.scope"}, {"/net/scope", 8, "net.scope"}, {"/net/scope", "egress", "net.scope"},
+        {"/net/scope", TARDY_SCOPE_SETUP, "net.scope"}, {"/net/scope", TARDY_SCOPE_INGRESS, "net.scope"},
         {"/sock/path", "rel", "sock.path"},
         {"/sock/path", "/" + std::string(300, 'x'), "sock.path"}, {"/sock/path", 5, "sock.path"},
         {"/stalls", json::object(), "stalls"}, {"/stalls", json::array({5}), "stalls[0]"},
@@ -281,7 +283,7 @@ TEST(RequestHandleLine, RepliesOneLineAndNeverThrows) {
         EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
         return json::parse(line);
     };
-    json r = reply(handle_line("{\"op\":\"ping\",\"v\":2}\n", answer));
+    json r = reply(handle_line("{\"op\":\"ping\",\"v\":3}\n", answer));
     EXPECT_EQ(r, (json{{"ok", true}, {"pid", 1}, {"v", kProtocolVersion}}));
     EXPECT_EQ(calls, 1);
 

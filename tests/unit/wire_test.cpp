@@ -73,7 +73,7 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
     EXPECT_EQ(j["v"], kProtocolVersion);
     EXPECT_EQ(keys(j["cgroup"]), (std::set<std::string>{"path", "rel", "id"}));
     EXPECT_EQ(keys(j["netns"][0]), (std::set<std::string>{"ino", "path"}));
-    EXPECT_EQ(keys(j["net"]), (std::set<std::string>{"delay_ns", "jitter_ns", "loss_ppm", "flows_ppm"}));
+    EXPECT_EQ(keys(j["net"]), (std::set<std::string>{"delay_ns", "jitter_ns", "loss_ppm", "flows_ppm", "scope", "direction", "setup_only"}));
     EXPECT_EQ(keys(j["stalls"][0]), (std::set<std::string>{"name", "delay_ns", "ppm", "on", "path"}));
     // What the agent accepts, and reads back to the same values.
     auto v = validate_request(j);
@@ -186,13 +186,13 @@ TEST(Wire, Versions) {
     json refusal = {{"ok", false}, {"user", true}, {"error", "request protocol version 2: ..."}, {"v", 1}};
     auto r = check_reply_version(refusal);
     ASSERT_FALSE(r);
-    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 2", "`tardy kill`", "retry"}));
+    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 3", "`tardy kill`", "retry"}));
     EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
     EXPECT_TRUE(IsUserError(check_reply_version(json{{"ok", true}, {"v", 1.5}}).error(), {"version unknown"}));
     // The agent's side: a request of another version, refused with both versions and the fix.
     auto q = validate_request(json{{"op", "list"}, {"v", 1}});
     ASSERT_FALSE(q);
-    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 2", "`tardy kill`"}));
+    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 3", "`tardy kill`"}));
     // And the agent's refusal line carries its own version, which is what the client checks.
     json line = json::parse(handle_line(R"({"op":"list","v":1})", [](const json&) { return json(); }));
     EXPECT_EQ(line["ok"], false);

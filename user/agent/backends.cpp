@@ -102,13 +102,36 @@ void TcBackend::forget(const Injection& inj) {
     s.erase(std::remove_if(s.begin(), s.end(), [&](const SetEntry& e) { return e.slot == inj.slot; }), s.end());
 }
 
+Result<void> TcBackend::link_ingress() {
+    std::map<uint64_t, std::string> with;  // cgroups with an ingress rule
+    for (const auto& [cgid, entries] : sets_)
+        if (std::any_of(entries.begin(), entries.end(), [](const SetEntry& e) { return e.ingress; }))
+            with[cgid] = cg_paths_[cgid];
+    std::map<uint64_t, std::string> want;  // of those, the ones below no other
+    for (const auto& [cgid, path] : with)
+        if (std::none_of(with.begin(), with.end(),
+                         [&](const auto& o) { return o.first != cgid && path.starts_with(o.second + "/"); }))
+            want[cgid] = path;
+    // New links first: a moment of a packet seen twice, never one of a rule not enforced.
+    for (const auto& [cgid, path] : want) {
+        if (ingress_links_.contains(cgid)) continue;
+        auto l = env_.tc.attach_ingress(path);
+        if (!l) return l.error();
+        ingress_links_.emplace(cgid, std::move(*l));
+    }
+    std::erase_if(ingress_links_, [&](const auto& kv) { return !want.contains(kv.first); });
+    std::erase_if(cg_paths_, [&](const auto& kv) { return !sets_.contains(kv.first); });
+    return ok();
+}
+
 Result<void> TcBackend::add(Injection& inj) {
     if (auto it = sets_.find(inj.cg.id); it != sets_.end() && it->second.size() >= TARDY_RULES_PER_CGROUP)
         return Error::user("cgroup " + inj.cg.rel + " already has " + std::to_string(TARDY_RULES_PER_CGROUP) +
                            " injections with packet faults; stop one first");
     auto filter = encode(inj.filter);
     if (!filter) return filter.error();
-    TARDY_TRY(take_devices(inj));
+    // Ingress loss acts on the target's sockets at a cgroup hook: it needs no device.
+    if (inj.net.egress()) TARDY_TRY(take_devices(inj));
     tardy_rule rule{};
     rule.slot = inj.slot;
     rule.loss_ppm = inj.net.loss_ppm;
@@ -121,18 +144,23 @@ Result<void> TcBackend::add(Injection& inj) {
     rule.flow_seed = static_cast<uint32_t>((env_.rng_seed ? env_.rng_seed : mono_ns()) * 0x9E3779B97F4A7C15ull >> 32) +
                      next_seed_++ * 0x85EBCA6Bu;
     rule.filtered = inj.filter.empty() ? 0 : 1;
+    rule.scope = inj.net.scope;
     rule.filter = *filter;
     // The rule by its slot first, then the set that names it: a packet never finds a slot
     // without its rule.
     auto r = env_.tc.reset_counters(inj.slot);
     if (r) r = env_.tc.put_slot_rule(rule);
     if (r) {
-        sets_[inj.cg.id].push_back({inj.slot, rule.filtered || rule.flows_ppm});
+        sets_[inj.cg.id].push_back(
+            {inj.slot, rule.filtered || rule.flows_ppm || (rule.scope & TARDY_SCOPE_SETUP), inj.net.ingress()});
+        cg_paths_[inj.cg.id] = inj.cg.path;
         r = write_set(inj.cg.id);
     }
+    if (r && inj.net.ingress()) r = link_ingress();
     if (!r) {
         forget(inj);
         (void)write_set(inj.cg.id);
+        (void)link_ingress();
         (void)env_.tc.delete_slot_rule(inj.slot);
         release_devices(inj);
     }
@@ -142,6 +170,7 @@ Result<void> TcBackend::add(Injection& inj) {
 Result<void> TcBackend::remove(Injection& inj) {
     forget(inj);
     auto r = write_set(inj.cg.id);
+    if (auto l = link_ingress(); !l && r) r = l;
     (void)env_.tc.delete_slot_rule(inj.slot);
     release_devices(inj);
     return r;

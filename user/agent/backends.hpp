@@ -42,13 +42,19 @@ private:
     // Writes the cgroup's rule set as sets_ has it (deletes it when empty).
     Result<void> write_set(uint64_t cgid);
     void forget(const Injection& inj);  // its slot out of sets_
+    // Links the ingress program to the topmost cgroups that have ingress rules, and unlinks
+    // it from the others: on a cgroup and its ancestor it would run twice for one packet.
+    Result<void> link_ingress();
     BackendEnv env_;
     DeviceManager& devices_;
     struct SetEntry {
         uint32_t slot;
-        bool parse;  // the rule filters or draws flows: its set must read headers
+        bool parse;    // the rule filters, draws flows or looks for SYN: its set must read headers
+        bool ingress;  // the rule applies to received packets
     };
     std::map<uint64_t, std::vector<SetEntry>> sets_;  // cgroup id -> its rules, oldest first
+    std::map<uint64_t, std::string> cg_paths_;        // cgroup id -> its directory, for sets_
+    std::map<uint64_t, CgroupLink> ingress_links_;    // cgroup id -> the ingress program's link
     uint32_t next_seed_ = 0;
 };
 

@@ -204,7 +204,7 @@ int run(int argc, char** argv) {
     inject->add_option("--pod", ia.pod, "Target a Kubernetes pod by UID (full or unique prefix), on its node");
     inject->add_option("--delay", ia.delay, "Delay egress packets, e.g. 50ms (needs the fq qdisc)");
     inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay)");
-    inject->add_option("--loss", ia.loss, "Drop this share of egress packets, e.g. 5% or 0.01%");
+    inject->add_option("--loss", ia.loss, "Drop this share of packets, e.g. 5% or 0.01% (egress; see --direction)");
     inject->add_option("--fail", ia.fails,
                        "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket, "
                        "open (openat), read, write (repeatable), e.g. connect=ECONNREFUSED:25%");
@@ -215,6 +215,12 @@ int run(int argc, char** argv) {
     inject->add_option("--flows", ia.flows,
                        "Apply the packet faults to this share of flows only, each flow (5-tuple) hit for its whole "
                        "life or never, e.g. 10%");
+    inject->add_option("--direction", ia.direction,
+                       "Packet faults on what the target sends (egress, the default), receives (ingress: --loss "
+                       "only) or both");
+    inject->add_flag("--setup-only", ia.setup_only,
+                     "Packet faults on TCP connection setup only (SYN, SYN-ACK): --delay 300ms makes connect() "
+                     "slower and leaves the connection fast");
     inject->add_option("--peer", ia.filter.peers,
                        "Only traffic and socket calls to this address or CIDR (repeatable, IPv4 or IPv6)");
     inject->add_option("--except-peer", ia.filter.except_peers,
@@ -243,6 +249,8 @@ int run(int argc, char** argv) {
                    "  sudo tardy inject --cgroup shop.slice --delay 200ms --peer 10.0.0.5 --port 5432 --name slow-db\n"
                    "  sudo tardy inject --cgroup shop.slice --loss 5% --peer 10.0.0.7 --proto tcp --name lossy-cache\n"
                    "  sudo tardy inject --cgroup shop.slice --loss 100% --flows 10%   # one connection in ten dead\n"
+                   "  sudo tardy inject --cgroup shop.slice --loss 20% --direction both --peer 10.0.0.7\n"
+                   "  sudo tardy inject --cgroup shop.slice --delay 300ms --setup-only --port 443   # slow connects\n"
                    "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"
                    "  sudo tardy inject --cgroup db.slice --stall flush=100ms --path /var/lib/postgresql   # slow disk\n"
                    "  sudo tardy inject --pid 4242 --fail open=EIO:10% --path /var/lib/app   # needs the BPF LSM");

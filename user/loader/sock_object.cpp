@@ -14,10 +14,6 @@
 
 namespace tardy {
 
-CgroupLink::~CgroupLink() {
-    if (l_) bpf_link__destroy(l_);
-}
-
 Result<std::unique_ptr<SockObject>> SockObject::load(const std::string& pin_dir, uint64_t rng_seed) {
     std::unique_ptr<SockObject> obj(new SockObject());
     LIBBPF_OPTS(bpf_object_open_opts, oo);
@@ -39,8 +35,6 @@ SockObject::~SockObject() { tardy_sock__destroy(skel_); }
 
 Result<std::vector<CgroupLink>> SockObject::attach(const std::string& cgroup_path, const std::vector<uint32_t>& ops,
                                                    bool connect_timeouts) {
-    Fd cg(open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!cg.valid()) return Error::sys("open cgroup " + cgroup_path, errno);
     std::vector<bpf_program*> progs;
     for (uint32_t op : ops) {
         switch (op) {
@@ -63,9 +57,9 @@ Result<std::vector<CgroupLink>> SockObject::attach(const std::string& cgroup_pat
     }
     std::vector<CgroupLink> links;
     for (auto* p : progs) {
-        bpf_link* l = bpf_program__attach_cgroup(p, cg.get());
-        if (!l) return Error::sys(std::string("attach ") + bpf_program__name(p) + " to cgroup " + cgroup_path, errno);
-        links.emplace_back(l);
+        auto l = CgroupLink::attach(p, cgroup_path);
+        if (!l) return l.error();
+        links.push_back(std::move(*l));
     }
     return links;
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "loader/cgroup_link.hpp"
 #include "model/error.hpp"
 #include "model/tardy_abi.hpp"
 
@@ -15,19 +16,6 @@ struct tardy_sock;
 struct bpf_link;
 
 namespace tardy {
-
-// A cgroup link; the kernel detaches it when the last fd goes, so the agent's death ends it.
-class CgroupLink {
-public:
-    explicit CgroupLink(bpf_link* l) : l_(l) {}
-    CgroupLink(CgroupLink&& o) noexcept : l_(o.l_) { o.l_ = nullptr; }
-    CgroupLink& operator=(CgroupLink&&) = delete;
-    CgroupLink(const CgroupLink&) = delete;
-    ~CgroupLink();
-
-private:
-    bpf_link* l_;
-};
 
 class SockObject {
 public:

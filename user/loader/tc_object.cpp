@@ -95,6 +95,10 @@ int TcObject::link_tcx_egress(int ifindex) const {
 }
 int TcObject::egress_cls_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress_cls); }
 
+Result<CgroupLink> TcObject::attach_ingress(const std::string& cgroup_path) const {
+    return CgroupLink::attach(skel_->progs.tardy_cg_ingress, cgroup_path);
+}
+
 void TcObject::bump_generation() { __atomic_add_fetch(&control_->generation, 1, __ATOMIC_SEQ_CST); }
 
 Result<void> TcObject::put_slot_rule(const tardy_rule& r) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "loader/cgroup_link.hpp"
 #include "model/error.hpp"
 #include "sys/fd.hpp"
 #include "model/tardy_abi.hpp"
@@ -32,6 +33,9 @@ public:
     // ENOTSUPP when the kernel has no TCX).
     int link_tcx_egress(int ifindex) const;
     int egress_cls_prog_fd() const;  // for clsact filters: delays without TCP small queues
+    // The ingress loss program on a cgroup: it runs for the packets that the sockets of the
+    // cgroup and its descendants receive.
+    Result<CgroupLink> attach_ingress(const std::string& cgroup_path) const;
 
     // One injection's packet rule, by its slot: written before any set names the slot.
     Result<void> put_slot_rule(const tardy_rule& r);

@@ -106,7 +106,7 @@ constexpr const char* kNameRule = "use 1 to 64 characters from [A-Za-z0-9._-], s
 Result<NetFaults> check_net(const json& req) {
     const json* n = member(req, "net");
     if (!n) return bad("net", "missing; want an object (may be {})");
-    TARDY_TRY(need_object(*n, "net", "{delay_ns, jitter_ns, loss_ppm, flows_ppm}"));
+    TARDY_TRY(need_object(*n, "net", "{delay_ns, jitter_ns, loss_ppm, flows_ppm, scope}"));
     NetFaults f;
     auto delay = get_uint(*n, "delay_ns", "net.delay_ns", 0, TARDY_MAX_DELAY_NS, 0);
     if (!delay) return delay.error();
@@ -122,6 +122,13 @@ Result<NetFaults> check_net(const json& req) {
     auto flows = get_uint(*n, "flows_ppm", "net.flows_ppm", 0, TARDY_PPM - 1, 0);
     if (!flows) return flows.error();
     f.flows_ppm = static_cast<uint32_t>(*flows);
+    auto scope = get_uint(*n, "scope", "net.scope", 0, TARDY_SCOPE_EGRESS | TARDY_SCOPE_INGRESS | TARDY_SCOPE_SETUP,
+                          TARDY_SCOPE_EGRESS);
+    if (!scope) return scope.error();
+    f.scope = static_cast<uint32_t>(*scope);
+    if (!(f.scope & (TARDY_SCOPE_EGRESS | TARDY_SCOPE_INGRESS)))
+        return bad("net.scope", "names no direction; set bit 1 (egress), 2 (ingress) or both");
+    if ((f.scope & TARDY_SCOPE_INGRESS) && f.delay_ns) return bad("net.scope", "ingress takes no delay_ns");
     return f;
 }
 

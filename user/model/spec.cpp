@@ -100,6 +100,38 @@ void from_json(const nlohmann::json& j, StallSpec& s) {
     s.path = j.value("path", std::string());
 }
 
+namespace {
+
+// --direction and --setup-only: where the packet faults apply.
+Result<void> scope_net(const InjectArgs& a, NetFaults& net) {
+    if (!a.direction.empty()) {
+        if (a.direction == "egress")
+            net.scope = TARDY_SCOPE_EGRESS;
+        else if (a.direction == "ingress")
+            net.scope = TARDY_SCOPE_INGRESS;
+        else if (a.direction == "both")
+            net.scope = TARDY_SCOPE_EGRESS | TARDY_SCOPE_INGRESS;
+        else
+            return Error::user("--direction '" + a.direction + "': use egress (packets the target sends), ingress "
+                               "(packets it receives) or both");
+        if (!net.any())
+            return Error::user("--direction says which packets the packet faults hit; give --loss (or --delay, "
+                               "egress only) with it");
+        if (net.ingress() && net.delay_ns)
+            return Error::user("--delay applies to the packets the target sends, not to those it receives: use "
+                               "--direction egress for the delay (ingress takes --loss)");
+    }
+    if (a.setup_only) {
+        if (!net.any())
+            return Error::user("--setup-only limits packet faults to TCP connection setup; give --delay or --loss "
+                               "with it");
+        net.scope |= TARDY_SCOPE_SETUP;
+    }
+    return ok();
+}
+
+}  // namespace
+
 Result<InjectRequest> build_inject_request(const InjectArgs& a) {
     InjectRequest r;
     // --pod UID --container ID is one target: a container of that pod.
@@ -152,6 +184,7 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
             return Error::user("--flows picks the flows that packet faults hit; give --delay or --loss with it");
         r.net.flows_ppm = *f == TARDY_PPM ? 0 : *f;
     }
+    TARDY_TRY(scope_net(a, r.net));
     // --path filters file faults, stalls of calls on an fd, or both.
     bool file_fails = false;
     for (const auto& f : a.fails)
@@ -165,6 +198,9 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
     auto filter = build_filter(a.filter);
     if (!filter) return filter.error();
     r.filter = *filter;
+    if (a.setup_only && r.filter.protos && !(r.filter.protos & TARDY_PROTO_TCP))
+        return Error::user("--setup-only hits TCP connection setup, and --proto leaves TCP out; add --proto tcp or "
+                           "drop --setup-only");
     if (!r.filter.empty()) {
         // One filter for every fault of the injection: a fault it cannot apply to is refused.
         std::string opts = r.filter.options();
@@ -197,6 +233,9 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         return Error::user("no fault given: add --delay DUR, --loss PCT, --fail SYSCALL=ERRNO or --stall SYSCALL=DUR");
     if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))
         return Error::user("--device and --netns choose where packet faults apply; give --delay or --loss, or leave them out");
+    if (!r.net.egress() && (!a.devices.empty() || !a.netns.empty()))
+        return Error::user("--device and --netns choose where egress faults apply; ingress loss acts on the packets "
+                           "the target's sockets receive, on any device: leave them out");
     if (!a.for_dur.empty()) {
         auto f = parse_duration_ns(a.for_dur, "--for");
         if (!f) return f.error();
@@ -228,7 +267,10 @@ std::string describe(const NetFaults& f) {
         if (!s.empty()) s += ", ";
         s += "loss " + format_ppm(f.loss_ppm);
     }
-    if (f.flows_ppm && !s.empty()) s += " on " + format_ppm(f.flows_ppm) + " of flows";
+    if (s.empty()) return s;
+    if (f.flows_ppm) s += " on " + format_ppm(f.flows_ppm) + " of flows";
+    if (f.scope & TARDY_SCOPE_SETUP) s += " at TCP connection setup";
+    if (f.ingress()) s += f.egress() ? " both ways" : " on ingress";
     return s;
 }
 
@@ -241,7 +283,11 @@ std::string describe(const InjectRequest& r) {
 }
 
 void to_json(nlohmann::json& j, const NetFaults& f) {
-    j = {{"delay_ns", f.delay_ns}, {"jitter_ns", f.jitter_ns}, {"loss_ppm", f.loss_ppm}, {"flows_ppm", f.flows_ppm}};
+    j = {{"delay_ns", f.delay_ns}, {"jitter_ns", f.jitter_ns}, {"loss_ppm", f.loss_ppm}, {"flows_ppm", f.flows_ppm},
+         {"scope", f.scope}};
+    // For people and scripts reading `list --json`; the agent reads scope.
+    j["direction"] = f.ingress() ? (f.egress() ? "both" : "ingress") : "egress";
+    j["setup_only"] = (f.scope & TARDY_SCOPE_SETUP) != 0;
 }
 
 void from_json(const nlohmann::json& j, NetFaults& f) {
@@ -249,6 +295,7 @@ void from_json(const nlohmann::json& j, NetFaults& f) {
     f.jitter_ns = j.value("jitter_ns", uint64_t{0});
     f.loss_ppm = j.value("loss_ppm", uint32_t{0});
     f.flows_ppm = j.value("flows_ppm", uint32_t{0});
+    f.scope = j.value("scope", uint32_t{TARDY_SCOPE_EGRESS});
 }
 
 }  // namespace tardy

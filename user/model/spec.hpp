@@ -21,7 +21,11 @@ struct NetFaults {
     uint64_t jitter_ns = 0;
     uint32_t loss_ppm = 0;
     uint32_t flows_ppm = 0;  // --flows: the share of flows hit, sticky per 5-tuple; 0: every flow
+    // TARDY_SCOPE_* bits: --direction (egress, ingress or both) and --setup-only
+    uint32_t scope = TARDY_SCOPE_EGRESS;
     bool any() const { return delay_ns || loss_ppm; }
+    bool egress() const { return scope & TARDY_SCOPE_EGRESS; }
+    bool ingress() const { return scope & TARDY_SCOPE_INGRESS; }
 };
 
 // --stall NAME=DUR[:PCT], scoped by the injection's --on and --path (same in every stall).
@@ -65,6 +69,8 @@ struct InjectRequest {
 struct InjectArgs {
     std::string cgroup, pid, container, pod;  // pid: PIDs joined by ','
     std::string delay, jitter, loss, flows, for_dur, name, netns, path;
+    std::string direction;    // --direction egress|ingress|both
+    bool setup_only = false;  // --setup-only
     std::vector<std::string> devices, fails, stalls;
     FilterArgs filter;  // --peer, --except-peer, --port, --except-port, --proto
     std::string on;  // --on files|sockets (stalls)

@@ -24,7 +24,8 @@
 namespace tardy::wire {
 
 // 2: the peer and port filter moved from "sock" to "filter", for every fault of the injection.
-inline constexpr int kProtocolVersion = 2;
+// 3: net.scope: the direction of packet faults, and TCP connection setup only.
+inline constexpr int kProtocolVersion = 3;
 
 // ---- requests ----------------------------------------------------------------------------------
 
