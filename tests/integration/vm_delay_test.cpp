@@ -109,6 +109,18 @@ TEST_F(VmLab, Delay200ms) {
     expect_delay(200, 205);
 }
 
+// --setup-only: the SYN waits, nothing else does. Connects take the delay longer; UDP echoes
+// (no SYN) and the control cohort do not.
+TEST_F(VmLab, SetupOnlyDelaysConnectsAlone) {
+    inject({"--delay", "100ms", "--setup-only"});
+    Cohorts m = measure_both();
+    double noise = std::max(m.ctl_udp, base_ctl_);
+    EXPECT_GE(m.exp_tcp, 100);
+    EXPECT_LE(m.exp_tcp, 105 + std::max(m.ctl_tcp, noise));
+    EXPECT_LT(m.exp_udp, 5 + noise) << "a packet without SYN was delayed";
+    EXPECT_LT(m.ctl_tcp, 5 + base_ctl_) << "the control cohort was slowed beyond the emulator's noise";
+}
+
 TEST_F(VmLab, JitterStaysInBoundsAndSpreads) {
     inject({"--delay", "50ms", "--jitter", "10ms"});
     // The control cohort is probed at the same moment: what the emulator adds to its round
