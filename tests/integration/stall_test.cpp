@@ -5,7 +5,11 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
 #include <sstream>
+#include <thread>
 
 #include "sys/cgroup.hpp"
 
@@ -174,6 +178,132 @@ TEST_F(StallLab, ProcessGroupKillOfTheAgentStillResumes) {
     EXPECT_LT(mono_ms() - t0, 1500) << "the writer stayed stopped after its agent's group was killed";
     for (int i = 0; i < 40 && process_alive(dog); i++) sleep_ms(50);
     EXPECT_FALSE(process_alive(dog)) << "the watchdog outlived its work";
+}
+
+// A task's state letter and voluntary context switches (/proc/TID/status).
+std::pair<char, long> stop_mark(pid_t tid) {
+    std::ifstream f("/proc/" + std::to_string(tid) + "/status");
+    char st = '?';
+    long switches = -1;
+    for (std::string line; std::getline(f, line);) {
+        if (line.rfind("State:", 0) == 0 && line.size() > 7)
+            st = line[line.find_first_not_of(" \t", 6)];
+        else if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
+            switches = std::stol(line.substr(24));
+    }
+    return {st, switches};
+}
+
+// The cgroup a process is in, as /proc/PID/cgroup names it ("0::/a/b" -> "/a/b").
+std::string cgroup_of(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/cgroup");
+    for (std::string line; std::getline(f, line);)
+        if (line.rfind("0::", 0) == 0) return line.substr(3);
+    return "";
+}
+
+// 2b. A cgroup kill of the agent (systemd stopping its unit, a runtime removing its
+// container, the OOM killer's group kill) SIGKILLs every process in the agent's cgroup at
+// once. The watchdog left that cgroup for the root one when it started, so it resumes what
+// the agent left: no task of the target stays stopped longer than its stall plus a second,
+// and nothing of tardy is left afterwards. The CLI runs in a scratch cgroup below the
+// test's own, so the agent it starts does too.
+TEST_F(StallLab, CgroupKillOfTheAgentStillResumes) {
+    constexpr int kStallMs = 300;
+    auto cgfs = CgroupFs::detect();
+    ASSERT_TRUE(cgfs);
+    auto self = cgfs->by_pid(getpid());
+    ASSERT_TRUE(self);
+    const std::string scratch = self->path + "/tardy-agent-" + name_;
+    ASSERT_EQ(mkdir(scratch.c_str(), 0755), 0) << scratch << ": " << std::strerror(errno);
+    struct Remove {
+        std::string path;
+        ~Remove() { remove_cgroup_tree(path); }
+    } remove{scratch};
+    ASSERT_TRUE(std::filesystem::exists(scratch + "/cgroup.kill")) << "cgroup.kill needs Linux 5.14";
+    auto r = run_cmd({"sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", scratch, build_dir() + "/tardy",
+                      "inject", "--cgroup", lab_->cgroup_rel(kExp), "--stall",
+                      "write=" + std::to_string(kStallMs) + "ms"});
+    ASSERT_TRUE(r && r->status == 0) << (r ? r->err : "");
+    pid_t agent = agent_pid();
+    const std::string scratch_rel = scratch.substr(cgfs->mount().size());
+    ASSERT_EQ(cgroup_of(agent), scratch_rel) << "the agent did not start in the scratch cgroup";
+    // It names itself and moves itself after its fork, and inject does not wait for either
+    // (stall_object.cpp).
+    pid_t dog = 0;
+    eventually([&] { return (dog = watchdog_of(agent)) > 0; }, 1000, 5);
+    ASSERT_GT(dog, 0) << "no watchdog";
+    EXPECT_TRUE(eventually([&] { return cgroup_of(dog) != scratch_rel; }, 1000, 5))
+        << "the watchdog is still in the agent's cgroup";
+
+    // Every task of the target, sampled every 2 ms: the longest stop of any. A stop is a
+    // voluntary context switch, so a task seen stopped twice with the same count was stopped
+    // all along in between; a new count is a new stop (the writer, resumed, stalls again at
+    // once: its next write is due).
+    std::atomic<bool> done{false};
+    std::atomic<double> longest_t{0};
+    std::thread sampler([&] {
+        std::map<pid_t, std::pair<double, long>> stopped;  // tid -> since, switches
+        while (!done) {
+            double now = mono_ms();
+            std::ifstream threads(lab_->cgroup(kExp) + "/cgroup.threads");
+            std::map<pid_t, std::pair<double, long>> still;
+            for (pid_t tid; threads >> tid;) {
+                auto [st, switches] = stop_mark(tid);
+                if (st != 'T') continue;
+                auto it = stopped.find(tid);
+                double since = it != stopped.end() && it->second.second == switches ? it->second.first : now;
+                still[tid] = {since, switches};
+                if (now - since > longest_t) longest_t = now - since;
+            }
+            stopped = std::move(still);
+            sleep_ms(2);
+        }
+    });
+    struct Join {  // on every way out, an ASSERT's too
+        std::atomic<bool>& done;
+        std::thread& t;
+        ~Join() {
+            done = true;
+            if (t.joinable()) t.join();
+        }
+    } join{done, sampler};
+    pid_t w = background_writer(1000);
+    for (int i = 0; i < 200 && state(w) != 'T'; i++) sleep_ms(5);
+    ASSERT_EQ(state(w), 'T') << "the writer was never stopped";
+    sleep_ms(3 * kStallMs + 50);  // a few stalls come and go while the agent lives
+    double before = longest_t;
+    {
+        std::ofstream cgkill(scratch + "/cgroup.kill");
+        ASSERT_TRUE(cgkill << "1" << std::flush) << "cannot write " << scratch << "/cgroup.kill";
+    }
+    double t0 = mono_ms();
+    EXPECT_TRUE(eventually([&] { return !process_alive(agent); }, 2000, 5)) << "the agent survived cgroup.kill";
+    int st = 0;
+    pid_t reaped = 0;
+    while ((reaped = waitpid(w, &st, WNOHANG)) == 0 && mono_ms() - t0 < 8000) sleep_ms(10);
+    done = true;
+    sampler.join();
+    EXPECT_EQ(reaped, w) << "the writer is stuck (state " << state(w) << ") after the agent's cgroup was killed";
+    if (reaped != w) {
+        kill(w, SIGCONT);
+        waitpid(w, nullptr, 0);
+    }
+    std::printf("  longest stop of a target task: %.0f ms while the agent lived, %.0f ms in all; writer done %.0f ms "
+                "after cgroup.kill\n",
+                before, longest_t.load(), mono_ms() - t0);
+    EXPECT_LT(longest_t, kStallMs + 1000) << "a task of the target stayed stopped past its stall plus a second";
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the writer did not finish its writes";
+    // Nothing of tardy left: no agent, no watchdog, nobody in the scratch cgroup, no program.
+    EXPECT_TRUE(eventually([&] { return !process_alive(dog); }, 3000, 10)) << "the watchdog outlived its work";
+    std::ifstream procs(scratch + "/cgroup.procs");
+    pid_t left = 0;
+    EXPECT_FALSE(procs >> left) << "process " << left << " is still in the agent's cgroup";
+    EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 2000, 20)) << "a program outlived the agent";
+    auto k = tardy({"kill"});
+    EXPECT_EQ(k.status, 0) << k.out << k.err;
+    EXPECT_EQ(k.out.find("resumed"), std::string::npos) << "kill found stopped processes: " << k.out;
+    EXPECT_EQ(k.out.find("stopped agent"), std::string::npos) << k.out;
 }
 
 // 2b. Agent and watchdog SIGKILLed by hand: the next tardy command resumes what they left.

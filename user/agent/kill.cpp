@@ -168,9 +168,23 @@ private:
         if (open_stalled_map(p_.stalled_pin()).ok()) remove_pin(p_.stalled_pin());
         rmdir(p_.bpffs_dir.c_str());
         if (!lock_) return;  // an agent may be starting: its socket and pid file are its own
+        remove_run_file(p_.socket(), S_IFSOCK);
+        remove_run_file(p_.pid_file(), S_IFREG);
+    }
+
+    // Removed only when it is what tardy makes there; a symlink (or anything else) is left
+    // alone and reported: it is never followed, and not ours to remove.
+    void remove_run_file(const std::string& path, mode_t type) {
         struct stat st{};
-        if (lstat(p_.socket().c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(p_.socket().c_str());
-        if (lstat(p_.pid_file().c_str(), &st) == 0 && S_ISREG(st.st_mode)) unlink(p_.pid_file().c_str());
+        if (lstat(path.c_str(), &st) != 0) return;
+        if ((st.st_mode & S_IFMT) == type) {
+            unlink(path.c_str());
+            return;
+        }
+        std::string what = S_ISLNK(st.st_mode) ? "a symlink"
+                           : type == S_IFSOCK   ? "not a socket"
+                                                : "not a regular file";
+        problem("left " + path + " alone: it is " + what + ", which tardy never follows or writes through; remove it");
     }
 
     // "clean" is a claim checked here, not assumed from the steps above.

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "agent/server.hpp"
 #include "loader/pinned.hpp"
 #include "model/request.hpp"
+#include "sys/fd.hpp"
 #include "sys/run_lock.hpp"
 
 using nlohmann::json;
@@ -33,12 +36,25 @@ void recover_journal(const Paths& p) {
 }
 
 // The agent's log is its stderr (spawn_agent points it at agent.log): capped by moving it to
-// agent.log.1 once it passes kLogCap, so a long-lived agent cannot fill the disk.
-constexpr off_t kLogCap = 4 << 20;
+// agent.log.1 once it passes the cap (checked on every tick), so a long-lived agent cannot
+// fill the disk: about twice the cap on disk at most. The cap is 4 MiB; TARDY_LOG_CAP_BYTES
+// overrides it, for tests only (tests/integration/state_files_test.cpp), so that they need
+// not write megabytes. It is not documented for users.
+off_t log_cap() {
+    static const off_t cap = [] {
+        const char* env = std::getenv("TARDY_LOG_CAP_BYTES");
+        char* end = nullptr;
+        long long v = env ? std::strtoll(env, &end, 10) : 0;
+        return env && *env && end && *end == '\0' && v > 0 ? static_cast<off_t>(v) : off_t{4} << 20;
+    }();
+    return cap;
+}
+
 void cap_log(const Paths& p) {
     struct stat st{}, log_st{};
-    if (fstat(2, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < kLogCap) return;
-    if (stat(p.log().c_str(), &log_st) != 0 || log_st.st_ino != st.st_ino || log_st.st_dev != st.st_dev) return;
+    if (fstat(2, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < log_cap()) return;
+    // Still our file, not a symlink put in its place: the rename below moves a name, never a target.
+    if (lstat(p.log().c_str(), &log_st) != 0 || log_st.st_ino != st.st_ino || log_st.st_dev != st.st_dev) return;
     if (rename(p.log().c_str(), (p.log() + ".1").c_str()) != 0) return;
     int fd = open(p.log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
@@ -89,6 +105,30 @@ struct RunFiles {
         if (pid) unlink(p.pid_file().c_str());
     }
 };
+
+// agent.pid, for people and scripts (kill never trusts it). A stale regular file is replaced;
+// a symlink or anything else is refused with one line in the log, never followed or written
+// through (issue 7). O_EXCL: nothing planted between the unlink and the open is opened either.
+bool write_pid_file(const std::string& path) {
+    struct stat st{};
+    if (lstat(path.c_str(), &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            log("not writing " + path + ": it is " + (S_ISLNK(st.st_mode) ? "a symlink" : "not a regular file") +
+                ", which tardy never follows or writes through; remove it");
+            return false;
+        }
+        unlink(path.c_str());
+    }
+    Fd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd.valid()) {
+        log("not writing " + path + ": " + std::strerror(errno));
+        return false;
+    }
+    std::string line = std::to_string(getpid()) + "\n";
+    if (write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        log("write " + path + ": " + std::strerror(errno));
+    return true;  // ours now, whatever it holds: removed when the agent ends
+}
 
 // Resumes what an earlier agent left stopped and recorded: before anything else.
 void resume_left_stopped(const Paths& p) {
@@ -142,12 +182,7 @@ int run_agent(const AgentOptions& o) {
     });
     if (!server) return status.fail(server.error());
     files.socket = true;
-    FILE* pf = std::fopen(p.pid_file().c_str(), "we");
-    if (pf) {
-        std::fprintf(pf, "%d\n", getpid());
-        std::fclose(pf);
-        files.pid = true;
-    }
+    files.pid = write_pid_file(p.pid_file());
     agent.tick();
     // Armed last, after the lease is set and everything that can fail has: a fresh control
     // map is zeroed, i.e. disarmed. `tardy kill` removes the pin, so a new agent never
@@ -157,7 +192,6 @@ int run_agent(const AgentOptions& o) {
     status.ready();
 
     int code = 0;
-    unsigned ticks = 0;
     std::vector<pollfd> fds;
     for (bool running = true; running;) {
         fds = {{sfd.get(), POLLIN, 0},
@@ -184,7 +218,7 @@ int run_agent(const AgentOptions& o) {
             uint64_t n;
             (void)!read(tfd.get(), &n, sizeof n);
             agent.tick();
-            if (++ticks % 100 == 0) cap_log(p);
+            cap_log(p);  // an fstat per tick: nothing, and the log passes its cap by 100 ms of lines at most
             if (o.exit_when_idle && agent.idle() && mono_ns() - agent.last_activity_ns > 2'000'000'000ULL) {
                 log("no injection left; leaving");
                 running = false;

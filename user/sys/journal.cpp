@@ -89,6 +89,31 @@ void each_line(std::string_view text, F fn) {
 
 namespace journal_detail {
 
+// The journal and journal.rejected are opened without following a symlink (issue 7): one in
+// their place, planted to make tardy write or read some other file, is refused with one
+// line, as is anything but a regular file (a FIFO would block). O_NONBLOCK only keeps the
+// open itself from blocking on a FIFO; it changes nothing for a regular file.
+namespace {
+Result<Fd> open_state_file(const std::string& path, int flags, const std::string& what) {
+    Fd fd(open(path.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600));
+    if (!fd.valid()) {
+        if (errno == ELOOP) {
+            Error e = Error::user(path + " is a symlink; tardy never follows one there: remove it");
+            e.err = ELOOP;
+            return e;
+        }
+        return Error::sys(what + " " + path, errno);
+    }
+    struct stat st{};
+    if (fstat(fd.get(), &st) != 0) return Error::sys(what + " " + path, errno);
+    if (!S_ISREG(st.st_mode)) {
+        Error e = Error::user(path + " is not a regular file; tardy uses it for nothing else: remove it");
+        e.err = EINVAL;
+        return e;
+    }
+    return fd;
+}
+}  // namespace
 
 // One pass, no stream per line, no copies: a million-line journal parses in about a second.
 Parsed parse(std::string_view text) {
@@ -173,14 +198,14 @@ Result<std::string> read_fd(int fd, const std::string& path) {
     return text;
 }
 
-// The whole file; "" when there is none.
+// The whole file; "" when there is none. Never through a symlink (see open_state_file).
 Result<std::string> read_path(const std::string& path) {
-    Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-        if (errno == ENOENT) return std::string();
-        return Error::sys("read journal " + path, errno);
+    auto fd = open_state_file(path, O_RDONLY, "read journal");
+    if (!fd) {
+        if (fd.error().err == ENOENT) return std::string();
+        return fd.error();
     }
-    return read_fd(fd.get(), path);
+    return read_fd(fd->get(), path);
 }
 
 bool write_all(int fd, std::string_view s) {
@@ -208,9 +233,9 @@ Result<void> append_synced(int fd, std::string lines, const std::string& path) {
 }
 
 Result<void> append_file(const std::string& path, std::string lines) {
-    Fd fd(open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    if (!fd.valid()) return Error::sys("open " + path, errno);
-    return append_synced(fd.get(), std::move(lines), path);
+    auto fd = open_state_file(path, O_RDWR | O_CREAT | O_APPEND, "open");
+    if (!fd) return fd.error();
+    return append_synced(fd->get(), std::move(lines), path);
 }
 
 }  // namespace journal_detail
@@ -225,10 +250,10 @@ Journal::Stamp Journal::stamp_of(int fd) {
 }
 
 Result<Fd> Journal::open_append() {
-    Fd fd(open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    if (!fd.valid()) return Error::sys("open journal " + path_, errno);
+    auto fd = open_state_file(path_, O_RDWR | O_CREAT | O_APPEND, "open journal");
+    if (!fd) return fd.error();
     // Changed by someone else (another Journal, a compaction, an editor): read it again.
-    if (Stamp now = stamp_of(fd.get()); now == Stamp{} || now != seen_) max_known_ = false;
+    if (Stamp now = stamp_of(fd->get()); now == Stamp{} || now != seen_) max_known_ = false;
     return fd;
 }
 
@@ -301,7 +326,10 @@ Result<void> Journal::rewrite(const std::vector<JournalEntry>& entries) {
     }
     std::string tmp = path_ + ".tmp", text;
     for (const auto& e : entries) text += format_line(e) + "\n";
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // A fresh file, whatever was there (a symlink is removed, not followed): the caller
+    // holds the agent's lock, so a journal.tmp is a leftover or planted, never in use.
+    if (unlink(tmp.c_str()) != 0 && errno != ENOENT) return Error::sys("remove " + tmp, errno);
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return Error::sys("write journal " + tmp, errno);
     bool written = write_all(fd, text) && fsync(fd) == 0;
     int e = errno;

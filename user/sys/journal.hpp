@@ -3,6 +3,8 @@
 // clsact filter on a kernel without TCX, a root qdisc replaced by fq). An entry is written
 // and synced before the change is made and marked done after it is undone; whatever is
 // still open is undone by the agent on exit, by `tardy kill`, and by the next agent start.
+// The journal, journal.rejected and journal.tmp are never opened through a symlink: one in
+// their place is refused (a user error naming it), never followed or written through.
 #pragma once
 
 #include <cstdint>
