@@ -119,6 +119,28 @@ TEST_F(StateFileLab, SymlinkedStateFilesAreRefusedNeverWrittenThrough) {
     EXPECT_EQ(k.status, 0) << k.out << k.err;
 }
 
+// 6. ended.json.tmp and ended.json as symlinks: the record of an injection that ended by
+// itself goes to a fresh file renamed over ended.json (the link replaced, not its target),
+// and `list` reads no ended.json through a symlink.
+TEST_F(StateFileLab, EndedRecordNeverGoesThroughASymlink) {
+    Bystander tmp(run_dir_ + "-outside-ended-tmp", "precious tmp\n");
+    fs::create_directories(run_dir_);
+    fs::create_symlink(tmp.path, run_dir_ + "/ended.json.tmp");
+    inject({"--loss", "1%", "--for", "300ms"}, "short");
+    ASSERT_TRUE(eventually([&] { return read_all(run_dir_ + "/ended.json").find("short") != std::string::npos; }, 3000))
+        << "the agent recorded no end";
+    EXPECT_TRUE(tmp.untouched()) << "the agent wrote through ended.json.tmp";
+    EXPECT_FALSE(fs::is_symlink(run_dir_ + "/ended.json"));
+    EXPECT_NE(tardy({"list"}).out.find("ended short"), std::string::npos);
+    Bystander planted(run_dir_ + "-outside-ended", "[{\"name\":\"ghost\",\"ended_at\":9999999999}]\n");
+    fs::remove(run_dir_ + "/ended.json");
+    fs::create_symlink(planted.path, run_dir_ + "/ended.json");
+    auto l = tardy({"list"});
+    EXPECT_EQ(l.status, 0) << l.err;
+    EXPECT_EQ(l.out.find("ghost"), std::string::npos) << "list read ended.json through a symlink: " << l.out;
+    fs::remove(run_dir_ + "/ended.json");
+}
+
 // 12. The agent's log is capped: past the cap it moves to agent.log.1 (replacing an older
 // one), so the two never hold much more than twice the cap (it is checked every 100 ms).
 // TARDY_LOG_CAP_BYTES exists for this test only: 4 MiB of log lines take minutes of requests.

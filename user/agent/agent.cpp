@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -193,12 +194,17 @@ void Agent::end_by_itself(const std::string& name, const std::string& reason) {
     (void)end(name);
     ended_.push_back({{"name", name}, {"cgroup", cg}, {"reason", reason}, {"ended_at", std::time(nullptr)}});
     if (ended_.size() > 16) ended_.erase(ended_.begin());
-    std::string tmp = o_.paths.ended() + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::trunc);
-        f << ended_.dump() << "\n";
+    // A fresh file (O_EXCL, O_NOFOLLOW) renamed over ended.json: a symlink planted at either
+    // name is never written through (issue 7); rename replaces a link, not its target.
+    std::string tmp = o_.paths.ended() + ".tmp", line = ended_.dump() + "\n";
+    unlink(tmp.c_str());
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    bool written = fd >= 0 && write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    if (fd >= 0) close(fd);
+    if (!written || std::rename(tmp.c_str(), o_.paths.ended().c_str()) != 0) {
+        unlink(tmp.c_str());
+        log("write " + o_.paths.ended() + " failed");
     }
-    if (std::rename(tmp.c_str(), o_.paths.ended().c_str()) != 0) log("write " + o_.paths.ended() + " failed");
 }
 
 void Agent::tick() {

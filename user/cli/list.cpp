@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/list.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -14,6 +18,7 @@
 #include "agent/client.hpp"
 #include "cli/report.hpp"
 #include "model/wire.hpp"
+#include "sys/fd.hpp"
 
 namespace tardy {
 namespace {
@@ -35,8 +40,13 @@ std::string left(uint64_t ns) {
 // the agent recorded them: it may have left since.
 json recently_ended(const Paths& p) {
     json out = json::array();
-    std::ifstream f(p.ended());
-    auto all = json::parse(f, nullptr, false);
+    // Not through a symlink: only a regular file the agent wrote.
+    Fd fd(open(p.ended().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    struct stat st{};
+    if (!fd.valid() || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) return out;
+    std::string text(static_cast<size_t>(st.st_size), '\0');
+    if (read(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) return out;
+    auto all = json::parse(text, nullptr, false);
     if (!all.is_array()) return out;
     long long now = std::time(nullptr);
     for (const auto& e : all)

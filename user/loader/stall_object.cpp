@@ -195,6 +195,17 @@ Result<pid_t> start_watchdog(int control_fd, int stalled_fd, const std::string& 
         watchdog_main(root_procs);
     }
     close(p[0]);
+    // Moved out of the agent's cgroup by the agent too, before any stall rule exists: once
+    // this returns, a kill of the agent's cgroup cannot take the watchdog with it, whether or
+    // not the child has run yet (it moves itself as well, for a watchdog started otherwise).
+    if (!root_procs.empty()) {
+        int f = open(root_procs.c_str(), O_WRONLY | O_CLOEXEC);
+        std::string id = std::to_string(pid);
+        if (f >= 0) {
+            (void)!write(f, id.data(), id.size());
+            close(f);
+        }
+    }
     // The agent keeps the write end (CLOEXEC) for its lifetime: its end is our EOF.
     return pid;
 }
