@@ -8,12 +8,15 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "lib/kernel.bpf.h"
 #include "tardy/abi.h"
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
 #include "lib/ancestor.bpf.h"
 #include "lib/fd_file.bpf.h"
+#define TARDY_FILTER_UNROLLED
+#include "lib/filter.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -93,6 +96,64 @@ static __always_inline struct tardy_stall_rule *tardy_stall_rule_of_task(const s
     return found ? bpf_map_lookup_elem(&tardy_stall_rules, &found) : NULL;
 }
 
+/* This architecture's numbers of connect(2) and sendto(2), whose address argument names the
+ * remote end of a call on a socket not connected (yet); set by the agent before load. */
+const volatile long cfg_nr_connect = -1;
+const volatile long cfg_nr_sendto = -1;
+
+/* The address a connect() (argument 2) or sendto() (argument 5, may be NULL) names. */
+static __always_inline bool tardy_call_addr(struct pt_regs *regs, long id, struct tardy_flow *a)
+{
+    struct sockaddr_in6 sa = {}; /* sockaddr_in is its prefix: family, port, IPv4 address */
+    void *p;
+
+    if (id == cfg_nr_connect)
+        p = (void *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+    else if (id == cfg_nr_sendto)
+        p = (void *)PT_REGS_PARM5_CORE_SYSCALL(regs);
+    else
+        return false;
+    if (!p || bpf_probe_read_user(&sa, sizeof(sa.sin6_family) + sizeof(sa.sin6_port) + 4, p))
+        return false;
+    a->remote_port = bpf_ntohs(sa.sin6_port);
+    if (sa.sin6_family == TARDY_AF_INET) {
+        a->family = TARDY_AF_INET;
+        a->remote_be[0] = sa.sin6_flowinfo; /* where sockaddr_in has sin_addr */
+        return true;
+    }
+    if (sa.sin6_family == TARDY_AF_INET6 && !bpf_probe_read_user(&sa, sizeof(sa), p)) {
+        a->family = TARDY_AF_INET6;
+        __builtin_memcpy(a->remote_be, &sa.sin6_addr, 16);
+        return true;
+    }
+    return false;
+}
+
+/* The remote end of a call on the socket behind f: the call's own address if it has one,
+ * else the socket's peer. */
+static __always_inline void tardy_socket_flow(struct file *f, struct pt_regs *regs, long id, struct tardy_flow *a)
+{
+    struct socket *sock = BPF_CORE_READ(f, private_data);
+    struct sock *sk = BPF_CORE_READ(sock, sk);
+    __u16 proto;
+
+    if (!sk)
+        return;
+    proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+    a->proto = proto == 6 ? TARDY_PROTO_TCP : proto == 17 ? TARDY_PROTO_UDP
+             : (proto == 1 || proto == 58) ? TARDY_PROTO_ICMP : 0;
+    if (tardy_call_addr(regs, id, a))
+        return;
+    a->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    if (BPF_CORE_READ(sk, __sk_common.skc_family) == TARDY_AF_INET) {
+        a->family = TARDY_AF_INET;
+        a->remote_be[0] = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+    } else if (BPF_CORE_READ(sk, __sk_common.skc_family) == TARDY_AF_INET6) {
+        a->family = TARDY_AF_INET6;
+        BPF_CORE_READ_INTO(&a->remote_be, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32);
+    }
+}
+
 /* --on and --path: the call's first argument is the fd it acts on (syscalls.hpp). */
 static __always_inline bool tardy_scope_matches(const struct tardy_stall_rule *r, const struct tardy_stall_entry *s,
                                                 struct task_struct *task, struct pt_regs *regs)
@@ -107,6 +168,24 @@ static __always_inline bool tardy_scope_matches(const struct tardy_stall_rule *r
     if (s->on != TARDY_STALL_ON_ANY && tardy_file_kind(f) != s->on)
         return false;
     return !r->path_ino || tardy_file_under(f, r->path_dev, r->path_ino);
+}
+
+/* The filter of a filtered rule (whose stalls are all on sockets, the agent sees to it)
+ * against the remote end of the socket call. Inlined, and the filter unrolled: a program
+ * with a BPF-to-BPF call made the --path walk match files outside the path on 6.1 and
+ * 6.12 (StallScope.OnFilesOnSocketsAndPath in the VM; 6.18 was right). */
+static __always_inline bool tardy_stall_filter_matches(const struct tardy_stall_rule *r, struct pt_regs *regs, long id)
+{
+    struct tardy_flow a = {};
+    struct file *f;
+
+    if (!r)
+        return false;
+    f = tardy_fd_file(bpf_get_current_task_btf(), PT_REGS_PARM1_CORE_SYSCALL(regs));
+    if (!f)
+        return false;
+    tardy_socket_flow(f, regs, id, &a);
+    return tardy_filter_matches(&r->filter, &a);
 }
 
 /* Stops the calling process: recorded first, so nothing stops a process nobody resumes. */
@@ -170,6 +249,8 @@ int BPF_PROG(tardy_sys_enter, struct pt_regs *regs, long id)
         return 0;
     }
     if (!tardy_scope_matches(r, s, task, regs))
+        return 0;
+    if (r->filtered && !tardy_stall_filter_matches(r, regs, id))
         return 0;
     slot = r->slot;
     cnt = bpf_map_lookup_elem(&tardy_stall_counters, &slot);

@@ -51,6 +51,7 @@ struct tardy_peer_scan {
     __u32 excluded;
 };
 
+#ifndef TARDY_FILTER_UNROLLED
 static long tardy_peer_step(__u32 i, void *ctx)
 {
     struct tardy_peer_scan *s = ctx;
@@ -69,6 +70,7 @@ static long tardy_peer_step(__u32 i, void *ctx)
     s->hit = 1;
     return 0;
 }
+#endif
 
 /* Exclusions win: a flow to an excluded peer or port never matches. */
 static __always_inline bool tardy_filter_matches(const struct tardy_filter *f, const struct tardy_flow *a)
@@ -84,7 +86,23 @@ static __always_inline bool tardy_filter_matches(const struct tardy_filter *f, c
     if (f->n_peers + f->n_except == 0)
         return true;
     s.hit = f->n_peers == 0;
+#ifdef TARDY_FILTER_UNROLLED
+    /* For programs that check one filter (stalls): unrolled, no bpf_loop and so no callback
+     * subprogram. In the stall program on Debian's 6.1 and 6.12 any subprogram (a bpf_loop
+     * callback or a noinline function) made its --path walk match files outside the path,
+     * and once a guest soft-locked; 6.18 was right. Without one, every kernel is. */
+    for (__u32 i = 0; i < TARDY_FILTER_MAX_PEERS; i++) {
+        if (i >= f->n_peers + f->n_except)
+            break;
+        if (!tardy_peer_matches(&f->peers[i], a))
+            continue;
+        if (i >= f->n_peers)
+            return false; /* exclusions win */
+        s.hit = 1;
+    }
+#else
     bpf_loop(TARDY_FILTER_MAX_PEERS, tardy_peer_step, &s, 0);
+#endif
     return s.hit && !s.excluded;
 }
 

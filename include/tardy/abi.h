@@ -174,9 +174,12 @@ struct tardy_stall_rule {
     __u32 n;
     __u64 path_ino; /* 0: any path; else the fd's file must be this inode or below it */
     __u32 path_dev; /* the kernel's dev_t of that inode's superblock: major << 20 | minor */
-    __u32 pad;
+    __u32 filtered; /* the filter is not empty: only calls on sockets whose remote end matches */
     struct tardy_stall_entry stalls[TARDY_STALL_MAX];
     __u8 entry_of_nr[TARDY_STALL_NR_MAX];
+    /* The injection's: the remote end is connect()'s or sendto()'s address when the call has
+     * one, else the socket's peer (a connected socket's; none for a listener) */
+    struct tardy_filter filter;
 };
 
 /* Ring buffer event: stop sent to tgid, resume it at due_ns (CLOCK_MONOTONIC). */

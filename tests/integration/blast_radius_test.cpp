@@ -4,6 +4,7 @@
 // with real sockets of the experiment and control cohorts, IPv4 and IPv6. The server side
 // has two addresses per family (.2 and .3) and echo servers on two ports (7007 and 7017).
 #include <signal.h>
+#include <algorithm>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,6 +64,20 @@ protected:
         if (!j.is_discarded())
             for (const auto& x : j["rtt_ms"]) n += !x.is_null();
         return n;
+    }
+    // The median time of the probe's calls (UDP: send to echo; TCP: connect), -1 if none.
+    double median_ms(Sandbox::Cohort c, const char* proto, const std::string& to, int port, int count) {
+        auto r = tardy({"__probe", "--cgroup", lab_->cgroup(c), "--netns", lab_->netns_a(), "--proto", proto, "--to", to,
+                        "--port", std::to_string(port), "--count", std::to_string(count), "--interval-ms", "1",
+                        "--timeout-ms", "2000"});
+        auto j = nlohmann::json::parse(r.out, nullptr, false);
+        std::vector<double> v;
+        if (!j.is_discarded())
+            for (const auto& x : j["rtt_ms"])
+                if (!x.is_null()) v.push_back(x.get<double>());
+        if (v.empty()) return -1;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
     }
     nlohmann::json sockcall(const std::string& to, int port, int count) {
         auto r = testkit({"sockcall", "--cgroup", lab_->cgroup(kExp), "--netns", lab_->netns_a(), "--op", "connect",
@@ -222,6 +237,29 @@ TEST_F(BlastLab, SetupOnlyHitsConnectionSetup) {
         EXPECT_EQ(answered(kExp, "udp", to, 7007, 10), 10) << to << ": a packet other than a SYN was hit";
         EXPECT_EQ(answered(kCtl, "tcp", to, 7007, 2, 500), 2) << to << ": the control cohort was hit";
     }
+}
+
+// Stalls filtered by peer, port and protocol: connect() judged by the address it names, send()
+// on a connected UDP socket by the socket's peer. Other peers, ports and the control cohort
+// are not stalled.
+TEST_F(BlastLab, StallsOfCallsToOnePeerAndPort) {
+    inject({"--stall", "connect=300ms", "--peer", "198.18.0.2", "--peer", "fd00:7a7d::2", "--port", "7007"}, "conn");
+    for (auto [hit, other] : {std::pair{"198.18.0.2", "198.18.0.3"}, std::pair{"fd00:7a7d::2", "fd00:7a7d::3"}}) {
+        EXPECT_GE(median_ms(kExp, "tcp", hit, 7007, 3), 300) << hit << ":7007 connects were not stalled";
+        EXPECT_LT(median_ms(kExp, "tcp", hit, 7017, 3), 100) << hit << ":7017 connects were stalled";
+        EXPECT_LT(median_ms(kExp, "tcp", other, 7007, 3), 100) << other << " connects were stalled";
+        EXPECT_LT(median_ms(kCtl, "tcp", hit, 7007, 3), 100) << "the control cohort was stalled";
+    }
+    ASSERT_EQ(tardy({"stop", "conn"}).status, 0);
+    inject({"--stall", "send=200ms", "--port", "7017", "--proto", "udp"}, "send");
+    EXPECT_GE(median_ms(kExp, "udp", "198.18.0.2", 7017, 3), 200) << "send() to port 7017 was not stalled";
+    EXPECT_LT(median_ms(kExp, "udp", "198.18.0.2", 7007, 5), 100) << "send() to port 7007 was stalled";
+    EXPECT_LT(median_ms(kExp, "tcp", "198.18.0.2", 7017, 3), 100) << "a TCP connect was stalled";
+    auto l = list_json();
+    const auto* in = injection(l, "send");
+    ASSERT_NE(in, nullptr) << l.dump();
+    EXPECT_GE((*in)["counters"]["stalled"].get<uint64_t>(), 3u);
+    EXPECT_NE((*in)["faults"].get<std::string>().find("on sockets port 7017 udp"), std::string::npos) << (*in)["faults"];
 }
 
 }  // namespace

@@ -87,9 +87,15 @@ TEST(FilterFitsTheFaults, RefusedWhereItCannotApply) {
     EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--peer cannot apply", "open=EIO", "--path"}));
     a = on_cgroup();
     a.loss = "1%";
-    a.stalls = {"write=10ms"};
+    a.stalls = {"nanosleep=10ms"};
     a.filter.protos = {"tcp"};
-    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--proto cannot apply", "--stall write=10ms"}));
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--proto cannot apply", "--stall nanosleep", "no socket"}));
+    a.stalls = {"write=10ms"};
+    a.on = "files";
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--proto", "--on files", "own"}));
+    a.on = "";
+    a.path = "/var/lib";
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--proto", "--path", "own"}));
     a = on_cgroup();
     a.fails = {"socket=EMFILE"};
     a.filter.port = "80";
@@ -125,6 +131,18 @@ TEST(Flows, AShareOfFlowsForPacketFaults) {
     a.fails = {"connect=ECONNREFUSED"};
     a.flows = "10%";
     EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--flows", "--delay or --loss"}));
+}
+
+// A filtered stall judges the socket a call acts on (its peer, port, protocol): --on sockets.
+TEST(FilterFitsTheFaults, StallsOfCallsOnSockets) {
+    auto a = on_cgroup();
+    a.stalls = {"connect=200ms", "send=50ms:10%"};
+    a.filter.peers = {"10.0.0.5"};
+    a.filter.port = "5432";
+    auto r = build_inject_request(a);
+    ASSERT_TRUE(r) << r.error().message;
+    for (const auto& st : r->stalls) EXPECT_EQ(st.on, "sockets") << st.name;
+    EXPECT_EQ(describe(*r), "stall connect 200ms, stall send 50ms 10% on sockets to 10.0.0.5 port 5432");
 }
 
 TEST(Direction, EgressIngressOrBothForLoss) {

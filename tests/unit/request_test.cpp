@@ -258,7 +258,9 @@ TEST(RequestValidate, FiltersNeedTheirFaults) {
     EXPECT_TRUE(IsUserError(check(req).error(), {"filter", "socket()"}));
     req = valid_filtered_inject();
     req["stalls"] = valid_inject()["stalls"];
-    EXPECT_TRUE(IsUserError(check(req).error(), {"filter", "packet and socket faults only"}));
+    EXPECT_TRUE(IsUserError(check(req).error(), {"filter", "stalls on sockets only"}));
+    for (auto& st : req["stalls"]) st["on"] = "sockets";
+    EXPECT_TRUE(check(req)) << "a filter applies to stalls on sockets";
     req = valid_filtered_inject();
     req["sock"]["file_faults"] = valid_inject()["sock"]["file_faults"];
     req["sock"]["path"] = "/var/lib/app";

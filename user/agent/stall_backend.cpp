@@ -42,6 +42,15 @@ Result<tardy_stall_rule> stall_rule(const Injection& inj) {
         rule.stalls[i] = {st.ppm, on, st.delay_ns};
         for (long nr : calls->nrs) rule.entry_of_nr[nr] = static_cast<uint8_t>(i + 1);
     }
+    if (!inj.filter.empty()) {
+        // Peers, ports and protocols are those of the socket a call acts on.
+        if (rule.n && inj.stalls[0].on != "sockets")
+            return Error::user("a filter applies to stalls of calls on sockets only (--on sockets)");
+        auto f = encode(inj.filter);
+        if (!f) return f.error();
+        rule.filter = *f;
+        rule.filtered = 1;
+    }
     if (rule.n && !inj.stalls[0].path.empty()) {
         const std::string& path = inj.stalls[0].path;
         struct stat sb{};

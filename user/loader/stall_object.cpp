@@ -39,6 +39,9 @@ Result<std::unique_ptr<StallObject>> StallObject::load(const std::string& pin_di
     if (!o->skel_) return Error::sys("open BPF object stall.bpf.o", errno);
     o->skel_->rodata->cfg_rng_seed = rng_seed;
     o->skel_->rodata->cfg_walk_always = walk_always;
+    // The calls whose address argument a filtered stall reads (bpf/stall.bpf.c).
+    o->skel_->rodata->cfg_nr_connect = SYS_connect;
+    o->skel_->rodata->cfg_nr_sendto = SYS_sendto;
     if (pin_dir.empty()) {
         bpf_map__set_pin_path(o->skel_->maps.tardy_control, nullptr);
         bpf_map__set_pin_path(o->skel_->maps.tardy_stalled, nullptr);

@@ -308,7 +308,10 @@ Result<void> check_inject(const json& req) {
     auto filter = check_filter(req);
     if (!filter) return filter.error();
     if (!filter->empty()) {  // as build_inject_request() checks the command line
-        if (sock->any_file() || *stalls) return bad("filter", "applies to packet and socket faults only");
+        if (sock->any_file()) return bad("filter", "applies to packet and socket faults and stalls on sockets only");
+        for (size_t i = 0; i < *stalls; i++)
+            if (req["stalls"][i].value("on", "") != "sockets")
+                return bad("filter", "applies to stalls on sockets only (stalls[" + std::to_string(i) + "].on)");
         for (const auto& x : sock->faults)
             if (x.op == TARDY_OP_SOCKET && filter->addresses())
                 return bad("filter", "peers and ports cannot apply to a socket() fault");

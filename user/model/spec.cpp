@@ -208,9 +208,9 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         if (!r.sock.file_faults.empty())
             return Error::user(opts + " cannot apply to the file fault " + describe(SockFaults{{}, r.sock.file_faults, ""}) +
                                ": file faults filter with --path" + own);
-        if (!a.stalls.empty())
-            return Error::user(opts + " cannot apply to --stall " + a.stalls.front() +
-                               ": stalls filter with --on and --path" + own);
+        if (!a.stalls.empty() && (a.on == "files" || !a.path.empty()))
+            return Error::user(opts + " picks sockets by their remote end, and " + (a.path.empty() ? "--on files" : "--path") +
+                               " picks files: put the file stalls in an injection of their own");
         for (const auto& f : r.sock.faults)
             if (f.op == TARDY_OP_SOCKET && r.filter.addresses())
                 return Error::user(opts + " cannot apply to --fail socket=" + errno_name(f.err) +
@@ -229,6 +229,16 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
     if (r.stalls.size() > TARDY_STALL_MAX)
         return Error::user("too many --stall options; at most " + std::to_string(TARDY_STALL_MAX));
     TARDY_TRY(scope_stalls(r.stalls, a.on, a.stalls.empty() ? "" : a.path));
+    if (!r.filter.empty() && !r.stalls.empty()) {
+        // A filtered stall judges the socket a call acts on: its peer, port and protocol.
+        for (auto& st : r.stalls) {
+            auto calls = stall_syscalls(st.name);
+            if (calls && !calls->fd_first)
+                return Error::user(r.filter.options() + " cannot apply to --stall " + st.name + ": it acts on no "
+                                   "socket; put it in an injection of its own");
+            st.on = "sockets";
+        }
+    }
     if (!r.net.any() && !r.sock.any() && !r.sock.any_file() && r.stalls.empty())
         return Error::user("no fault given: add --delay DUR, --loss PCT, --fail SYSCALL=ERRNO or --stall SYSCALL=DUR");
     if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))

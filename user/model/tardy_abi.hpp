@@ -30,6 +30,7 @@ static_assert(sizeof(tardy_sock_counters) == 16);
 static_assert(sizeof(tardy_stall_entry) == 16);
 static_assert(offsetof(tardy_stall_rule, path_ino) == 16);
 static_assert(offsetof(tardy_stall_rule, stalls) == 32);
-static_assert(sizeof(tardy_stall_rule) == 32 + 16 * TARDY_STALL_MAX + TARDY_STALL_NR_MAX);
+static_assert(offsetof(tardy_stall_rule, filter) == 32 + 16 * TARDY_STALL_MAX + TARDY_STALL_NR_MAX);
+static_assert(sizeof(tardy_stall_rule) == 32 + 16 * TARDY_STALL_MAX + TARDY_STALL_NR_MAX + sizeof(tardy_filter));
 static_assert(sizeof(tardy_stall_event) == 16);
 static_assert(sizeof(tardy_stall_counters) == 16);
