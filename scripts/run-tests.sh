@@ -33,10 +33,14 @@ passed=0 failed=0 skipped=0
 # The iperf3 comparison with netem runs on 6.1 only, for time (34 s under 6.12's single-threaded
 # TCG): it is paced by loss, not by the emulated CPU, and on 6.12 (TCX, a redirect to no
 # device instead of STOLEN) it measured 0.95, 1.00 and 0.97x by hand (docs/testing.md).
+# SockLab on 6.1: the hooks and errnos of each call kind; its lifecycle tests (stop, kill,
+# SIGKILL, refusals) are kernel-independent and run on the host. BlastLab.Stalls* runs in
+# both guests: on 6.1 and 6.12 a BPF subprogram in the stall program once broke its --path
+# walk (bpf/lib/filter.bpf.h), which only StallScope.OnFiles* beside it shows.
 VM_KERNELS=${TARDY_VM_KERNELS:-6.1 6.12}
 declare -A VM_FILTER=(
-  [6.1]='Vm*:SockLab.*:FaithfulLab.*:StallScope.OnFiles*:StallScope.Compat*-FaithfulLab.Redis*'
-  [6.12]='VmLab.Delay50ms*:VmLab.SigkilledAgents*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.OnFiles*-VmFaithfulLab.Tcp*'
+  [6.1]='Vm*:SockLab.ConnectFails*:SockLab.Ipv6*:SockLab.BindAndSocket*:SockLab.NetworkAndSocket*:FaithfulLab.*:StallScope.OnFiles*:StallScope.Compat*:BlastLab.Stalls*-FaithfulLab.Redis*'
+  [6.12]='VmLab.Delay50ms*:VmLab.SigkilledAgents*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.OnFiles*:BlastLab.Stalls*-VmFaithfulLab.Tcp*'
 )
 [[ ${TARDY_VM_FULL:-} != 1 ]] || VM_FILTER[6.12]='Vm*:SockLab.*:-VmClsactLab.*'
 
