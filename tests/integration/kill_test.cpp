@@ -201,6 +201,17 @@ TEST_F(KillLab, KillWithAnUnusableBpffsPathReportsAndFinishes) {
         EXPECT_LT(k.status, 128) << b << ": kill crashed: " << k.err;
         EXPECT_NE(k.err.find("TARDY_BPFFS"), std::string::npos) << b << ": " << k.err;
     }
+    // With a hung agent (so it removes nothing itself), the run directory's steps still
+    // happen: the agent is ended, its socket and pid file go, and kill says what it skipped.
+    inject({"--loss", "100%"});
+    pid_t a = agent_pid();
+    ASSERT_GT(a, 0);
+    ASSERT_EQ(::kill(a, SIGSTOP), 0);
+    auto k = tardy_env({"TARDY_BPFFS=/sys/fs/bpf/a.b"}, {"kill"});
+    EXPECT_EQ(k.status, 1) << k.out << k.err;
+    EXPECT_TRUE(eventually([&] { return !process_alive(a); }, 3000)) << "kill left the agent running: " << k.err;
+    EXPECT_FALSE(fs::exists(run_dir_ + "/agent.sock")) << k.err;
+    EXPECT_FALSE(fs::exists(run_dir_ + "/agent.pid")) << k.err;
 }
 
 // 9, 10. A bad environment is one line and exit 2, fast, with nothing left behind.

@@ -134,7 +134,8 @@ TEST_F(SockLab, BadSocketFaultsAreRefused) {
     refused({"--fail", "connect=EIO", "--path", "/var"}, "--path filters file faults");
     refused({"--fail", "open=EIO", "--peer", "10.0.0.1"}, "--peer cannot apply to the file fault open=EIO");
     refused({"--loss", "5%", "--path", "/var"}, "--path filters file faults");
-    refused({"--stall", "write=10ms", "--except-port", "53"}, "--except-port cannot apply to --stall");
+    refused({"--stall", "nanosleep=10ms", "--except-port", "53"}, "--except-port cannot apply to --stall nanosleep");
+    refused({"--stall", "write=10ms", "--except-port", "53", "--on", "files"}, "--on files picks files");
     refused({"--loss", "5%", "--proto", "sctp"}, "--proto");
     refused({"--fail", "open=EIO", "--path", "relative"}, "absolute path");
     refused({"--fail", "socket=EMFILE", "--port", "53"}, "no address");

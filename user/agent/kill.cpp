@@ -41,8 +41,13 @@ public:
     KillReport run() {
         if (auto v = validate_paths(p_, false); !v)
             problem(v.error().message + " (doing what can still be done)");
-        else
+        // A bad bpffs path leaves the run directory's steps (lock, agent, journal, socket)
+        // to do; a bad run directory leaves the maps' (disarm, resume, pins).
+        if (check_run_dir(p_.run_dir, false))
             run_dir_ok_ = ensure_dir(p_.run_dir).ok();  // so that the lock can be taken
+        else
+            problem("skipped the run directory's steps (its lock, agent, journal, socket and pid file): " +
+                    p_.run_dir + " is unusable");
         // One kill at a time: a kill holds agent.lock (and, for a moment, the control map)
         // while it works, and must not be taken for an agent by another. The second waits,
         // then finds the switch pulled, or a newer agent to end.

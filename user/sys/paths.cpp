@@ -30,6 +30,8 @@ bool plain_name(const std::string& s) {
     return true;
 }
 
+}  // namespace
+
 Result<void> check_run_dir(const std::string& dir, bool files) {
     if (dir.empty() || dir[0] != '/' || !plain_name(dir))
         return Error::user("TARDY_RUN_DIR='" + dir + "': use an absolute path, e.g. /run/tardy");
@@ -62,6 +64,8 @@ Result<void> check_run_dir(const std::string& dir, bool files) {
     }
     return ok();
 }
+
+namespace {
 
 Result<void> check_bpffs_dir(const std::string& dir) {
     if (dir.empty() || dir[0] != '/' || !plain_name(dir))

@@ -37,6 +37,8 @@ inline constexpr const char* kBpffsMount = "/sys/fs/bpf";
 // `files`: also refuse foreign files (a symlink, a directory) where tardy's own go; the kill
 // switch checks without it, since it removes such things itself.
 Result<void> validate_paths(const Paths& p, bool files = true);
+// The run directory's part of validate_paths().
+Result<void> check_run_dir(const std::string& dir, bool files = true);
 
 // Creates `dir` on bpffs. Mounts bpffs on /sys/fs/bpf when `dir` is directly below it and
 // nothing is mounted there (as bpftool does); any other directory must already be on bpffs.
