@@ -25,7 +25,7 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror -
               -Ivmlinux -Iinclude -Ibpf -I/usr/include/$(shell uname -m)-linux-gnu
 CXXFLAGS   ?= -O2 -g
 CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Iinclude -Iuser -I$(BUILD) -MMD -MP
-LDLIBS     := -lbpf -lelf -lz -lmnl -pthread
+LDLIBS     := -lbpf -lelf -lz -lmnl -lcpp-httplib -pthread
 GTEST_LIBS := -lgtest -lgtest_main -lgmock -pthread
 
 BPF_SRCS   := $(wildcard bpf/*.bpf.c)

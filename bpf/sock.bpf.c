@@ -125,6 +125,8 @@ static __always_inline int tardy_sock_fault(__u32 op, const struct tardy_flow *a
         }
         if (v)
             v->err = f->err;
+        if (cnt && op == TARDY_OP_CONNECT)
+            cnt->connects_refused++;
         bpf_set_retval(-(int)f->err);
         return TARDY_REJECT;
     }

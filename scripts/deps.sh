@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(make clang llvm g++ libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev libcli11-dev nlohmann-json3-dev
       libgtest-dev libgmock-dev iproute2 qemu-system-x86 busybox-static cpio kmod
       redis-server redis-tools iperf3 curl
-      dpkg-dev lintian man-db)
+      dpkg-dev lintian man-db
+      libcpp-httplib-dev prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,4 +21,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # prometheus is here for promtool and for the servers the tests start on loopback; the
+  # package also enables a system-wide daemon on 0.0.0.0:9090, which tardy does not want.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable prometheus >/dev/null 2>&1 || true
+    systemctl stop prometheus >/dev/null 2>&1 || true
+  fi
 fi

@@ -143,6 +143,7 @@ struct tardy_sock_rule {
 struct tardy_sock_counters {
     __u64 seen;   /* calls of a faulted syscall that matched the filters */
     __u64 failed; /* of those, failed on purpose */
+    __u64 connects_refused; /* of those, connect() calls failed at once (never reached TCP) */
 };
 
 /* ---- Syscall stalls (bpf/stall.bpf.c): raw tracepoints at syscall entry and exit ---- */
@@ -216,6 +217,50 @@ struct tardy_file_rule {
     __u32 prefix_len; /* 0: any path */
     __u32 pad;
     char prefix[TARDY_PATH_MAX];
+};
+
+/* ---- Cohort metrics (bpf/metrics.bpf.c): what a cohort's TCP connections and packets did ----
+ * Programs linked to the topmost cohort cgroups; every record is keyed by the cgroup id of the
+ * socket, and user space adds up the cgroups below each cohort. */
+
+#define TARDY_COHORT_CGROUPS 16384 /* cgroups with records (cohorts and the cgroups below them) */
+#define TARDY_HIST_ENTRIES 262144  /* (cgroup, histogram, bucket) triples */
+
+/* Log-linear histograms of microseconds: values below 2^SUB_BITS have a bucket each; above,
+ * every power of two is cut into 2^SUB_BITS buckets, so a bucket is at most 1/32 (3.1%) of its
+ * lower bound wide and its middle is within 1.6% of any value in it. */
+#define TARDY_HIST_SUB_BITS 5
+#define TARDY_HIST_SUB (1u << TARDY_HIST_SUB_BITS)
+#define TARDY_HIST_MAX_LOG2 31 /* values are capped at 2^32 - 1 us (71 minutes) */
+#define TARDY_HIST_BUCKETS ((TARDY_HIST_MAX_LOG2 - TARDY_HIST_SUB_BITS + 2) * TARDY_HIST_SUB)
+
+enum tardy_hist_kind {
+    TARDY_HIST_CONNECT = 0, /* active open: connect() to established, us */
+    TARDY_HIST_RTT = 1,     /* every RTT sample TCP takes (per ACK), us */
+};
+
+struct tardy_hist_key {
+    __u64 cgid;
+    __u32 kind;   /* enum tardy_hist_kind */
+    __u32 bucket; /* 0 .. TARDY_HIST_BUCKETS - 1 */
+};
+
+/* Per cgroup, per CPU (user space sums the CPUs). */
+struct tardy_cohort_counts {
+    __u64 connects;        /* TCP active opens: a SYN about to leave (BPF_SOCK_OPS_TCP_CONNECT_CB) */
+    __u64 established;     /* of those, established (ACTIVE_ESTABLISHED_CB) */
+    __u64 accepted;        /* passive opens established (PASSIVE_ESTABLISHED_CB) */
+    __u64 failed_refused;  /* active opens closed from SYN-SENT with ECONNREFUSED (a RST) */
+    __u64 failed_timeout;  /* ... with ETIMEDOUT (SYN retries ran out) or another error */
+    __u64 failed_abandoned;/* ... with no error: the client closed it first (its own timeout) */
+    __u64 retransmits;     /* segments retransmitted (RETRANS_CB), SYNs included */
+    __u64 rtos;            /* retransmission timer expiries (RTO_CB) */
+    __u64 resets_sent;     /* TCP segments with RST leaving the cohort's sockets */
+    __u64 resets_received; /* TCP segments with RST delivered to the cohort's sockets */
+    __u64 packets_out;     /* IP packets leaving the cohort's sockets (GSO segments counted) */
+    __u64 bytes_out;
+    __u64 packets_in;      /* IP packets delivered to the cohort's sockets */
+    __u64 bytes_in;
 };
 
 #endif /* TARDY_ABI_H */

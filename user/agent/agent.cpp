@@ -57,6 +57,8 @@ json Agent::inject(const json& line) {
     if (inj.net.any())
         for (const auto& ns : req.netns) inj.netns.push_back({ns.ino, ns.path});
     inj.filter = std::move(req.filter);
+    inj.observe = req.observe;
+    for (const auto& c : req.cohorts) inj.cohorts.push_back({c.role, {c.cgroup.path, c.cgroup.rel, c.cgroup.id}});
     // Several injections on one cgroup: as many as the packet backend holds rules for it, and
     // one of each other kind (socket, file, stall), whose rules are one per cgroup.
     for (const auto& [n, other] : injections_) {
@@ -71,12 +73,14 @@ json Agent::inject(const json& line) {
     inj.slot = free_slots_.back();
     inj.expires_ns = mono_ns() + inj.for_ns;
 
+    if (auto r = start_measuring(inj); !r) return fail(r.error());
     std::vector<Backend*> added;
     for (auto& b : backends_) {
         if (!b->used_by(inj)) continue;
         if (auto r = b->add(inj); !r) {
             for (auto it = added.rbegin(); it != added.rend(); ++it) (void)(*it)->remove(inj);
             release_unused("");  // a first stall or file rule may have attached its programs
+            cohorts_.forget(inj.name);
             return fail(r.error());
         }
         added.push_back(b.get());
@@ -87,6 +91,68 @@ json Agent::inject(const json& line) {
     wire::InjectReply rep{inj.name, inj.device_names};
     injections_.emplace(rep.name, std::move(inj));
     return wire::reply(rep);
+}
+
+Result<void> Agent::start_measuring(Injection& inj) {
+    bool required = inj.observe || !inj.cohorts.empty();
+    std::vector<Injection::CohortRef> all;
+    if (!inj.observe) all.push_back({"experiment", inj.cg});
+    all.insert(all.end(), inj.cohorts.begin(), inj.cohorts.end());
+    for (size_t i = 0; i < all.size(); i++)
+        for (size_t j = 0; j < i; j++)
+            if (all[i].cg.id == all[j].cg.id)
+                return Error::user("cgroup " + all[i].cg.rel + " is given twice as a cohort; the control must be " +
+                                   "another cgroup than the target");
+    auto r = cohorts_.measure(inj.name, all);
+    inj.measured = r.ok();
+    if (r) return ok();
+    if (required) return r.error();
+    inj.unmeasured_reason = r.error().message;
+    log("injection " + inj.name + " is not measured: " + inj.unmeasured_reason);
+    return ok();
+}
+
+// tardy's own doing to a cohort: the counters of the injections whose target is the cohort's
+// cgroup or one below it.
+void Agent::add_tardy(const Cgroup& cohort, CohortMetrics& m) const {
+    for (const auto& [n, inj] : injections_) {
+        if (inj.cg.id != cohort.id && !inj.cg.path.starts_with(cohort.path + "/")) continue;
+        FaultCounters c;
+        for (const auto& b : backends_)
+            if (b->used_by(inj)) b->count(inj, c);
+        m.tardy_dropped += c.dropped;
+        m.tardy_delayed += c.delayed;
+        m.tardy_failed += c.failed;
+        m.tardy_stalled += c.stalled;
+        m.failed_tardy += c.connects_refused;
+        m.connects += c.connects_refused;  // calls that never reached TCP are connects all the same
+    }
+}
+
+std::vector<std::pair<const Injection*, FaultCounters>> Agent::counters() const {
+    std::vector<std::pair<const Injection*, FaultCounters>> out;
+    for (const auto& [n, inj] : injections_) {
+        FaultCounters c;
+        for (const auto& b : backends_)
+            if (b->used_by(inj)) b->count(inj, c);
+        out.emplace_back(&inj, c);
+    }
+    return out;
+}
+
+json Agent::stats(const json& line) {
+    auto req = line.get<wire::Stats>();
+    auto it = injections_.find(req.name);
+    if (it == injections_.end())
+        return fail(Error::user("no active injection or observation named '" + req.name + "'; see `tardy list`"));
+    if (!it->second.measured)
+        return fail(Error::user("injection '" + req.name + "' is not measured: " + it->second.unmeasured_reason));
+    auto rep = cohorts_.report(req.name);
+    if (!rep) return fail(rep.error());
+    json j = to_json(*rep);
+    j["ok"] = true;
+    j["v"] = wire::kProtocolVersion;
+    return j;
 }
 
 void Agent::release_unused(const std::string& leaving) {
@@ -107,6 +173,7 @@ Result<void> Agent::end(const std::string& name) {
         if (auto r = (*b)->remove(inj); !r) result = r;
     }
     release_unused(name);
+    cohorts_.forget(name);
     free_slots_.push_back(inj.slot);
     log("ended injection " + name);
     injections_.erase(it);
@@ -139,6 +206,14 @@ json Agent::list() {
         i.devices = inj.device_names;
         i.replaced_qdiscs = inj.replaced_qdiscs;
         i.counters = {c.matched, c.delayed, c.dropped, c.bytes, c.calls, c.failed, c.stalled};
+        for (const auto& k : inj.cohorts)
+            if (k.role == "control") i.control = k.cg.rel;
+        i.observe = inj.observe;
+        i.measured = inj.measured;
+        if (inj.observe) {
+            i.faults = "observe only:";
+            for (const auto& k : inj.cohorts) i.faults += " " + k.cg.rel;
+        }
         rep.injections.push_back(std::move(i));
     }
     return wire::reply(rep);
@@ -171,6 +246,7 @@ json Agent::handle(const json& req) {
         if (op == "inject") return inject(req);
         if (op == "list") return list();
         if (op == "stop") return stop(req);
+        if (op == "stats") return stats(req);
         if (op == "ping") return wire::reply(wire::PingReply{getpid()});
     } catch (const json::exception& e) {
         return fail(Error::other(std::string("malformed request: ") + e.what()));

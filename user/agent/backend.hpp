@@ -41,12 +41,23 @@ struct Injection {
     std::vector<DeviceKey> devices;       // tc: the devices it holds
     std::vector<std::string> device_names;
     std::vector<CgroupLink> links;        // sock: programs on the target cgroup
+    // Cohort metrics: the target is the experiment cohort; a control, or the cgroups of an
+    // observation (which has no faults). Empty cohorts with measured: the target alone.
+    struct CohortRef {
+        std::string role;
+        Cgroup cg;
+    };
+    std::vector<CohortRef> cohorts;
+    bool observe = false;          // measures, injects nothing
+    bool measured = false;
+    std::string unmeasured_reason;  // why `tardy stats` has nothing for it
 };
 
 // Counters of one injection, summed over the backends it uses.
 struct FaultCounters {
     uint64_t matched = 0, delayed = 0, dropped = 0, bytes = 0;  // packets
     uint64_t calls = 0, failed = 0, stalled = 0;                  // syscalls
+    uint64_t connects_refused = 0;  // of failed: connect() calls failed at once
 };
 
 class Backend {

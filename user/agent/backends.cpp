@@ -227,6 +227,7 @@ void SockBackend::count(const Injection& inj, FaultCounters& c) const {
     if (auto s = obj_->counters(inj.slot)) {
         c.calls += s->seen;
         c.failed += s->failed;
+        c.connects_refused += s->connects_refused;
     }
 }
 

@@ -13,6 +13,7 @@
 
 #include "agent/agent.hpp"
 #include "agent/backends.hpp"
+#include "agent/cohorts.hpp"
 #include "agent/devices.hpp"
 #include "agent/log.hpp"
 #include "sys/journal.hpp"
@@ -24,6 +25,9 @@ public:
     Agent(const AgentOptions& o, std::unique_ptr<TcObject> obj);
 
     nlohmann::json handle(const nlohmann::json& req);
+    // Every measured injection's cohorts, and every injection's counters (for /metrics).
+    std::vector<CohortReport> cohort_reports() const { return cohorts_.reports(); }
+    std::vector<std::pair<const Injection*, FaultCounters>> counters() const;
     void tick();  // renews the lease, ends what reached its deadline or lost its target
     void end_all();
     void arm() { __atomic_store_n(&tc_->control()->armed, 1u, __ATOMIC_SEQ_CST); }
@@ -35,6 +39,12 @@ private:
     nlohmann::json inject(const nlohmann::json& req);
     nlohmann::json list();
     nlohmann::json stop(const nlohmann::json& req);
+    nlohmann::json stats(const nlohmann::json& req);
+    // Starts the injection's measuring (before its faults, so the baseline has none of them).
+    // Required for an observation or with a control; otherwise a failure only leaves it
+    // unmeasured, with the reason.
+    Result<void> start_measuring(Injection& inj);
+    void add_tardy(const Cgroup& cohort, CohortMetrics& m) const;
     Result<void> end(const std::string& name);
     // Ends an injection that nobody stopped (its deadline, its target gone): logged, and kept
     // in ended.json for `tardy list`, which may run after this agent has left.
@@ -50,6 +60,7 @@ private:
     DeviceManager devices_;
     StallBackend* stalls_ = nullptr;
     std::vector<std::unique_ptr<Backend>> backends_;  // in the order faults are put in place
+    Cohorts cohorts_{[this](const Cgroup& cg, CohortMetrics& m) { add_tardy(cg, m); }};
     std::map<std::string, Injection> injections_;
     std::vector<uint32_t> free_slots_;
     uint64_t next_auto_name_ = 1;

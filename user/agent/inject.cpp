@@ -78,6 +78,17 @@ Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs
     for (const auto& n : ns) req.netns.push_back({n.ino, n.path});
     req.devices = r.devices;
     req.force = r.force;
+    if (r.control) {
+        auto k = cgfs.resolve(*r.control);
+        if (!k) return k.error();
+        if (k->rel == "/")
+            return Error::user("refusing the root cgroup as the control cohort: it holds every process on the host, "
+                               "the target's too; name the control's own cgroup");
+        if (k->id == cg->id || k->path.starts_with(cg->path + "/") || cg->path.starts_with(k->path + "/"))
+            return Error::user("the control cohort " + k->rel + " and the target " + cg->rel +
+                               " overlap; a control must be a cgroup beside the target, not in or above it");
+        req.cohorts.push_back({"control", {k->path, k->rel, k->id}});
+    }
     return req;
 }
 

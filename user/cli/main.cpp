@@ -16,6 +16,7 @@
 #include "cli/doctor.hpp"
 #include "cli/list.hpp"
 #include "cli/report.hpp"
+#include "cli/stats.hpp"
 #include "loader/file_object.hpp"
 #include "loader/sock_object.hpp"
 #include "loader/stall_object.hpp"
@@ -183,6 +184,7 @@ int run(int argc, char** argv) {
         "  sudo tardy inject --cgroup system.slice/api.service --loss 5% --for 2m\n"
         "  sudo tardy inject --container 3f2a --delay 50ms --jitter 10ms --name slow-db\n"
         "  sudo tardy list\n"
+        "  sudo tardy stats slow-db   # experiment vs control, measured in the kernel\n"
         "  sudo tardy stop slow-db\n"
         "  sudo tardy kill            # end every fault now, even with a hung agent\n"
         "State: TARDY_RUN_DIR (default /run/tardy), TARDY_BPFFS (default /sys/fs/bpf/tardy).");
@@ -229,6 +231,10 @@ int run(int argc, char** argv) {
     inject->add_option("--except-port", ia.filter.except_port, "Never traffic or calls to this remote port or range");
     inject->add_option("--proto", ia.filter.protos, "Only this protocol: tcp, udp or icmp (repeatable)");
     inject->add_option("--path", ia.path, "Only file faults and stalls of calls on files under this absolute path");
+    inject->add_option("--control", ia.control,
+                       "Measure this cgroup beside the target as the control cohort (see tardy stats)");
+    inject->add_option("--control-pid", ia.control_pid, "The control cohort is the cgroup of this process");
+    inject->add_option("--control-container", ia.control_container, "The control cohort is this container");
     inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
     inject->add_option("--name", ia.name, "Name for list/stop (default: inj-N)");
     inject->add_option("--device", ia.devices, "Attach on this device (repeatable; default: every non-loopback one)");
@@ -264,6 +270,30 @@ int run(int argc, char** argv) {
     auto* stop = app.add_subcommand("stop", "End one injection (NAME) or all (--all)");
     stop->add_option("name", stop_name, "Injection name (see tardy list)");
     stop->add_flag("--all", stop_all, "End every injection");
+
+    StatsArgs sa;
+    auto* stats = app.add_subcommand("stats", "The cohorts of an injection: experiment vs control, measured in the kernel");
+    stats->add_option("name", sa.name, "Injection or observation name (see tardy list)")->required();
+    stats->add_flag("--json", sa.json, "Print JSON (with --watch: one line a second)");
+    stats->add_flag("--watch", sa.watch, "Redraw every second, with the last minute; Ctrl-C ends");
+    stats->footer("Examples:\n"
+                  "  sudo tardy inject --cgroup shop.slice/canary.service --control shop.slice/base.service "
+                  "--delay 100ms --name slow\n"
+                  "  sudo tardy stats slow\n"
+                  "  sudo tardy stats slow --watch\n"
+                  "  sudo tardy stats slow --json | jq '.cohorts[].tcp.connect_ms.p99'");
+    ObserveArgs oa;
+    auto* observe = app.add_subcommand("observe", "Measure cohorts without any fault (baselines, watching a service)");
+    observe->add_option("--cgroup", oa.cgroups, "A cgroup to measure (repeatable)");
+    observe->add_option("--pid", oa.pids, "The cgroup of this process (repeatable)");
+    observe->add_option("--container", oa.containers, "A container by id (repeatable)");
+    observe->add_option("--for", oa.for_dur, "Measure this long, then print (default: live until Ctrl-C)");
+    observe->add_option("--name", oa.name, "Name for list/stats/stop (default: observe-PID)");
+    observe->add_flag("--json", oa.json, "Print JSON (live: one line a second)");
+    observe->footer("Examples:\n"
+                    "  sudo tardy observe --cgroup shop.slice/canary.service --cgroup shop.slice/base.service --for 30s\n"
+                    "  sudo tardy observe --container 3f2a            # live, Ctrl-C ends\n"
+                    "  sudo tardy observe --pid 4242 --for 10s --json");
 
     auto* killc = app.add_subcommand("kill", "Kill switch: disarm every program, stop the agent, restore everything");
 
@@ -309,7 +339,7 @@ int run(int argc, char** argv) {
         return kExitUser;
     }
     if (app.get_subcommands().empty()) {
-        std::fprintf(stderr, "tardy: name a command: inject, list, stop, kill, doctor, agent or demo; see tardy --help\n");
+        std::fprintf(stderr, "tardy: name a command: inject, list, stats, observe, stop, kill, doctor, agent or demo; see tardy --help\n");
         return kExitUser;
     }
 
@@ -326,6 +356,15 @@ int run(int argc, char** argv) {
     if (*inject) return cmd_inject(ia, paths);
     if (*list) return cmd_list(list_json, paths);
     if (*stop) return cmd_stop(stop_name, stop_all, paths);
+    if (*stats) {
+        resume_orphans(paths);
+        return cmd_stats(sa, paths);
+    }
+    if (*observe) {
+        if (auto v = validate_paths(paths); !v) return report(v.error());
+        resume_orphans(paths);
+        return cmd_observe(oa, paths, self_exe());
+    }
     if (*killc) return cmd_kill(paths);
     if (*doctor) return run_doctor(doctor_json);
     if (*agent) {

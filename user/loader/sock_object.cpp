@@ -77,7 +77,7 @@ Result<void> SockObject::delete_rule(uint64_t cgid) {
 }
 
 Result<tardy_sock_counters> SockObject::counters(uint32_t slot) const {
-    return sum_percpu<tardy_sock_counters>(bpf_map__fd(skel_->maps.tardy_sock_counters), slot, [](auto& s, const auto& c) { s.seen += c.seen; s.failed += c.failed; }, "socket counters");
+    return sum_percpu<tardy_sock_counters>(bpf_map__fd(skel_->maps.tardy_sock_counters), slot, [](auto& s, const auto& c) { s.seen += c.seen; s.failed += c.failed; s.connects_refused += c.connects_refused; }, "socket counters");
 }
 
 Result<void> SockObject::reset_counters(uint32_t slot) {

@@ -248,18 +248,39 @@ Result<size_t> check_stalls(const json& req) {
     return (*a)->size();
 }
 
-Result<void> check_cgroup(const json& req) {
+Result<void> check_cgroup(const json& req, const std::string& w = "cgroup") {
     const json* cg = member(req, "cgroup");
-    if (!cg) return bad("cgroup", "missing");
-    TARDY_TRY(need_object(*cg, "cgroup", "{path, rel, id}"));
-    auto path = get_string(*cg, "path", "cgroup.path", true);
+    if (!cg) return bad(w, "missing");
+    TARDY_TRY(need_object(*cg, w, "{path, rel, id}"));
+    auto path = get_string(*cg, "path", w + ".path", true);
     if (!path) return path.error();
-    TARDY_TRY(check_abs_path(*path, "cgroup.path", kMaxPath));
-    auto rel = get_string(*cg, "rel", "cgroup.rel", true);
+    TARDY_TRY(check_abs_path(*path, w + ".path", kMaxPath));
+    auto rel = get_string(*cg, "rel", w + ".rel", true);
     if (!rel) return rel.error();
-    auto id = get_uint(*cg, "id", "cgroup.id", 1, kMaxU64);
+    auto id = get_uint(*cg, "id", w + ".id", 1, kMaxU64);
     if (!id) return id.error();
     return ok();
+}
+
+// The cohorts measured besides the target: "control" (one, with faults) or "observed" (with
+// observe, no faults). Returns how many.
+Result<size_t> check_cohorts(const json& req, bool observe) {
+    auto a = get_array(req, "cohorts", "cohorts", 16);
+    if (!a) return a.error();
+    size_t n = *a ? (*a)->size() : 0, controls = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json& x = (**a)[i];
+        std::string w = at("cohorts", i);
+        TARDY_TRY(need_object(x, w, "{role, cgroup}"));
+        auto role = get_string(x, "role", w + ".role", true);
+        if (!role) return role.error();
+        if (*role != (observe ? "observed" : "control"))
+            return bad(w + ".role", observe ? "an observation's cohorts are \"observed\"" : "want \"control\"");
+        controls += *role == "control";
+        TARDY_TRY(check_cgroup(x, w + ".cgroup"));
+    }
+    if (controls > 1) return bad("cohorts", "one control cohort per injection");
+    return n;
 }
 
 Result<void> check_netns(const json& req, bool needed) {
@@ -322,7 +343,14 @@ Result<void> check_inject(const json& req) {
     TARDY_TRY(check_devices(req));
     if (const json* f = member(req, "force"); f && !f->is_boolean())
         return bad("force", "want true or false, got " + shown(*f));
-    if (!net->any() && !sock->any() && !sock->any_file() && *stalls == 0)
+    const json* obs = member(req, "observe");
+    if (obs && !obs->is_boolean()) return bad("observe", "want true or false, got " + shown(*obs));
+    bool observe = obs && obs->get<bool>();
+    auto cohorts = check_cohorts(req, observe);
+    if (!cohorts) return cohorts.error();
+    bool faults = net->any() || sock->any() || sock->any_file() || *stalls > 0;
+    if (observe && faults) return bad("observe", "an observation injects nothing: give no fault with it");
+    if (!observe && !faults)
         return Error::user("request has no fault: give net.delay_ns, net.loss_ppm, sock.faults, sock.file_faults "
                            "or stalls");
     return ok();
@@ -350,13 +378,19 @@ Result<void> validate_request(const nlohmann::json& req) {
                 return wire::request_version_error(shown(*v));
         }
         const json* op = member(req, "op");
-        if (!op) return bad("op", "missing; want inject, list, stop or ping");
+        if (!op) return bad("op", "missing; want inject, list, stop, stats or ping");
         if (!op->is_string()) return bad("op", "want a string, got " + shown(*op));
         const auto& o = op->get_ref<const std::string&>();
         if (o == "inject") return check_inject(req);
         if (o == "stop") return check_stop(req);
+        if (o == "stats") {
+            auto name = get_string(req, "name", "name", true);
+            if (!name) return name.error();
+            if (!valid_name(*name)) return bad("name", shown(json(*name)) + ": " + kNameRule);
+            return ok();
+        }
         if (o == "list" || o == "ping") return ok();
-        return bad("op", "unknown request " + shown(*op) + "; want inject, list, stop or ping");
+        return bad("op", "unknown request " + shown(*op) + "; want inject, list, stop, stats or ping");
     } catch (const std::exception& e) {  // a bug here must refuse the request, not end the agent
         return Error::other(std::string("request check failed: ") + e.what());
     }

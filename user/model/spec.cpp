@@ -149,6 +149,16 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
                            "--pid 4242,4243 or --pid 4242 4243");
     if (!a.container.empty()) r.target = {TargetRef::Kind::Container, a.container, ""};
     if (!a.pod.empty()) r.target = {TargetRef::Kind::Pod, a.pod, a.container};
+    int controls = !a.control.empty() + !a.control_pid.empty() + !a.control_container.empty();
+    if (controls > 1)
+        return Error::user("name one control cohort: --control CGROUP, --control-pid PID or --control-container ID");
+    if (!a.control.empty()) r.control = TargetRef{TargetRef::Kind::Cgroup, a.control, ""};
+    if (!a.control_pid.empty()) {
+        if (a.control_pid.find_first_not_of("0123456789") != std::string::npos)
+            return Error::user("--control-pid '" + a.control_pid + "': not a process id; e.g. --control-pid 4242");
+        r.control = TargetRef{TargetRef::Kind::Pid, a.control_pid, ""};
+    }
+    if (!a.control_container.empty()) r.control = TargetRef{TargetRef::Kind::Container, a.control_container, ""};
 
     if (!a.delay.empty()) {
         auto d = parse_duration_ns(a.delay, "--delay");

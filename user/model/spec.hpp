@@ -63,6 +63,7 @@ struct InjectRequest {
     std::vector<std::string> devices;             // empty: every non-loopback device
     std::string netns;                            // empty: found from the target's processes
     bool force = false;                           // allow the root cgroup / the agent's own
+    std::optional<TargetRef> control;             // the control cohort, measured beside the target
 };
 
 // Raw strings from the command line, before units are parsed.
@@ -75,6 +76,7 @@ struct InjectArgs {
     FilterArgs filter;  // --peer, --except-peer, --port, --except-port, --proto
     std::string on;  // --on files|sockets (stalls)
     bool force = false;
+    std::string control, control_pid, control_container;  // --control CGROUP, --control-pid, --control-container
 };
 
 Result<InjectRequest> build_inject_request(const InjectArgs& a);

@@ -25,7 +25,8 @@ namespace tardy::wire {
 
 // 2: the peer and port filter moved from "sock" to "filter", for every fault of the injection.
 // 3: net.scope: the direction of packet faults, and TCP connection setup only.
-inline constexpr int kProtocolVersion = 3;
+// 4: cohorts and observe in inject; the stats request.
+inline constexpr int kProtocolVersion = 4;
 
 // ---- requests ----------------------------------------------------------------------------------
 
@@ -40,7 +41,14 @@ struct NetnsRef {
     std::string path;  // how to open it
 };
 
+// A cohort measured besides the target (the experiment): a control, or an observed cgroup.
+struct CohortWire {
+    std::string role;  // "control" or "observed"
+    CgroupRef cgroup;
+};
+
 // {"op":"inject"}: the target resolved to a cgroup and, for packet faults, its namespaces.
+// With observe: no fault; the cohorts (the target first) are measured only.
 struct Inject {
     std::string name;  // empty: the agent picks one
     CgroupRef cgroup;
@@ -52,7 +60,15 @@ struct Inject {
     std::vector<NetnsRef> netns;       // read only with packet faults
     std::vector<std::string> devices;  // empty: every non-loopback device
     bool force = false;
+    std::vector<CohortWire> cohorts;
+    bool observe = false;
     static constexpr const char* kOp = "inject";
+};
+
+// {"op":"stats"}: the cohorts of one injection or observation (model/cohort.hpp's JSON).
+struct Stats {
+    std::string name;
+    static constexpr const char* kOp = "stats";
 };
 
 // {"op":"stop"}: one injection by name, or all. On the wire: {"all":true} or {"name":...}.
@@ -96,6 +112,9 @@ struct InjectionInfo {
     std::vector<std::string> devices;
     std::vector<std::string> replaced_qdiscs;
     Counters counters;
+    std::string control;  // the control cohort's cgroup, "" for none
+    bool observe = false;
+    bool measured = false;
 };
 
 struct ListReply {
@@ -113,11 +132,14 @@ struct PingReply {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CgroupRef, path, rel, id)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NetnsRef, ino, path)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Inject, name, cgroup, net, sock, filter, stalls, for_ns, netns, devices, force)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CohortWire, role, cgroup)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Inject, name, cgroup, net, sock, filter, stalls, for_ns, netns, devices, force,
+                                                cohorts, observe)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Stats, name)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectReply, name, devices)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, matched, delayed, dropped, bytes, calls, failed, stalled)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, filter, stalls, faults,
-                                                left_ns, devices, replaced_qdiscs, counters)
+                                                left_ns, devices, replaced_qdiscs, counters, control, observe, measured)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ListReply, injections, agent_pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StopReply, stopped)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PingReply, pid)

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Cohort metrics: what the TCP connections and the packets of an experiment or control cohort
+ * did, measured where it happens. Linked (FD-owned) to the topmost cohort cgroups only, so no
+ * other process runs any of it. It changes nothing: every program lets everything through.
+ *
+ * Every record is keyed by the cgroup id of the socket (the cgroup its creator was in);
+ * user space adds up the cgroups below each cohort. Counters are per CPU; histograms are
+ * log-linear (include/tardy/abi.h) with one hash entry per (cgroup, histogram, bucket). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "tardy/abi.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define TARDY_SKB_PASS 1
+#define TARDY_ECONNREFUSED 111
+#define TARDY_IPPROTO_TCP 6
+#define TARDY_TCP_RST 0x04
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+    __uint(max_entries, TARDY_COHORT_CGROUPS);
+    __type(key, __u64);
+    __type(value, struct tardy_cohort_counts);
+} tardy_cohort_counts SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+    __uint(max_entries, TARDY_HIST_ENTRIES);
+    __type(key, struct tardy_hist_key);
+    __type(value, __u64);
+} tardy_cohort_hist SEC(".maps");
+
+/* Per socket: when its active open began. */
+struct tardy_open {
+    __u64 connect_ns;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct tardy_open);
+} tardy_opens SEC(".maps");
+
+static __always_inline struct tardy_cohort_counts *tardy_counts_of(__u64 cgid)
+{
+    struct tardy_cohort_counts *c = bpf_map_lookup_elem(&tardy_cohort_counts, &cgid);
+    struct tardy_cohort_counts zero = {};
+
+    if (c || !cgid)
+        return c;
+    bpf_map_update_elem(&tardy_cohort_counts, &cgid, &zero, BPF_NOEXIST);
+    return bpf_map_lookup_elem(&tardy_cohort_counts, &cgid);
+}
+
+/* The log-linear bucket of v microseconds (the layout is in abi.h; user/model/histogram.cpp
+ * is its inverse). No clz in BPF: a binary search for the top bit. */
+static __always_inline __u32 tardy_hist_bucket(__u64 v)
+{
+    __u32 g = 0;
+    __u64 x;
+
+    if (v > 0xffffffffull)
+        v = 0xffffffffull;
+    if (v < TARDY_HIST_SUB)
+        return (__u32)v;
+    x = v;
+    if (x >> 16) { x >>= 16; g += 16; }
+    if (x >> 8) { x >>= 8; g += 8; }
+    if (x >> 4) { x >>= 4; g += 4; }
+    if (x >> 2) { x >>= 2; g += 2; }
+    if (x >> 1) { g += 1; }
+    return (g - TARDY_HIST_SUB_BITS + 1) * TARDY_HIST_SUB +
+           (__u32)((v >> (g - TARDY_HIST_SUB_BITS)) & (TARDY_HIST_SUB - 1));
+}
+
+static __always_inline void tardy_hist_add(__u64 cgid, __u32 kind, __u64 us)
+{
+    struct tardy_hist_key k = {.cgid = cgid, .kind = kind, .bucket = tardy_hist_bucket(us)};
+    __u64 one = 1, *n;
+
+    n = bpf_map_lookup_elem(&tardy_cohort_hist, &k);
+    if (n) {
+        (*n)++;
+        return;
+    }
+    if (bpf_map_update_elem(&tardy_cohort_hist, &k, &one, BPF_NOEXIST) == 0)
+        return;
+    n = bpf_map_lookup_elem(&tardy_cohort_hist, &k); /* another CPU made it first */
+    if (n)
+        (*n)++;
+}
+
+/* The cgroup of a TCP socket (its creator's, kept by the kernel in sk_cgrp_data): the sock_ops
+ * callbacks run in softirq and timers too, where the current task is anybody. */
+static __always_inline __u64 tardy_tcp_cgid(struct tcp_sock *tp)
+{
+    struct cgroup *cg = tp->inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup;
+
+    if (!cg)
+        return 0;
+    return cg->kn->id;
+}
+
+#define TARDY_CB_FLAGS (BPF_SOCK_OPS_RTT_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG | \
+                        BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG)
+
+SEC("sockops")
+int tardy_metrics_sockops(struct bpf_sock_ops *ops)
+{
+    struct tardy_cohort_counts *c;
+    struct bpf_sock *sk = ops->sk;
+    struct tardy_open *o;
+    struct tcp_sock *tp;
+    __u32 op = ops->op;
+    __u64 cgid, now;
+    int err;
+
+    if (!sk)
+        return 1;
+    tp = bpf_skc_to_tcp_sock(sk);
+    if (!tp)
+        return 1;
+    cgid = tardy_tcp_cgid(tp);
+    c = tardy_counts_of(cgid);
+    if (!c)
+        return 1;
+    switch (op) {
+    case BPF_SOCK_OPS_TCP_CONNECT_CB:
+        c->connects++;
+        o = bpf_sk_storage_get(&tardy_opens, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+        if (o)
+            o->connect_ns = bpf_ktime_get_ns();
+        bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | TARDY_CB_FLAGS);
+        break;
+    case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+        c->established++;
+        o = bpf_sk_storage_get(&tardy_opens, sk, 0, 0);
+        if (o && o->connect_ns) {
+            now = bpf_ktime_get_ns();
+            tardy_hist_add(cgid, TARDY_HIST_CONNECT, (now - o->connect_ns) / 1000);
+        }
+        break;
+    case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+        c->accepted++;
+        bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | TARDY_CB_FLAGS);
+        break;
+    case BPF_SOCK_OPS_RTT_CB:
+        /* args[0]: this ACK's RTT sample in us where the kernel passes it (-1: none); older
+         * kernels pass nothing, and the smoothed RTT stands in. */
+        if ((int)ops->args[0] > 0)
+            tardy_hist_add(cgid, TARDY_HIST_RTT, ops->args[0]);
+        else if (ops->args[0] == 0 && ops->srtt_us)
+            tardy_hist_add(cgid, TARDY_HIST_RTT, ops->srtt_us >> 3);
+        break;
+    case BPF_SOCK_OPS_RETRANS_CB:
+        c->retransmits += ops->args[1] ? ops->args[1] : 1; /* segments */
+        break;
+    case BPF_SOCK_OPS_RTO_CB:
+        c->rtos++;
+        break;
+    case BPF_SOCK_OPS_STATE_CB:
+        if (ops->args[0] != BPF_TCP_SYN_SENT || ops->args[1] != BPF_TCP_CLOSE)
+            break;
+        err = tp->inet_conn.icsk_inet.sk.sk_err;
+        if (err == TARDY_ECONNREFUSED)
+            c->failed_refused++;
+        else if (err)
+            c->failed_timeout++;
+        else
+            c->failed_abandoned++;
+        break;
+    }
+    return 1;
+}
+
+/* Whether an IP packet (cgroup_skb data starts at the network header) is a TCP RST. IPv6
+ * extension headers are not walked: their packets are not counted as resets. */
+static __always_inline bool tardy_is_rst(struct __sk_buff *skb)
+{
+    __u8 b[2];
+    __u32 off;
+
+    if (skb->protocol == (__u32)bpf_htons(0x0800)) {
+        if (bpf_skb_load_bytes(skb, 0, b, 1) || bpf_skb_load_bytes(skb, 9, &b[1], 1))
+            return false;
+        if (b[1] != TARDY_IPPROTO_TCP)
+            return false;
+        off = (b[0] & 0xf) * 4;
+    } else if (skb->protocol == (__u32)bpf_htons(0x86DD)) {
+        if (bpf_skb_load_bytes(skb, 6, &b[1], 1) || b[1] != TARDY_IPPROTO_TCP)
+            return false;
+        off = 40;
+    } else {
+        return false;
+    }
+    if (bpf_skb_load_bytes(skb, off + 13, b, 1))
+        return false;
+    return b[0] & TARDY_TCP_RST;
+}
+
+static __always_inline void tardy_count_skb(struct __sk_buff *skb, bool out)
+{
+    struct tardy_cohort_counts *c = tardy_counts_of(bpf_skb_cgroup_id(skb));
+    __u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+
+    if (!c)
+        return;
+    if (out) {
+        c->packets_out += segs;
+        c->bytes_out += skb->len;
+    } else {
+        c->packets_in += segs;
+        c->bytes_in += skb->len;
+    }
+    if (tardy_is_rst(skb)) {
+        if (out)
+            c->resets_sent++;
+        else
+            c->resets_received++;
+    }
+}
+
+SEC("cgroup_skb/egress")
+int tardy_metrics_egress(struct __sk_buff *skb)
+{
+    tardy_count_skb(skb, true);
+    return TARDY_SKB_PASS;
+}
+
+SEC("cgroup_skb/ingress")
+int tardy_metrics_ingress(struct __sk_buff *skb)
+{
+    tardy_count_skb(skb, false);
+    return TARDY_SKB_PASS;
+}

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+// Cohort metrics (issue 11) through the real kernel path: an injection with a control cohort,
+// real TCP connects from both cohorts, and `tardy stats --json` / `tardy observe` compared with
+// what the clients themselves saw.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+
+#include "../common/harness.hpp"
+#include "sys/process.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+using nlohmann::json;
+
+namespace {
+
+class CohortLab : public Lab {
+protected:
+    // `procs` probe processes at once, each making `each` TCP connects to the echo server;
+    // the outcomes of all of them (connect times in ms, null for a failure).
+    std::vector<json> connects(Sandbox::Cohort c, int procs, int each, int timeout_ms) {
+        std::vector<std::pair<pid_t, int>> running;
+        for (int i = 0; i < procs; i++) {
+            int out = -1;
+            auto pid = spawn_cmd({build_dir() + "/tardy", "__probe", "--cgroup", lab_->cgroup(c), "--netns",
+                                  lab_->netns_a(), "--proto", "tcp", "--to", "198.18.0.2", "--port", "7007", "--count",
+                                  std::to_string(each), "--interval-ms", "1", "--timeout-ms", std::to_string(timeout_ms)},
+                                 &out);
+            EXPECT_TRUE(pid) << (pid ? "" : pid.error().message);
+            if (pid) running.emplace_back(*pid, out);
+        }
+        std::vector<json> all;
+        for (auto [pid, fd] : running) {
+            std::string text;
+            char buf[4096];
+            for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) text.append(buf, n);
+            close(fd);
+            waitpid(pid, nullptr, 0);
+            auto j = json::parse(text, nullptr, false);
+            EXPECT_FALSE(j.is_discarded()) << text;
+            if (!j.is_discarded())
+                for (const auto& x : j["rtt_ms"]) all.push_back(x);
+        }
+        return all;
+    }
+    json stats(const std::string& name) {
+        auto r = tardy({"stats", name, "--json"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        auto j = json::parse(r.out, nullptr, false);
+        return j.is_discarded() ? json::object() : j;
+    }
+    static json cohort(const json& s, const std::string& role) {
+        if (s.contains("cohorts"))
+            for (const auto& c : s["cohorts"])
+                if (c.value("role", "") == role) return c;
+        return json::object();
+    }
+    static uint64_t tcp(const json& c, const char* key) { return c.value("tcp", json::object()).value(key, uint64_t{0}); }
+};
+
+// --fail connect=ECONNREFUSED:30% with a control: the experiment's failures within binomial
+// bounds of 30% and equal to what the clients saw; none in the control; every connect counted.
+TEST_F(CohortLab, RefusedConnectsCountedInTheExperimentOnly) {
+    inject({"--fail", "connect=ECONNREFUSED:30%", "--control", lab_->cgroup_rel(kCtl)}, "refuse");
+    auto exp = connects(kExp, 4, 50, 1000), ctl = connects(kCtl, 4, 50, 1000);
+    ASSERT_EQ(exp.size(), 200u);
+    ASSERT_EQ(ctl.size(), 200u);
+    uint64_t client_failed = 0;
+    for (const auto& x : exp) client_failed += x.is_null();
+    auto s = stats("refuse");
+    json e = cohort(s, "experiment"), k = cohort(s, "control");
+    ASSERT_FALSE(e.empty()) << s.dump();
+    ASSERT_FALSE(k.empty()) << s.dump();
+    EXPECT_EQ(k["cgroup"], lab_->cgroup_rel(kCtl));
+    // Binomial(200, 0.3): mean 60, sd 6.5; 5 sd either way.
+    EXPECT_GE(client_failed, 28u);
+    EXPECT_LE(client_failed, 92u);
+    EXPECT_EQ(tcp(e, "connects"), 200u) << e.dump();
+    EXPECT_EQ(tcp(e, "failed"), client_failed) << e.dump();
+    EXPECT_EQ(e["tcp"]["failed_by"]["tardy"], client_failed);
+    EXPECT_EQ(tcp(e, "established"), 200u - client_failed);
+    EXPECT_EQ(e["tcp"]["connect_ms"]["count"], 200u - client_failed);
+    EXPECT_EQ(e["tardy"]["failed"], client_failed);
+    EXPECT_EQ(tcp(k, "connects"), 200u);
+    EXPECT_EQ(tcp(k, "established"), 200u);
+    EXPECT_EQ(tcp(k, "failed"), 0u) << k.dump();
+    EXPECT_GT(k["packets"]["out"].get<uint64_t>(), 400u);  // SYNs and ACKs, at least
+    EXPECT_GT(k["tcp"]["rtt_ms"]["count"].get<uint64_t>(), 0u);
+    EXPECT_NEAR(s["difference"]["tcp"]["connect_failure_ratio"].get<double>(), double(client_failed) / 200, 1e-9);
+    // The table has both cohorts side by side.
+    auto t = tardy({"stats", "refuse"});
+    EXPECT_EQ(t.status, 0) << t.err;
+    EXPECT_NE(t.out.find("experiment"), std::string::npos) << t.out;
+    EXPECT_NE(t.out.find(lab_->cgroup_rel(kCtl)), std::string::npos) << t.out;
+}
+
+// --loss 20%: lost SYNs come back after the kernel's 1 s retransmission timeout, so about a
+// fifth of the experiment's connects take a second or more, with retransmits; the control has
+// neither.
+TEST_F(CohortLab, LossShowsRetransmitsAndSlowConnects) {
+    inject({"--loss", "20%", "--control", lab_->cgroup_rel(kCtl)}, "lossy");
+    auto exp = connects(kExp, 10, 10, 8000), ctl = connects(kCtl, 10, 10, 8000);
+    size_t slow = 0, failed = 0;
+    for (const auto& x : exp) {
+        failed += x.is_null();
+        slow += !x.is_null() && x.get<double>() >= 900;
+    }
+    auto s = stats("lossy");
+    json e = cohort(s, "experiment"), k = cohort(s, "control");
+    ASSERT_FALSE(e.empty()) << s.dump();
+    EXPECT_EQ(tcp(e, "connects"), 100u);
+    EXPECT_EQ(tcp(e, "established"), 100u - failed);
+    EXPECT_GE(slow, 5u) << "a 20% loss left almost every connect fast";
+    EXPECT_GE(tcp(e, "retransmits"), slow) << e.dump();
+    EXPECT_GE(tcp(e, "rtos"), slow) << e.dump();
+    // The kernel's histogram agrees with the clients: as many connects of a second or more.
+    double p90 = e["tcp"]["connect_ms"]["p90"].get<double>(), p99 = e["tcp"]["connect_ms"]["p99"].get<double>();
+    if (slow >= 11) {
+        EXPECT_GE(p90, 900.0) << e.dump();
+    }
+    EXPECT_GE(p99, 900.0) << e.dump();
+    EXPECT_LT(e["tcp"]["connect_ms"]["p50"].get<double>(), 100.0) << e.dump();
+    EXPECT_EQ(tcp(k, "connects"), 100u);
+    EXPECT_EQ(tcp(k, "retransmits"), 0u) << k.dump();
+    EXPECT_LT(k["tcp"]["connect_ms"]["p99"].get<double>(), 100.0) << k.dump();
+    EXPECT_GT(e["tardy"]["dropped"].get<uint64_t>(), 0u);
+    EXPECT_EQ(k["tardy"]["dropped"], 0u);
+    for (const auto& x : ctl) EXPECT_FALSE(x.is_null());
+}
+
+// observe: no fault, both cohorts measured for --for, the same JSON shape, and nothing of it
+// left afterwards.
+TEST_F(CohortLab, ObserveMeasuresWithoutFaultAndLeavesNothing) {
+    int out = -1;
+    auto obs = spawn_cmd({build_dir() + "/tardy", "observe", "--cgroup", lab_->cgroup_rel(kExp), "--cgroup",
+                          lab_->cgroup_rel(kCtl), "--for", "3s", "--json", "--name", "base"},
+                         &out);
+    ASSERT_TRUE(obs) << obs.error().message;
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 3000));
+    auto l = list_json();
+    EXPECT_EQ(l["injections"][0]["name"], "base");
+    EXPECT_EQ(l["injections"][0]["observe"], true);
+    auto exp = connects(kExp, 2, 10, 1000), ctl = connects(kCtl, 1, 10, 1000);
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = read(out, buf, sizeof buf)) > 0;) text.append(buf, n);
+    close(out);
+    int status = 0;
+    waitpid(*obs, &status, 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+    auto s = json::parse(text, nullptr, false);
+    ASSERT_FALSE(s.is_discarded()) << text;
+    EXPECT_EQ(s["name"], "base");
+    ASSERT_EQ(s["cohorts"].size(), 2u) << text;
+    EXPECT_EQ(s["cohorts"][0]["role"], "observed");
+    EXPECT_EQ(s["cohorts"][0]["cgroup"], lab_->cgroup_rel(kExp));
+    EXPECT_EQ(tcp(s["cohorts"][0], "connects"), 20u) << text;
+    EXPECT_EQ(tcp(s["cohorts"][1], "connects"), 10u) << text;
+    EXPECT_EQ(tcp(s["cohorts"][0], "failed"), 0u) << text;
+    EXPECT_EQ(s["cohorts"][0]["tcp"]["connect_ms"]["count"], 20u) << text;
+    EXPECT_FALSE(s.contains("difference"));
+    // Ended: no observation, and none of the metric programs, is left.
+    EXPECT_TRUE(list_json().value("injections", json::array()).empty());
+    EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();
+}
+
+// Mistakes are one line and exit 2, with nothing started.
+TEST_F(CohortLab, BadCohortsAreRefused) {
+    struct Case {
+        std::vector<std::string> args;
+        const char* says;
+    } cases[] = {
+        {{"inject", "--cgroup", lab_->cgroup_rel(kExp), "--loss", "5%", "--control", lab_->cgroup_rel(kExp)}, "overlap"},
+        {{"inject", "--cgroup", lab_->cgroup_rel(kExp), "--loss", "5%", "--control", "/"}, "root cgroup"},
+        {{"inject", "--cgroup", lab_->cgroup_rel(kExp), "--loss", "5%", "--control", "x", "--control-pid", "1"},
+         "one control"},
+        {{"inject", "--cgroup", lab_->cgroup_rel(kExp), "--loss", "5%", "--control-pid", "12ab"}, "not a process id"},
+        {{"observe"}, "name what to observe"},
+        {{"observe", "--cgroup", lab_->cgroup_rel(kExp), "--for", "soon"}, "--for"},
+        {{"observe", "--cgroup", lab_->cgroup_rel(kExp), "--cgroup", lab_->cgroup_rel(kExp), "--for", "1s"},
+         "named twice"},
+        {{"stats", "nosuch"}, "no active injection"},
+        {{"stats", "bad/name"}, "name"},
+    };
+    for (const auto& c : cases) {
+        auto r = tardy(c.args);
+        EXPECT_EQ(r.status, 2) << c.args.back() << ": " << r.err;
+        EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+    EXPECT_TRUE(list_json().value("injections", json::array()).empty());
+}
+
+}  // namespace

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+// Cohort metrics in the agent: which cgroups are measured for which injection or
+// observation, the links of the metric programs (to the topmost measured cgroups only, so a
+// packet is counted once), and reports over each owner's life.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/backend.hpp"
+#include "loader/metrics_object.hpp"
+#include "model/cohort.hpp"
+
+namespace tardy {
+
+class Cohorts {
+public:
+    // Adds tardy's own doing to a cohort's cumulative reading (its injections' counters).
+    using AddTardy = std::function<void(const Cgroup& cohort, CohortMetrics&)>;
+    explicit Cohorts(AddTardy add_tardy) : add_tardy_(std::move(add_tardy)) {}
+
+    // Starts measuring the owner's cohorts: loads and links what is needed, and reads the
+    // baseline the owner's reports count from. On failure nothing of it is left.
+    Result<void> measure(const std::string& owner, const std::vector<Injection::CohortRef>& cohorts);
+    void forget(const std::string& owner);
+    Result<CohortReport> report(const std::string& owner) const;
+    std::vector<CohortReport> reports() const;
+
+    // The ids of a cgroup and every cgroup below it.
+    static std::set<uint64_t> subtree(const std::string& path, uint64_t id);
+
+private:
+    Result<void> relink();
+    Result<std::vector<CohortMetrics>> readings(const std::vector<Injection::CohortRef>& cohorts) const;
+    AddTardy add_tardy_;
+    std::unique_ptr<MetricsObject> obj_;
+    struct Owner {
+        std::vector<Injection::CohortRef> cohorts;
+        std::vector<CohortMetrics> base;
+        uint64_t start_ns = 0;
+    };
+    std::map<std::string, Owner> owners_;
+    std::map<uint64_t, std::vector<CgroupLink>> links_;  // topmost measured cgroup -> its links
+};
+
+}  // namespace tardy
