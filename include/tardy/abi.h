@@ -227,9 +227,9 @@ struct tardy_file_rule {
 #define TARDY_HIST_ENTRIES 262144  /* (cgroup, histogram, bucket) triples */
 
 /* Log-linear histograms of microseconds: values below 2^SUB_BITS have a bucket each; above,
- * every power of two is cut into 2^SUB_BITS buckets, so a bucket is at most 1/32 (3.1%) of its
- * lower bound wide and its middle is within 1.6% of any value in it. */
-#define TARDY_HIST_SUB_BITS 5
+ * every power of two is cut into 2^SUB_BITS buckets, so a bucket is at most 1/64 (1.6%) of its
+ * lower bound wide and its middle is within 0.8% of any value in it (0.4 ms at 50 ms). */
+#define TARDY_HIST_SUB_BITS 6
 #define TARDY_HIST_SUB (1u << TARDY_HIST_SUB_BITS)
 #define TARDY_HIST_MAX_LOG2 31 /* values are capped at 2^32 - 1 us (71 minutes) */
 #define TARDY_HIST_BUCKETS ((TARDY_HIST_MAX_LOG2 - TARDY_HIST_SUB_BITS + 2) * TARDY_HIST_SUB)

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "agent/core.hpp"
+#include "model/prometheus.hpp"
 #include "model/request.hpp"
 #include "model/units.hpp"
 #include "model/wire.hpp"
@@ -138,6 +139,13 @@ std::vector<std::pair<const Injection*, FaultCounters>> Agent::counters() const 
         out.emplace_back(&inj, c);
     }
     return out;
+}
+
+std::string Agent::prometheus() const {
+    std::vector<InjectionSample> inj;
+    for (const auto& [i, c] : counters())
+        inj.push_back({i->name, i->cg.rel, c.matched, c.delayed, c.dropped, c.bytes, c.calls, c.failed, c.stalled});
+    return prometheus_text(inj, cohorts_.reports());
 }
 
 json Agent::stats(const json& line) {

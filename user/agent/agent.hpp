@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "sys/paths.hpp"
 
@@ -15,6 +16,7 @@ struct AgentOptions {
     bool exit_when_idle = false;  // started by `inject`: leave with the last injection
     uint64_t rng_seed = 0;        // tests: reproducible loss decisions
     int status_fd = -1;           // where to say "ready" or why the start failed (spawn_agent)
+    std::string metrics;          // --metrics ADDR:PORT (or TARDY_METRICS): serve /metrics there
 };
 
 int run_agent(const AgentOptions& o);  // the process exit code

@@ -28,6 +28,7 @@ public:
     // Every measured injection's cohorts, and every injection's counters (for /metrics).
     std::vector<CohortReport> cohort_reports() const { return cohorts_.reports(); }
     std::vector<std::pair<const Injection*, FaultCounters>> counters() const;
+    std::string prometheus() const;  // /metrics: every injection's counters and cohorts
     void tick();  // renews the lease, ends what reached its deadline or lost its target
     void end_all();
     void arm() { __atomic_store_n(&tc_->control()->armed, 1u, __ATOMIC_SEQ_CST); }

@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/metrics_http.hpp"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -162,5 +168,37 @@ MetricsServer::~MetricsServer() {
 int MetricsServer::port() const { return impl_->port; }
 
 const std::string& MetricsServer::address() const { return impl_->address; }
+
+MetricsBridge::MetricsBridge() : efd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+MetricsBridge::~MetricsBridge() {
+    if (efd_ >= 0) close(efd_);
+}
+
+std::string MetricsBridge::ask() {
+    std::unique_lock lk(m_);
+    uint64_t mine = ++asked_, one = 1;
+    (void)!write(efd_, &one, sizeof one);
+    if (!cv_.wait_for(lk, std::chrono::seconds(5), [&] { return answered_ >= mine; }))
+        throw std::runtime_error("the agent did not answer within 5 s");
+    return text_;
+}
+
+void MetricsBridge::answer(const std::function<std::string()>& render) {
+    uint64_t n;
+    (void)!read(efd_, &n, sizeof n);
+    uint64_t upto;
+    {
+        std::lock_guard lk(m_);
+        upto = asked_;
+    }
+    std::string text = render();
+    {
+        std::lock_guard lk(m_);
+        text_ = std::move(text);
+        answered_ = upto;
+    }
+    cv_.notify_all();
+}
 
 }  // namespace tardy

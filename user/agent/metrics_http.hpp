@@ -6,7 +6,10 @@
 // (in the .cpp only: its header is heavy).
 #pragma once
 
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <utility>
@@ -41,6 +44,27 @@ private:
     struct Impl;
     explicit MetricsServer(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
+};
+
+// Between the HTTP threads and the agent's loop, which alone touches the agent's state:
+// ask() (an HTTP thread) wakes the loop through fd() and waits; the loop calls answer() with
+// the renderer when fd() is readable. ask() throws after 5 s without an answer (a 500).
+class MetricsBridge {
+public:
+    MetricsBridge();
+    ~MetricsBridge();
+    MetricsBridge(const MetricsBridge&) = delete;
+    MetricsBridge& operator=(const MetricsBridge&) = delete;
+    int fd() const { return efd_; }
+    std::string ask();
+    void answer(const std::function<std::string()>& render);
+
+private:
+    int efd_ = -1;
+    std::mutex m_;
+    std::condition_variable cv_;
+    uint64_t asked_ = 0, answered_ = 0;
+    std::string text_;
 };
 
 }  // namespace tardy

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "agent/core.hpp"
+#include "agent/metrics_http.hpp"
 #include "agent/server.hpp"
 #include "loader/pinned.hpp"
 #include "model/request.hpp"
@@ -181,6 +182,17 @@ int run_agent(const AgentOptions& o) {
         return handle_line(line, [&](const json& req) { return agent.handle(req); });
     });
     if (!server) return status.fail(server.error());
+    // /metrics: the HTTP threads ask, the loop below renders between its other work (the
+    // agent's state is the loop's alone), and hands the text back.
+    MetricsBridge bridge;
+    std::unique_ptr<MetricsServer> metrics;
+    std::string metrics_at = o.metrics.empty() && getenv("TARDY_METRICS") ? getenv("TARDY_METRICS") : o.metrics;
+    if (!metrics_at.empty()) {
+        auto m = MetricsServer::start(metrics_at, [&bridge] { return bridge.ask(); });
+        if (!m) return status.fail(m.error());
+        metrics = std::move(*m);
+        log("metrics on http://" + metrics_at + "/metrics");
+    }
     files.socket = true;
     files.pid = write_pid_file(p.pid_file());
     agent.tick();
@@ -197,7 +209,8 @@ int run_agent(const AgentOptions& o) {
         fds = {{sfd.get(), POLLIN, 0},
                {tfd.get(), POLLIN, 0},
                {agent.stalls().events_fd(), POLLIN, 0},
-               {agent.stalls().timer_fd(), POLLIN, 0}};
+               {agent.stalls().timer_fd(), POLLIN, 0},
+               {bridge.fd(), POLLIN, 0}};
         const size_t own = fds.size();
         (*server)->add_pollfds(fds);
         if (poll(fds.data(), fds.size(), (*server)->timeout_ms(mono_ns())) < 0) {
@@ -224,10 +237,12 @@ int run_agent(const AgentOptions& o) {
                 running = false;
             }
         }
+        if (fds[4].revents) bridge.answer([&] { return agent.prometheus(); });
         // Clients last, and never blocking: see server.hpp.
         (*server)->service(fds.data() + own, fds.size() - own);
         (*server)->expire(mono_ns());
     }
+    metrics.reset();  // its threads joined before the agent they ask goes
     agent.end_all();
     resume_left_stopped(p);  // the pin may hold processes of an earlier agent too
     return code;

@@ -22,6 +22,7 @@
 #include "loader/stall_object.hpp"
 #include "agent/inject.hpp"
 #include "agent/kill.hpp"
+#include "agent/metrics_http.hpp"
 #include "lab/probe.hpp"
 #include "sys/qdisc.hpp"
 #include "loader/tc_object.hpp"
@@ -301,13 +302,16 @@ int run(int argc, char** argv) {
     auto* doctor = app.add_subcommand("doctor", "Say which faults this kernel can do, and why not");
     doctor->add_flag("--json", doctor_json, "Print JSON");
 
-    AgentOptions ao{paths};
+    AgentOptions ao{paths, false, 0, -1, ""};
     bool verbose = false;
     auto* agent = app.add_subcommand("agent", "Run the agent in the foreground (inject starts one when needed)");
     agent->add_flag("--exit-when-idle", ao.exit_when_idle, "Leave when the last injection ends");
     agent->add_option("--rng-seed", ao.rng_seed, "Seed loss decisions reproducibly (tests)");
     agent->add_option("--status-fd", ao.status_fd, "")->group("");  // spawn_agent's start report
     agent->add_flag("--verbose", verbose, "Log libbpf's messages");
+    agent->add_option("--metrics", ao.metrics,
+                      "Serve Prometheus metrics at http://ADDR:PORT/metrics (PORT alone: on 127.0.0.1); an agent that "
+                      "inject starts takes TARDY_METRICS=ADDR:PORT");
 
     DemoOptions dopt;
     auto* demo = app.add_subcommand("demo", "Run the sandboxed experiment: control vs experiment cohort, kill switch");
@@ -352,6 +356,13 @@ int run(int argc, char** argv) {
     }
     if (*agent) {
         if (auto v = validate_paths(paths); !v) return report(v.error());
+    }
+    // A bad metrics address is the user's mistake, said before any agent starts.
+    if (const char* m = getenv("TARDY_METRICS"); m && (*inject || *observe || *agent)) {
+        if (auto a = parse_listen_address(m); !a) return report(Error::user("TARDY_METRICS: " + a.error().message));
+    }
+    if (*agent && !ao.metrics.empty()) {
+        if (auto a = parse_listen_address(ao.metrics); !a) return report(a.error());
     }
     if (*inject) return cmd_inject(ia, paths);
     if (*list) return cmd_list(list_json, paths);
