@@ -80,6 +80,8 @@ $(BUILD)/tc_bench: $(BUILD)/tests/bench/tc_bench.o $(BUILD)/libtardy.a
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 $(BUILD)/syscall_bench: $(BUILD)/tests/bench/syscall_bench.o $(BUILD)/libtardy.a
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
+$(BUILD)/metrics_bench: $(BUILD)/tests/bench/metrics_bench.o $(BUILD)/libtardy.a
+	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 
 $(BUILD):
 	$(Q)mkdir -p $@
@@ -106,9 +108,10 @@ demo: deps
 	$(Q)$(BUILD)/tardy demo
 
 bench: deps
-	$(Q)$(MAKE) --no-print-directory $(BUILD)/tc_bench $(BUILD)/syscall_bench
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/tc_bench $(BUILD)/syscall_bench $(BUILD)/metrics_bench
 	$(Q)$(BUILD)/tc_bench
 	$(Q)$(BUILD)/syscall_bench
+	$(Q)$(BUILD)/metrics_bench
 
 clean:
 	rm -rf $(BUILD)

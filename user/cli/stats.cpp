@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <sstream>
@@ -73,9 +74,11 @@ std::string stats_table(const json& r, const std::deque<json>& history) {
     const json& cs = r.value("cohorts", json::array());
     bool diff = r.contains("difference");
     o << r.value("name", std::string()) << ": " << num(r.value("seconds", json(0.0))) << " s measured\n";
+    size_t w = 14;  // a column fits its cohort's cgroup, and two spaces
+    for (const auto& c : cs) w = std::max(w, c.value("cgroup", std::string()).size() + 2);
     auto row = [&](const std::string& label, auto get, const char* dkey = nullptr) {
         o << pad(label, 24);
-        for (const auto& c : cs) o << pad(get(c), 22);
+        for (const auto& c : cs) o << pad(get(c), w);
         if (diff && dkey) o << get(r["difference"]);
         o << "\n";
     };
@@ -89,12 +92,10 @@ std::string stats_table(const json& r, const std::deque<json>& history) {
     row("  established", tcp("established"));
     row("  failed", tcp("failed"), "x");
     row("  failure ratio", tcp("connect_failure_ratio"), "x");
-    row("  refused/timeout/", [](const json& c) {
-        if (!c.contains("tcp")) return std::string();
-        const json& f = c["tcp"]["failed_by"];
-        return num(f["refused"]) + "/" + num(f["timeout"]) + "/" + num(f["abandoned"]) + "/" + num(f["tardy"]);
-    });
-    o << "    abandoned/tardy\n";
+    for (const char* why : {"refused", "timeout", "abandoned", "tardy"})
+        row(std::string("    ") + (why == std::string("tardy") ? "by tardy" : why), [why](const json& c) {
+            return c.contains("tcp") ? num(c["tcp"]["failed_by"][why]) : std::string();
+        });
     for (const char* h : {"connect_ms", "rtt_ms"})
         row(std::string(h == std::string("rtt_ms") ? "rtt" : "connect") + " ms p50/p90/p99",
             [h](const json& c) {

@@ -118,7 +118,7 @@ nlohmann::json cohort_json(const Cohort& c) {
         {"failed", m.failed()},
         {"failed_by", {{"refused", m.failed_refused}, {"timeout", m.failed_timeout},
                        {"abandoned", m.failed_abandoned}, {"tardy", m.failed_tardy}}},
-        {"connect_failure_ratio", ended ? double(m.failed()) / double(ended) : 0.0},
+        {"connect_failure_ratio", ended ? std::round(double(m.failed()) / double(ended) * 1e6) / 1e6 : 0.0},
         {"accepted", m.accepted},
         {"retransmits", m.retransmits},
         {"rtos", m.rtos},
@@ -151,11 +151,13 @@ nlohmann::json to_json(const CohortReport& r) {
     if (e && k) {
         auto je = cohort_json(*e)["tcp"], jk = cohort_json(*k)["tcp"];
         nlohmann::json d;
-        for (const char* key : {"connect_failure_ratio"}) d[key] = je[key].get<double>() - jk[key].get<double>();
+        auto r2 = [](double x) { return std::round(x * 100) / 100; };  // 0.01 ms, as the cohorts have
+        d["connect_failure_ratio"] = std::round((je["connect_failure_ratio"].get<double>() -
+                                                 jk["connect_failure_ratio"].get<double>()) * 1e6) / 1e6;
         for (const char* key : {"connects", "failed", "retransmits", "resets"})
             d[key] = je[key].get<int64_t>() - jk[key].get<int64_t>();
         for (const char* h : {"connect_ms", "rtt_ms"})
-            for (const char* q : {"p50", "p90", "p99"}) d[h][q] = je[h][q].get<double>() - jk[h][q].get<double>();
+            for (const char* q : {"p50", "p90", "p99"}) d[h][q] = r2(je[h][q].get<double>() - jk[h][q].get<double>());
         j["difference"] = {{"of", "experiment - control"}, {"tcp", d}};
     }
     return j;

@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: Apache-2.0
+// `make bench`: what the cohort-metric programs (bpf/metrics.bpf.c) cost a cohort. Per packet:
+// the cgroup_skb programs under BPF_PROG_TEST_RUN with repeat, next to an empty CGROUP_SKB
+// program run the same way (the floor). End to end: TCP connect+accept+close, a TCP 1-byte
+// echo and a UDP 1-byte echo on 127.0.0.1, with the programs linked to a scratch cohort
+// cgroup (MetricsObject::attach) and not linked, the cases alternating inside every round
+// and the median of the rounds reported, so the ratios are what to read.
+//
+// The client's sockets are made in the cohort. The server (a thread of this process) is
+// either outside it (its sockets made in this process's own cgroup before it joins the
+// cohort: only the client side is measured) or inside it (both ends measured, the worst
+// case). A socket belongs to the cgroup of the task that made it; an accepted socket to
+// its listener's.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>  // TCP_NODELAY too: <netinet/tcp.h> clashes with it (packets.hpp)
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iterator>
+#include <thread>
+#include <vector>
+
+#include "../common/packets.hpp"
+#include "../common/self_cgroup.hpp"
+#include "loader/metrics_object.hpp"
+#include "metrics.skel.h"
+#include "sys/cgroup.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+
+namespace {
+
+constexpr int kRepeat = 1'000'000;
+constexpr int kPacketRounds = 7;
+constexpr int kRounds = 21;
+constexpr int kConns = 1000;   // per case per round
+constexpr int kTrips = 8000;   // round trips per case per round
+constexpr int kWarm = 200;     // connections or round trips before the clock starts
+
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+uint64_t now_ns() {
+    timespec t{};
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1'000'000'000ULL + t.tv_nsec;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double fail(const char* what) {
+    std::fprintf(stderr, "metrics_bench: %s: %s\n", what, g_stop ? "interrupted" : std::strerror(errno));
+    return -1;
+}
+
+struct Fd {
+    int fd = -1;
+    Fd() = default;
+    explicit Fd(int f) : fd(f) {}
+    Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
+    Fd(const Fd&) = delete;
+    ~Fd() {
+        if (fd >= 0) close(fd);
+    }
+};
+
+// ---- per packet ----------------------------------------------------------------------------
+
+uint32_t run_ns(int prog_fd, const std::vector<uint8_t>& pkt) {
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = nullptr,
+                .data_size_in = static_cast<__u32>(pkt.size()), .data_size_out = 0, .ctx_in = nullptr,
+                .ctx_out = nullptr, .ctx_size_in = 0, .ctx_size_out = 0, .retval = 0, .repeat = kRepeat);
+    if (bpf_prog_test_run_opts(prog_fd, &o) != 0 || o.retval != 1) return 0;
+    return o.duration;
+}
+
+// The empty program: `r0 = 1 (pass); exit`, from raw instructions. Not named tardy_*.
+int load_floor_prog() {
+    const bpf_insn insns[] = {
+        {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 1},
+        {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+    };
+    LIBBPF_OPTS(bpf_prog_load_opts, o, .expected_attach_type = BPF_CGROUP_INET_EGRESS);
+    return bpf_prog_load(BPF_PROG_TYPE_CGROUP_SKB, "bench_floor", "GPL", insns, 2, &o);
+}
+
+// An IPv4/TCP ACK (PSH) on 127.0.0.1 with `payload` bytes. The test run gives it a socket in
+// this process's cgroup: the cohort, whose counters the program finds.
+std::vector<uint8_t> tcp_packet(size_t payload) {
+    auto pkt = make_packet(Family::V4, Proto::Tcp, payload, "127.0.0.1");
+    auto* ip = reinterpret_cast<iphdr*>(pkt.data() + sizeof(ethhdr));
+    inet_pton(AF_INET, "127.0.0.1", &ip->saddr);
+    auto* t = reinterpret_cast<tcphdr*>(pkt.data() + sizeof(ethhdr) + sizeof(iphdr));
+    t->syn = 0;
+    t->ack = 1;
+    t->psh = 1;
+    return pkt;
+}
+
+bool per_packet() {
+    tardy_metrics* skel = tardy_metrics__open_and_load();
+    if (!skel) {
+        fail("loading metrics.bpf.o");
+        return false;
+    }
+    int floor_fd = load_floor_prog();
+    if (floor_fd < 0) {
+        fail("loading the empty CGROUP_SKB program");
+        tardy_metrics__destroy(skel);
+        return false;
+    }
+    struct Case {
+        const char* name;
+        int fd;
+        std::vector<uint8_t> pkt;
+        std::vector<double> ns;
+    };
+    Case cases[] = {
+        {"egress, TCP ACK, 1 byte", bpf_program__fd(skel->progs.tardy_metrics_egress), tcp_packet(1), {}},
+        {"ingress, TCP ACK, 1 byte", bpf_program__fd(skel->progs.tardy_metrics_ingress), tcp_packet(1), {}},
+        {"egress, TCP ACK, 1400 bytes", bpf_program__fd(skel->progs.tardy_metrics_egress), tcp_packet(1400), {}},
+    };
+    std::vector<double> floor_runs;
+    bool ok = true;
+    for (int r = 0; r < kPacketRounds && ok; r++)
+        for (auto& c : cases) {
+            uint32_t f = run_ns(floor_fd, c.pkt), ns = run_ns(c.fd, c.pkt);
+            ok = ok && f && ns;
+            floor_runs.push_back(f);
+            c.ns.push_back(ns);
+        }
+    close(floor_fd);
+    tardy_metrics__destroy(skel);
+    if (!ok) {
+        fail("BPF_PROG_TEST_RUN of a cgroup_skb program");
+        return false;
+    }
+    const double fl = std::max(1.0, median(floor_runs));
+    std::printf("Cohort metric programs (cgroup_skb), ns per packet (median of %d rounds x %d runs, "
+                "BPF_PROG_TEST_RUN, IPv4/TCP on 127.0.0.1)\n", kPacketRounds, kRepeat);
+    std::printf("floor: an empty CGROUP_SKB program run the same way, %zu rounds: %.0f ns\n", floor_runs.size(), fl);
+    std::printf("%-36s %8s %8s %8s\n", "case", "ns", "x floor", "added");
+    for (const auto& c : cases) {
+        double m = median(c.ns);
+        std::printf("%-36s %8.0f %8.2f %8.0f\n", c.name, m, m / fl, m - fl);
+    }
+    return true;
+}
+
+// ---- end to end on loopback ----------------------------------------------------------------
+
+sockaddr_in loopback(uint16_t port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+void timeout(int fd, int sec) {
+    timeval tv{sec, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+void nodelay(int fd) {
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+// A server socket on 127.0.0.1 (an ephemeral port), in the cgroup of the calling task. Its
+// receive timeout ends a server thread whose client has gone.
+struct Server {
+    Fd fd;
+    uint16_t port = 0;
+};
+
+Server make_server(int type) {
+    Server s{Fd(socket(AF_INET, type | SOCK_CLOEXEC, 0)), 0};
+    sockaddr_in a = loopback(0);
+    socklen_t len = sizeof a;
+    if (s.fd.fd < 0 || bind(s.fd.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        (type == SOCK_STREAM && listen(s.fd.fd, 1024) != 0) ||
+        getsockname(s.fd.fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+        return {};
+    timeout(s.fd.fd, 5);
+    s.port = ntohs(a.sin_port);
+    return s;
+}
+
+// The server side runs in a thread that takes no signals: SIGINT, SIGTERM and the watchdog's
+// SIGALRM reach the client (main) thread, whose blocked call then fails with EINTR.
+std::jthread serve(std::function<void()> fn) {
+    return std::jthread([fn = std::move(fn)] {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        fn();
+    });
+}
+
+// Connect, the server accepts and closes, the client reads the end and closes; us per connection.
+double tcp_connect_us(const Server& srv) {
+    int lfd = srv.fd.fd;
+    auto t = serve([lfd] {
+        for (int i = 0; i < kWarm + kConns; i++) {
+            int a = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (a < 0) return;
+            close(a);
+        }
+    });
+    const sockaddr_in to = loopback(srv.port);
+    uint64_t t0 = 0;
+    for (int i = 0; i < kWarm + kConns; i++) {
+        if (i == kWarm) t0 = now_ns();
+        Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        char b;
+        if (s.fd < 0 || connect(s.fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0 ||
+            read(s.fd, &b, 1) != 0 || g_stop)
+            return fail("TCP connect, accept and close");
+    }
+    return (now_ns() - t0) / 1e3 / kConns;
+}
+
+// One connection, then 1-byte request, 1-byte answer; us per round trip.
+double tcp_echo_us(const Server& srv) {
+    int lfd = srv.fd.fd;
+    auto t = serve([lfd] {
+        Fd a(accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
+        if (a.fd < 0) return;
+        nodelay(a.fd);
+        timeout(a.fd, 5);
+        char b;
+        while (read(a.fd, &b, 1) == 1 && write(a.fd, &b, 1) == 1) {
+        }
+    });
+    const sockaddr_in to = loopback(srv.port);
+    Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (s.fd < 0 || connect(s.fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0)
+        return fail("TCP connect for the echo");
+    nodelay(s.fd);
+    char b = 'x';
+    uint64_t t0 = 0;
+    for (int i = 0; i < kWarm + kTrips; i++) {
+        if (i == kWarm) t0 = now_ns();
+        if (write(s.fd, &b, 1) != 1 || read(s.fd, &b, 1) != 1 || g_stop) return fail("TCP echo");
+    }
+    return (now_ns() - t0) / 1e3 / kTrips;  // closing s ends the server's loop
+}
+
+// 1-byte datagram, 1-byte answer, over a connected UDP socket; us per round trip.
+double udp_echo_us(const Server& srv) {
+    int ufd = srv.fd.fd;
+    auto t = serve([ufd] {
+        char b;
+        sockaddr_in from{};
+        socklen_t len = sizeof from;
+        while (recvfrom(ufd, &b, 1, 0, reinterpret_cast<sockaddr*>(&from), &len) == 1 && b != 'q')
+            if (sendto(ufd, &b, 1, 0, reinterpret_cast<sockaddr*>(&from), len) != 1) return;
+    });
+    const sockaddr_in to = loopback(srv.port);
+    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    char b = 'x';
+    if (s.fd < 0 || connect(s.fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0)
+        return fail("UDP socket");
+    uint64_t t0 = 0;
+    for (int i = 0; i < kWarm + kTrips; i++) {
+        if (i == kWarm) t0 = now_ns();
+        if (send(s.fd, &b, 1, 0) != 1 || recv(s.fd, &b, 1, 0) != 1 || g_stop) return fail("UDP echo");
+    }
+    double us = (now_ns() - t0) / 1e3 / kTrips;
+    b = 'q';
+    (void)send(s.fd, &b, 1, 0);
+    return us;
+}
+
+}  // namespace
+
+int main() {
+    if (geteuid() != 0) {
+        std::fprintf(stderr, "metrics_bench: needs root (BPF programs, cgroup v2): run `sudo make bench`\n");
+        return 1;
+    }
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;  // no SA_RESTART: a blocked call returns EINTR and the bench unwinds
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGALRM}) sigaction(sig, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    auto cgfs = CgroupFs::detect();
+    auto home = cgfs ? cgfs->by_pid(getpid()) : Result<Cgroup>(Error::user("no cgroup v2"));
+    if (!home) {
+        std::fprintf(stderr, "metrics_bench: needs cgroup v2: %s\n", home.error().message.c_str());
+        return 1;
+    }
+    // The servers outside the cohort: made before this process joins it.
+    Server tcp_out = make_server(SOCK_STREAM), udp_out = make_server(SOCK_DGRAM);
+    SelfInCgroup cg("tardy-mbench");  // moves this process back and removes the cgroup at exit
+    auto cohort = cg.ok() ? cgfs->by_pid(getpid()) : Result<Cgroup>(Error::user("no scratch cgroup"));
+    if (!cohort) {
+        std::fprintf(stderr, "metrics_bench: cannot make a scratch cgroup under %s\n", cgfs->mount().c_str());
+        return 1;
+    }
+    Server tcp_in = make_server(SOCK_STREAM), udp_in = make_server(SOCK_DGRAM);
+    if (!tcp_out.port || !udp_out.port || !tcp_in.port || !udp_in.port) {
+        fail("server sockets on 127.0.0.1");
+        return 1;
+    }
+    if (!per_packet()) return 1;
+
+    auto obj = MetricsObject::load();
+    if (!obj) {
+        std::fprintf(stderr, "metrics_bench: %s\n", obj.error().message.c_str());
+        return 1;
+    }
+    struct Case {
+        const char* name;
+        bool linked;
+        bool server_in;
+    };
+    const Case cases[] = {
+        {"not linked", false, false},
+        {"linked, server outside the cohort", true, false},
+        {"linked, both ends in the cohort", true, true},
+    };
+    struct Measure {
+        const char* name;
+        double (*fn)(const Server&);
+        const Server *out, *in;
+    };
+    const Measure measures[] = {
+        {"TCP connect+accept+close, us per connection", tcp_connect_us, &tcp_out, &tcp_in},
+        {"TCP 1-byte echo, us per round trip", tcp_echo_us, &tcp_out, &tcp_in},
+        {"UDP 1-byte echo, us per round trip", udp_echo_us, &udp_out, &udp_in},
+    };
+    constexpr size_t kCases = std::size(cases), kMeasures = std::size(measures);
+    std::vector<double> us[kMeasures][kCases];
+    for (int r = 0; r < kRounds; r++) {
+        for (size_t m = 0; m < kMeasures; m++) {
+            for (size_t i = 0; i < kCases; i++) {
+                size_t c = (i + r) % kCases;  // each case goes first in some rounds
+                std::vector<CgroupLink> links;
+                if (cases[c].linked) {
+                    auto l = (*obj)->attach(cohort->path);
+                    if (!l) {
+                        std::fprintf(stderr, "metrics_bench: %s\n", l.error().message.c_str());
+                        return 1;
+                    }
+                    links = std::move(*l);
+                }
+                alarm(60);  // the watchdog: a lost packet must not hang the bench
+                double v = measures[m].fn(cases[c].server_in ? *measures[m].in : *measures[m].out);
+                alarm(0);
+                if (v < 0) return 1;
+                us[m][c].push_back(v);
+            }  // links: detached here
+        }
+    }
+    std::printf("\nCohort metric programs end to end on 127.0.0.1 (median of %d rounds, the cases alternating "
+                "in every round;\n%d connections or %d round trips per case per round; the client in the "
+                "cohort, the server a thread)\n", kRounds, kConns, kTrips);
+    std::printf("%-46s %-34s %8s %8s %8s\n", "measurement", "case", "median", "ratio", "paired");
+    for (size_t m = 0; m < kMeasures; m++) {
+        double base = median(us[m][0]);
+        for (size_t c = 0; c < kCases; c++) {
+            std::vector<double> paired;
+            for (int r = 0; r < kRounds; r++) paired.push_back(us[m][c][r] / us[m][0][r]);
+            std::printf("%-46s %-34s %8.2f %8.3f %8.3f\n", c == 0 ? measures[m].name : "", cases[c].name,
+                        median(us[m][c]), median(us[m][c]) / base, median(paired));
+        }
+    }
+    // That the programs ran, and only where they should: the cohort's counters, and none for
+    // the cgroup of the servers outside it.
+    auto seen = (*obj)->read({cg.leaf_id, home->id});
+    if (!seen) {
+        std::fprintf(stderr, "metrics_bench: %s\n", seen.error().message.c_str());
+        return 1;
+    }
+    const CohortMetrics& c = (*seen)[cg.leaf_id];
+    std::printf("counted in the cohort: %lu connects, %lu accepted, %lu packets out, %lu in, %lu RTT samples; "
+                "outside it: %zu cgroups\n", (unsigned long)c.connects, (unsigned long)c.accepted,
+                (unsigned long)c.packets_out, (unsigned long)c.packets_in, (unsigned long)c.rtt_us.count(),
+                seen->count(home->id));
+    return 0;
+}
