@@ -12,6 +12,7 @@
 // case). A socket belongs to the cgroup of the task that made it; an accepted socket to
 // its listener's.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -30,7 +31,9 @@
 #include <cstring>
 #include <functional>
 #include <iterator>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../common/packets.hpp"
@@ -290,6 +293,42 @@ double udp_echo_us(const Server& srv) {
     return us;
 }
 
+// The programs linked to the cohort (sock_ops, egress, ingress), asked of the kernel: the
+// loader keeps its programs to itself. With BPF_ENABLE_STATS the kernel times every run.
+std::vector<Fd> linked_programs(const std::string& cgroup) {
+    std::vector<Fd> out;
+    Fd dir(open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    for (auto type : {BPF_CGROUP_SOCK_OPS, BPF_CGROUP_INET_EGRESS, BPF_CGROUP_INET_INGRESS}) {
+        __u32 ids[8], n = 8;
+        if (bpf_prog_query(dir.fd, type, 0, nullptr, ids, &n) != 0 || n != 1) return {};
+        out.emplace_back(bpf_prog_get_fd_by_id(ids[0]));
+    }
+    return out;
+}
+
+std::pair<uint64_t, uint64_t> runs_and_ns(int prog_fd) {
+    bpf_prog_info i{};
+    __u32 len = sizeof i;
+    if (bpf_obj_get_info_by_fd(prog_fd, &i, &len) != 0) return {0, 0};
+    return {i.run_cnt, i.run_time_ns};
+}
+
+struct Case {
+    const char* name;
+    bool linked, server_in;
+};
+const Case kCaseList[] = {
+    {"not linked", false, false},
+    {"linked, server outside the cohort", true, false},
+    {"linked, both ends in the cohort", true, true},
+};
+struct Measure {
+    const char* name;
+    double (*fn)(const Server&);
+    const Server *out, *in;
+    int ops;
+};
+
 }  // namespace
 
 int main() {
@@ -301,96 +340,92 @@ int main() {
     sa.sa_handler = on_signal;  // no SA_RESTART: a blocked call returns EINTR and the bench unwinds
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGALRM}) sigaction(sig, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
-
     auto cgfs = CgroupFs::detect();
     auto home = cgfs ? cgfs->by_pid(getpid()) : Result<Cgroup>(Error::user("no cgroup v2"));
-    if (!home) {
-        std::fprintf(stderr, "metrics_bench: needs cgroup v2: %s\n", home.error().message.c_str());
-        return 1;
-    }
-    // The servers outside the cohort: made before this process joins it.
+    if (!home) return std::fprintf(stderr, "metrics_bench: needs cgroup v2: %s\n", home.error().message.c_str()), 1;
+    // The servers outside the cohort are made before this process joins it.
     Server tcp_out = make_server(SOCK_STREAM), udp_out = make_server(SOCK_DGRAM);
     SelfInCgroup cg("tardy-mbench");  // moves this process back and removes the cgroup at exit
     auto cohort = cg.ok() ? cgfs->by_pid(getpid()) : Result<Cgroup>(Error::user("no scratch cgroup"));
-    if (!cohort) {
-        std::fprintf(stderr, "metrics_bench: cannot make a scratch cgroup under %s\n", cgfs->mount().c_str());
-        return 1;
-    }
+    if (!cohort) return std::fprintf(stderr, "metrics_bench: cannot make a scratch cgroup under %s\n",
+                                     cgfs->mount().c_str()), 1;
     Server tcp_in = make_server(SOCK_STREAM), udp_in = make_server(SOCK_DGRAM);
-    if (!tcp_out.port || !udp_out.port || !tcp_in.port || !udp_in.port) {
-        fail("server sockets on 127.0.0.1");
-        return 1;
-    }
+    if (!tcp_out.port || !udp_out.port || !tcp_in.port || !udp_in.port) return fail("servers on 127.0.0.1"), 1;
     if (!per_packet()) return 1;
-
     auto obj = MetricsObject::load();
-    if (!obj) {
-        std::fprintf(stderr, "metrics_bench: %s\n", obj.error().message.c_str());
-        return 1;
-    }
-    struct Case {
-        const char* name;
-        bool linked;
-        bool server_in;
-    };
-    const Case cases[] = {
-        {"not linked", false, false},
-        {"linked, server outside the cohort", true, false},
-        {"linked, both ends in the cohort", true, true},
-    };
-    struct Measure {
-        const char* name;
-        double (*fn)(const Server&);
-        const Server *out, *in;
-    };
+    if (!obj) return std::fprintf(stderr, "metrics_bench: %s\n", obj.error().message.c_str()), 1;
     const Measure measures[] = {
-        {"TCP connect+accept+close, us per connection", tcp_connect_us, &tcp_out, &tcp_in},
-        {"TCP 1-byte echo, us per round trip", tcp_echo_us, &tcp_out, &tcp_in},
-        {"UDP 1-byte echo, us per round trip", udp_echo_us, &udp_out, &udp_in},
+        {"TCP connect+accept+close, us per connection", tcp_connect_us, &tcp_out, &tcp_in, kConns},
+        {"TCP 1-byte echo, us per round trip", tcp_echo_us, &tcp_out, &tcp_in, kTrips},
+        {"UDP 1-byte echo, us per round trip", udp_echo_us, &udp_out, &udp_in, kTrips},
     };
-    constexpr size_t kCases = std::size(cases), kMeasures = std::size(measures);
+    constexpr size_t kCases = std::size(kCaseList), kMeasures = std::size(measures);
+    // One measurement of one case, the programs linked for it alone (detached on return).
+    // `during`, when given, runs while they are linked, before and after the measurement.
+    auto once = [&](const Measure& m, const Case& c, const std::function<void()>& during = {}) {
+        std::vector<CgroupLink> links;
+        if (c.linked) {
+            auto l = (*obj)->attach(cohort->path);
+            if (!l) return std::fprintf(stderr, "metrics_bench: %s\n", l.error().message.c_str()), -1.0;
+            links = std::move(*l);
+        }
+        if (during) during();
+        alarm(60);  // the watchdog: a lost packet must not hang the bench
+        double v = m.fn(c.server_in ? *m.in : *m.out);
+        alarm(0);
+        if (during) during();
+        return v;
+    };
     std::vector<double> us[kMeasures][kCases];
-    for (int r = 0; r < kRounds; r++) {
-        for (size_t m = 0; m < kMeasures; m++) {
+    for (int r = 0; r < kRounds; r++)
+        for (size_t m = 0; m < kMeasures; m++)
             for (size_t i = 0; i < kCases; i++) {
                 size_t c = (i + r) % kCases;  // each case goes first in some rounds
-                std::vector<CgroupLink> links;
-                if (cases[c].linked) {
-                    auto l = (*obj)->attach(cohort->path);
-                    if (!l) {
-                        std::fprintf(stderr, "metrics_bench: %s\n", l.error().message.c_str());
-                        return 1;
-                    }
-                    links = std::move(*l);
-                }
-                alarm(60);  // the watchdog: a lost packet must not hang the bench
-                double v = measures[m].fn(cases[c].server_in ? *measures[m].in : *measures[m].out);
-                alarm(0);
+                double v = once(measures[m], kCaseList[c]);
                 if (v < 0) return 1;
                 us[m][c].push_back(v);
-            }  // links: detached here
-        }
-    }
+            }
     std::printf("\nCohort metric programs end to end on 127.0.0.1 (median of %d rounds, the cases alternating "
                 "in every round;\n%d connections or %d round trips per case per round; the client in the "
                 "cohort, the server a thread)\n", kRounds, kConns, kTrips);
     std::printf("%-46s %-34s %8s %8s %8s\n", "measurement", "case", "median", "ratio", "paired");
-    for (size_t m = 0; m < kMeasures; m++) {
-        double base = median(us[m][0]);
+    for (size_t m = 0; m < kMeasures; m++)
         for (size_t c = 0; c < kCases; c++) {
             std::vector<double> paired;
             for (int r = 0; r < kRounds; r++) paired.push_back(us[m][c][r] / us[m][0][r]);
-            std::printf("%-46s %-34s %8.2f %8.3f %8.3f\n", c == 0 ? measures[m].name : "", cases[c].name,
-                        median(us[m][c]), median(us[m][c]) / base, median(paired));
+            std::printf("%-46s %-34s %8.2f %8.3f %8.3f\n", c == 0 ? measures[m].name : "", kCaseList[c].name,
+                        median(us[m][c]), median(us[m][c]) / median(us[m][0]), median(paired));
         }
-    }
+    // One more pass of the linked cases with the kernel timing each program run: how much of
+    // what the programs add end to end is spent in them (the rest: the hooks around them).
+    Fd stats(bpf_enable_stats(BPF_STATS_RUN_TIME));
+    if (stats.fd < 0) return fail("BPF_ENABLE_STATS (no time per program)"), 0;
+    std::printf("\nInside the programs (BPF_ENABLE_STATS, one pass), per connection or round trip: runs, ns\n");
+    std::printf("%-46s %-34s %6s %6s %6s %6s %6s %6s %8s %8s\n", "measurement", "case", "sockop", "ns", "egress",
+                "ns", "ingrs", "ns", "all ns", "e2e add");
+    for (size_t m = 0; m < kMeasures; m++)
+        for (size_t c = 1; c < kCases; c++) {
+            std::vector<Fd> progs;
+            std::vector<std::pair<uint64_t, uint64_t>> at[2];
+            double v = once(measures[m], kCaseList[c], [&] {
+                if (progs.empty()) progs = linked_programs(cohort->path);
+                auto& a = at[at[0].empty() ? 0 : 1];
+                for (const Fd& p : progs) a.push_back(runs_and_ns(p.fd));
+            });
+            if (v < 0 || progs.size() != 3) return fail("the linked programs"), 1;
+            std::printf("%-46s %-34s", c == 1 ? measures[m].name : "", kCaseList[c].name);
+            double all = 0, ops = measures[m].ops + kWarm;
+            for (size_t p = 0; p < 3; p++) {
+                double ns = (at[1][p].second - at[0][p].second) / ops;
+                all += ns;
+                std::printf(" %6.2f %6.0f", (at[1][p].first - at[0][p].first) / ops, ns);
+            }
+            std::printf(" %8.0f %8.0f\n", all, (median(us[m][c]) - median(us[m][0])) * 1e3);
+        }
     // That the programs ran, and only where they should: the cohort's counters, and none for
     // the cgroup of the servers outside it.
     auto seen = (*obj)->read({cg.leaf_id, home->id});
-    if (!seen) {
-        std::fprintf(stderr, "metrics_bench: %s\n", seen.error().message.c_str());
-        return 1;
-    }
+    if (!seen) return std::fprintf(stderr, "metrics_bench: %s\n", seen.error().message.c_str()), 1;
     const CohortMetrics& c = (*seen)[cg.leaf_id];
     std::printf("counted in the cohort: %lu connects, %lu accepted, %lu packets out, %lu in, %lu RTT samples; "
                 "outside it: %zu cgroups\n", (unsigned long)c.connects, (unsigned long)c.accepted,

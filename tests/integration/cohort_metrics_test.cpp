@@ -194,4 +194,42 @@ TEST_F(CohortLab, BadCohortsAreRefused) {
     EXPECT_TRUE(list_json().value("injections", json::array()).empty());
 }
 
+// Attacked: the observing command SIGKILLed leaves its observation (harmless, it injects
+// nothing) for `tardy stop`; the agent SIGKILLed takes every metric program with it; `stats
+// --watch --json` prints a line a second and ends when its injection does.
+TEST_F(CohortLab, KilledCommandsAndAgentsLeaveNoMeasuring) {
+    int out = -1;
+    auto obs = spawn_cmd({build_dir() + "/tardy", "observe", "--cgroup", lab_->cgroup_rel(kExp), "--name", "watch"}, &out);
+    ASSERT_TRUE(obs) << obs.error().message;
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 3000));
+    kill(*obs, SIGKILL);
+    waitpid(*obs, nullptr, 0);
+    close(out);
+    EXPECT_EQ(list_json()["injections"][0]["name"], "watch");
+    auto st = tardy({"stop", "watch"});
+    EXPECT_EQ(st.status, 0) << st.err;
+    EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();
+
+    inject({"--loss", "1%", "--control", lab_->cgroup_rel(kCtl), "--for", "3s"}, "short");
+    auto w = spawn_cmd({build_dir() + "/tardy", "stats", "short", "--watch", "--json"}, &out);
+    ASSERT_TRUE(w) << w.error().message;
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = read(out, buf, sizeof buf)) > 0;) text.append(buf, n);  // until it exits
+    close(out);
+    int status = 0;
+    waitpid(*w, &status, 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+    EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 3) << text;
+    EXPECT_NE(text.find("short has ended"), std::string::npos) << text;
+    auto first = json::parse(text.substr(0, text.find('\n')), nullptr, false);
+    ASSERT_FALSE(first.is_discarded()) << text;
+    EXPECT_EQ(first["cohorts"].size(), 2u);
+
+    inject({"--loss", "1%", "--control", lab_->cgroup_rel(kCtl)}, "again");
+    ASSERT_GT(count_our_programs(), 0);
+    kill(agent_pid(), SIGKILL);
+    EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();
+}
+
 }  // namespace

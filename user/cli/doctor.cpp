@@ -17,6 +17,7 @@
 #include "sys/paths.hpp"
 #include "sys/qdisc.hpp"
 #include "loader/file_object.hpp"
+#include "loader/metrics_object.hpp"
 #include "probe.skel.h"
 #include "loader/sock_object.hpp"
 #include "loader/tc_object.hpp"
@@ -133,6 +134,11 @@ std::vector<Check> run_checks() {
         file_detail = f ? "--fail open/read/write with --path" : f.error().message;
     }
     out.push_back({"fault: file", files, file_detail});
+    // The metric programs read socket fields through BTF, which each kernel's verifier judges.
+    auto metrics = MetricsObject::load();
+    out.push_back({"cohort metrics", metrics.ok(),
+                   metrics ? "stats, observe and /metrics: TCP connects, latency, RTT, retransmits, packets"
+                           : metrics.error().message});
     return out;
 }
 
