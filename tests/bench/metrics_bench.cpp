@@ -6,11 +6,10 @@
 // cgroup (MetricsObject::attach) and not linked, the cases alternating inside every round
 // and the median of the rounds reported, so the ratios are what to read.
 //
-// The client's sockets are made in the cohort. The server (a thread of this process) is
-// either outside it (its sockets made in this process's own cgroup before it joins the
-// cohort: only the client side is measured) or inside it (both ends measured, the worst
-// case). A socket belongs to the cgroup of the task that made it; an accepted socket to
-// its listener's.
+// The client's sockets are made in the cohort; the server's (a thread of this process) either
+// outside it (made in this process's own cgroup before it joins the cohort: the client side
+// measured) or in it (both ends measured: the worst case). A socket is in the cgroup of the
+// task that made it, an accepted socket in its listener's.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <bpf/bpf.h>
@@ -31,6 +30,7 @@
 #include <cstring>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -73,15 +73,11 @@ double fail(const char* what) {
     return -1;
 }
 
-struct Fd {
-    int fd = -1;
-    Fd() = default;
-    explicit Fd(int f) : fd(f) {}
-    Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
-    Fd(const Fd&) = delete;
-    ~Fd() {
-        if (fd >= 0) close(fd);
-    }
+struct Fd {  // an owned file descriptor
+    int fd;
+    explicit Fd(int f = -1) : fd(f) {}
+    Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+    ~Fd() { (void)(fd >= 0 && close(fd)); }
 };
 
 // ---- per packet ----------------------------------------------------------------------------
@@ -118,17 +114,10 @@ std::vector<uint8_t> tcp_packet(size_t payload) {
 }
 
 bool per_packet() {
-    tardy_metrics* skel = tardy_metrics__open_and_load();
-    if (!skel) {
-        fail("loading metrics.bpf.o");
-        return false;
-    }
-    int floor_fd = load_floor_prog();
-    if (floor_fd < 0) {
-        fail("loading the empty CGROUP_SKB program");
-        tardy_metrics__destroy(skel);
-        return false;
-    }
+    std::unique_ptr<tardy_metrics, void (*)(tardy_metrics*)> skel(tardy_metrics__open_and_load(),
+                                                                   tardy_metrics__destroy);
+    Fd floor(load_floor_prog());
+    if (!skel || floor.fd < 0) return fail("loading metrics.bpf.o and an empty CGROUP_SKB program"), false;
     struct Case {
         const char* name;
         int fd;
@@ -144,17 +133,12 @@ bool per_packet() {
     bool ok = true;
     for (int r = 0; r < kPacketRounds && ok; r++)
         for (auto& c : cases) {
-            uint32_t f = run_ns(floor_fd, c.pkt), ns = run_ns(c.fd, c.pkt);
+            uint32_t f = run_ns(floor.fd, c.pkt), ns = run_ns(c.fd, c.pkt);
             ok = ok && f && ns;
             floor_runs.push_back(f);
             c.ns.push_back(ns);
         }
-    close(floor_fd);
-    tardy_metrics__destroy(skel);
-    if (!ok) {
-        fail("BPF_PROG_TEST_RUN of a cgroup_skb program");
-        return false;
-    }
+    if (!ok) return fail("BPF_PROG_TEST_RUN of a cgroup_skb program"), false;
     const double fl = std::max(1.0, median(floor_runs));
     std::printf("Cohort metric programs (cgroup_skb), ns per packet (median of %d rounds x %d runs, "
                 "BPF_PROG_TEST_RUN, IPv4/TCP on 127.0.0.1)\n", kPacketRounds, kRepeat);
@@ -169,21 +153,15 @@ bool per_packet() {
 
 // ---- end to end on loopback ----------------------------------------------------------------
 
-sockaddr_in loopback(uint16_t port) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return a;
-}
+sockaddr_in loopback(uint16_t port) { return sockaddr_in{AF_INET, htons(port), {htonl(INADDR_LOOPBACK)}, {}}; }
 
 void timeout(int fd, int sec) {
-    timeval tv{sec, 0};
+    const timeval tv{sec, 0};
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
 void nodelay(int fd) {
-    int one = 1;
+    const int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
@@ -201,7 +179,7 @@ Server make_server(int type) {
     if (s.fd.fd < 0 || bind(s.fd.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
         (type == SOCK_STREAM && listen(s.fd.fd, 1024) != 0) ||
         getsockname(s.fd.fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-        return {};
+        return Server{Fd(), 0};
     timeout(s.fd.fd, 5);
     s.port = ntohs(a.sin_port);
     return s;
@@ -218,27 +196,34 @@ std::jthread serve(std::function<void()> fn) {
     });
 }
 
+bool connect_lo(int fd, uint16_t port) {
+    const sockaddr_in to = loopback(port);
+    return fd >= 0 && connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0;
+}
+
+// Runs `step` kWarm + n times, the clock started after the first kWarm; us per step.
+template <typename Step>
+double timed(int n, const char* what, Step step) {
+    uint64_t t0 = 0;
+    for (int i = 0; i < kWarm + n; i++) {
+        if (i == kWarm) t0 = now_ns();
+        if (!step() || g_stop) return fail(what);
+    }
+    return (now_ns() - t0) / 1e3 / n;
+}
+
 // Connect, the server accepts and closes, the client reads the end and closes; us per connection.
 double tcp_connect_us(const Server& srv) {
     int lfd = srv.fd.fd;
     auto t = serve([lfd] {
-        for (int i = 0; i < kWarm + kConns; i++) {
-            int a = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-            if (a < 0) return;
+        for (int i = 0, a; i < kWarm + kConns && (a = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0; i++)
             close(a);
-        }
     });
-    const sockaddr_in to = loopback(srv.port);
-    uint64_t t0 = 0;
-    for (int i = 0; i < kWarm + kConns; i++) {
-        if (i == kWarm) t0 = now_ns();
+    return timed(kConns, "TCP connect, accept and close", [&] {
         Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
         char b;
-        if (s.fd < 0 || connect(s.fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0 ||
-            read(s.fd, &b, 1) != 0 || g_stop)
-            return fail("TCP connect, accept and close");
-    }
-    return (now_ns() - t0) / 1e3 / kConns;
+        return connect_lo(s.fd, srv.port) && read(s.fd, &b, 1) == 0;
+    });
 }
 
 // One connection, then 1-byte request, 1-byte answer; us per round trip.
@@ -246,25 +231,17 @@ double tcp_echo_us(const Server& srv) {
     int lfd = srv.fd.fd;
     auto t = serve([lfd] {
         Fd a(accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
-        if (a.fd < 0) return;
         nodelay(a.fd);
         timeout(a.fd, 5);
         char b;
         while (read(a.fd, &b, 1) == 1 && write(a.fd, &b, 1) == 1) {
         }
     });
-    const sockaddr_in to = loopback(srv.port);
-    Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (s.fd < 0 || connect(s.fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0)
-        return fail("TCP connect for the echo");
+    Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));  // closing it ends the server's loop
+    if (!connect_lo(s.fd, srv.port)) return fail("TCP connect for the echo");
     nodelay(s.fd);
     char b = 'x';
-    uint64_t t0 = 0;
-    for (int i = 0; i < kWarm + kTrips; i++) {
-        if (i == kWarm) t0 = now_ns();
-        if (write(s.fd, &b, 1) != 1 || read(s.fd, &b, 1) != 1 || g_stop) return fail("TCP echo");
-    }
-    return (now_ns() - t0) / 1e3 / kTrips;  // closing s ends the server's loop
+    return timed(kTrips, "TCP echo", [&] { return write(s.fd, &b, 1) == 1 && read(s.fd, &b, 1) == 1; });
 }
 
 // 1-byte datagram, 1-byte answer, over a connected UDP socket; us per round trip.
@@ -277,19 +254,11 @@ double udp_echo_us(const Server& srv) {
         while (recvfrom(ufd, &b, 1, 0, reinterpret_cast<sockaddr*>(&from), &len) == 1 && b != 'q')
             if (sendto(ufd, &b, 1, 0, reinterpret_cast<sockaddr*>(&from), len) != 1) return;
     });
-    const sockaddr_in to = loopback(srv.port);
     Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!connect_lo(s.fd, srv.port)) return fail("UDP socket");
     char b = 'x';
-    if (s.fd < 0 || connect(s.fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0)
-        return fail("UDP socket");
-    uint64_t t0 = 0;
-    for (int i = 0; i < kWarm + kTrips; i++) {
-        if (i == kWarm) t0 = now_ns();
-        if (send(s.fd, &b, 1, 0) != 1 || recv(s.fd, &b, 1, 0) != 1 || g_stop) return fail("UDP echo");
-    }
-    double us = (now_ns() - t0) / 1e3 / kTrips;
-    b = 'q';
-    (void)send(s.fd, &b, 1, 0);
+    double us = timed(kTrips, "UDP echo", [&] { return send(s.fd, &b, 1, 0) == 1 && recv(s.fd, &b, 1, 0) == 1; });
+    (void)send(s.fd, "q", 1, 0);  // ends the server's loop
     return us;
 }
 
@@ -316,17 +285,14 @@ std::pair<uint64_t, uint64_t> runs_and_ns(int prog_fd) {
 struct Case {
     const char* name;
     bool linked, server_in;
-};
-const Case kCaseList[] = {
-    {"not linked", false, false},
-    {"linked, server outside the cohort", true, false},
-    {"linked, both ends in the cohort", true, true},
-};
+} const kCaseList[] = {{"not linked", false, false},
+                       {"linked, server outside the cohort", true, false},
+                       {"linked, both ends in the cohort", true, true}};
 struct Measure {
     const char* name;
     double (*fn)(const Server&);
     const Server *out, *in;
-    int ops;
+    int ops;  // per case per round
 };
 
 }  // namespace
@@ -427,9 +393,8 @@ int main() {
     auto seen = (*obj)->read({cg.leaf_id, home->id});
     if (!seen) return std::fprintf(stderr, "metrics_bench: %s\n", seen.error().message.c_str()), 1;
     const CohortMetrics& c = (*seen)[cg.leaf_id];
-    std::printf("counted in the cohort: %lu connects, %lu accepted, %lu packets out, %lu in, %lu RTT samples; "
-                "outside it: %zu cgroups\n", (unsigned long)c.connects, (unsigned long)c.accepted,
-                (unsigned long)c.packets_out, (unsigned long)c.packets_in, (unsigned long)c.rtt_us.count(),
-                seen->count(home->id));
+    std::printf("counted in the cohort: %zu connects, %zu accepted, %zu packets out, %zu in, %zu RTT samples; "
+                "outside it: %zu cgroups\n", size_t(c.connects), size_t(c.accepted), size_t(c.packets_out),
+                size_t(c.packets_in), size_t(c.rtt_us.count()), seen->count(home->id));
     return 0;
 }

@@ -152,9 +152,11 @@ constexpr std::string_view kFilteredTemplate =
     R"({"v":4,"op":"inject","cgroup":{"path":"/sys/fs/cgroup/a","rel":"a","id":7},"net":{"loss_ppm":@,"flows_ppm":@,"scope":@},)"
     R"("sock":{"faults":[{"op":@,"err":111,"ppm":1000000}]},"filter":{"peers":[@],"except_peers":[@],"port_lo":@,)"
     R"("port_hi":@,"except_port_lo":@,"except_port_hi":@,"protos":@},"for_ns":1000000000,)"
-    R"("netns":[{"ino":4026531840,"path":"/proc/1/ns/net"}]})";
+    R"("netns":[{"ino":4026531840,"path":"/proc/1/ns/net"}],"cohorts":[{"role":@,"cgroup":{"path":@,"rel":"b","id":@}}],)"
+    R"("observe":@})";
 constexpr std::string_view kFilteredDefaults[] = {"50000", "100000", "7",    "1",    R"("10.0.0.0/8")", R"("fd00::9")",
-                                                  "5432",  "5440",   "5435", "5435", "1"};
+                                                  "5432",  "5440",   "5435", "5435", "1", R"("control")",
+                                                  R"("/sys/fs/cgroup/b")", "8", "false"};
 constexpr size_t kSlots = std::size(kRequestDefaults);
 constexpr size_t kFilteredSlots = std::size(kFilteredDefaults);
 

@@ -89,14 +89,26 @@ protected:
 };
 
 // Programs attached to the cgroup itself at cgroup_skb egress: the per-packet cost of a
-// connect fault for every packet of the cohort.
+// connect fault for every packet of the cohort. The cohort-metrics program that measures
+// every injection's target (docs/metrics.md) is not the fault's, and is not counted.
 static int egress_programs(const std::string& cgroup) {
     int fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
-    __u32 count = 0;
-    int r = bpf_prog_query(fd, BPF_CGROUP_INET_EGRESS, 0, nullptr, nullptr, &count);
+    __u32 ids[16] = {}, count = 16;
+    int r = bpf_prog_query(fd, BPF_CGROUP_INET_EGRESS, 0, nullptr, ids, &count);
     close(fd);
-    return r ? -1 : static_cast<int>(count);
+    if (r) return -1;
+    int n = 0;
+    for (__u32 i = 0; i < count; i++) {
+        int pfd = bpf_prog_get_fd_by_id(ids[i]);
+        bpf_prog_info info{};
+        __u32 len = sizeof info;
+        bool metrics = pfd >= 0 && bpf_obj_get_info_by_fd(pfd, &info, &len) == 0 &&
+                       std::string(info.name).starts_with("tardy_metrics");
+        if (pfd >= 0) close(pfd);
+        n += !metrics;
+    }
+    return n;
 }
 
 static int count_lines(const std::string& s, const std::string& what) {
