@@ -111,19 +111,45 @@ SEC("sockops")
 int tardy_metrics_sockops(struct bpf_sock_ops *ops)
 {
     struct tardy_cohort_counts *c;
-    struct bpf_sock *sk = ops->sk;
+    struct bpf_sock *sk;
     struct tardy_open *o;
     struct tcp_sock *tp;
     __u32 op = ops->op;
-    __u64 cgid, now;
+    __u64 cgid;
     int err;
 
+    /* Most callbacks of a healthy connection record nothing: leave before any helper. */
+    switch (op) {
+    case BPF_SOCK_OPS_TCP_CONNECT_CB:
+    case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+    case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+    case BPF_SOCK_OPS_RTT_CB:
+    case BPF_SOCK_OPS_RETRANS_CB:
+    case BPF_SOCK_OPS_RTO_CB:
+        break;
+    case BPF_SOCK_OPS_STATE_CB:
+        if (ops->args[0] == BPF_TCP_SYN_SENT && ops->args[1] == BPF_TCP_CLOSE)
+            break;
+        return 1;
+    default:
+        return 1;
+    }
+    sk = ops->sk;
     if (!sk)
         return 1;
     tp = bpf_skc_to_tcp_sock(sk);
     if (!tp)
         return 1;
     cgid = tardy_tcp_cgid(tp);
+    if (op == BPF_SOCK_OPS_RTT_CB) {
+        /* args[0]: this ACK's RTT sample in us where the kernel passes it (-1: none); older
+         * kernels pass nothing, and the smoothed RTT stands in. */
+        if ((int)ops->args[0] > 0)
+            tardy_hist_add(cgid, TARDY_HIST_RTT, ops->args[0]);
+        else if (ops->args[0] == 0 && ops->srtt_us)
+            tardy_hist_add(cgid, TARDY_HIST_RTT, ops->srtt_us >> 3);
+        return 1;
+    }
     c = tardy_counts_of(cgid);
     if (!c)
         return 1;
@@ -138,22 +164,15 @@ int tardy_metrics_sockops(struct bpf_sock_ops *ops)
     case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
         c->established++;
         o = bpf_sk_storage_get(&tardy_opens, sk, 0, 0);
-        if (o && o->connect_ns) {
-            now = bpf_ktime_get_ns();
-            tardy_hist_add(cgid, TARDY_HIST_CONNECT, (now - o->connect_ns) / 1000);
-        }
+        if (o && o->connect_ns)
+            tardy_hist_add(cgid, TARDY_HIST_CONNECT, (bpf_ktime_get_ns() - o->connect_ns) / 1000);
+        /* Its failure can no longer happen: no state changes from here on. */
+        bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
         break;
     case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
         c->accepted++;
-        bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | TARDY_CB_FLAGS);
-        break;
-    case BPF_SOCK_OPS_RTT_CB:
-        /* args[0]: this ACK's RTT sample in us where the kernel passes it (-1: none); older
-         * kernels pass nothing, and the smoothed RTT stands in. */
-        if ((int)ops->args[0] > 0)
-            tardy_hist_add(cgid, TARDY_HIST_RTT, ops->args[0]);
-        else if (ops->args[0] == 0 && ops->srtt_us)
-            tardy_hist_add(cgid, TARDY_HIST_RTT, ops->srtt_us >> 3);
+        bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
+                                           (TARDY_CB_FLAGS & ~BPF_SOCK_OPS_STATE_CB_FLAG));
         break;
     case BPF_SOCK_OPS_RETRANS_CB:
         c->retransmits += ops->args[1] ? ops->args[1] : 1; /* segments */
@@ -161,9 +180,7 @@ int tardy_metrics_sockops(struct bpf_sock_ops *ops)
     case BPF_SOCK_OPS_RTO_CB:
         c->rtos++;
         break;
-    case BPF_SOCK_OPS_STATE_CB:
-        if (ops->args[0] != BPF_TCP_SYN_SENT || ops->args[1] != BPF_TCP_CLOSE)
-            break;
+    case BPF_SOCK_OPS_STATE_CB: /* SYN-SENT -> CLOSE: an active open failed */
         err = tp->inet_conn.icsk_inet.sk.sk_err;
         if (err == TARDY_ECONNREFUSED)
             c->failed_refused++;
@@ -176,29 +193,32 @@ int tardy_metrics_sockops(struct bpf_sock_ops *ops)
     return 1;
 }
 
-/* Whether an IP packet (cgroup_skb data starts at the network header) is a TCP RST. IPv6
- * extension headers are not walked: their packets are not counted as resets. */
+/* Whether an IP packet (cgroup_skb data starts at the network header) is a TCP RST. Linux
+ * sends RSTs without payload, so a packet longer than the largest header pair (IPv6's 40 and
+ * TCP's 60 bytes) is none, and data packets cost one comparison. Headers are read in place;
+ * IPv6 extension headers are not walked: their packets are not counted as resets. */
+#define TARDY_RST_MAX_LEN 100
 static __always_inline bool tardy_is_rst(struct __sk_buff *skb)
 {
-    __u8 b[2];
-    __u32 off;
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    __u8 *ip = data, *tcp;
 
+    if (skb->len > TARDY_RST_MAX_LEN)
+        return false;
     if (skb->protocol == (__u32)bpf_htons(0x0800)) {
-        if (bpf_skb_load_bytes(skb, 0, b, 1) || bpf_skb_load_bytes(skb, 9, &b[1], 1))
+        if ((void *)(ip + 20) > end || ip[9] != TARDY_IPPROTO_TCP)
             return false;
-        if (b[1] != TARDY_IPPROTO_TCP)
-            return false;
-        off = (b[0] & 0xf) * 4;
+        tcp = ip + (ip[0] & 0xf) * 4;
     } else if (skb->protocol == (__u32)bpf_htons(0x86DD)) {
-        if (bpf_skb_load_bytes(skb, 6, &b[1], 1) || b[1] != TARDY_IPPROTO_TCP)
+        if ((void *)(ip + 40) > end || ip[6] != TARDY_IPPROTO_TCP)
             return false;
-        off = 40;
+        tcp = ip + 40;
     } else {
         return false;
     }
-    if (bpf_skb_load_bytes(skb, off + 13, b, 1))
+    if ((void *)(tcp + 14) > end)
         return false;
-    return b[0] & TARDY_TCP_RST;
+    return tcp[13] & TARDY_TCP_RST;
 }
 
 static __always_inline void tardy_count_skb(struct __sk_buff *skb, bool out)

@@ -11,8 +11,8 @@
 // measured) or in it (both ends measured: the worst case). A socket is in the cgroup of the
 // task that made it, an accepted socket in its listener's.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <bpf/bpf.h>
+#include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
