@@ -167,6 +167,39 @@ TEST_F(CohortLab, ObserveMeasuresWithoutFaultAndLeavesNothing) {
     EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();
 }
 
+// A real refusal (no listener: the peer's kernel answers the SYN with a RST) counts as
+// refused, and the RST as received, IPv4 and IPv6; a cohort-local measure, no fault.
+TEST_F(CohortLab, ThePeersRefusalsAndTheirResetsAreCounted) {
+    // Neighbours (IPv6 duplicate detection) settled first, from the control cohort: a SYN that
+    // waits for them longer than the client does is abandoned, not refused.
+    for (auto to : {"198.18.0.2", "fd00:7a7d::2"})
+        ASSERT_TRUE(eventually([&] {
+            auto r = tardy({"__probe", "--cgroup", lab_->cgroup(kCtl), "--netns", lab_->netns_a(), "--proto", "tcp",
+                            "--to", to, "--port", "7007", "--count", "1", "--timeout-ms", "200"});
+            return r.out.find("null") == std::string::npos;
+        }, 5000)) << to;
+    int out = -1;
+    auto obs = spawn_cmd({build_dir() + "/tardy", "observe", "--cgroup", lab_->cgroup_rel(kExp), "--for", "2s", "--json"},
+                         &out);
+    ASSERT_TRUE(obs) << obs.error().message;
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 3000));
+    for (auto to : {"198.18.0.2", "fd00:7a7d::2"})
+        (void)tardy({"__probe", "--cgroup", lab_->cgroup(kExp), "--netns", lab_->netns_a(), "--proto", "tcp", "--to", to,
+                     "--port", "7999", "--count", "5", "--interval-ms", "1", "--timeout-ms", "2000"});
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = read(out, buf, sizeof buf)) > 0;) text.append(buf, n);
+    close(out);
+    waitpid(*obs, nullptr, 0);
+    auto s = json::parse(text, nullptr, false);
+    ASSERT_FALSE(s.is_discarded()) << text;
+    const json& t = s["cohorts"][0]["tcp"];
+    EXPECT_EQ(t["connects"], 10u) << text;
+    EXPECT_EQ(t["failed_by"]["refused"], 10u) << text;
+    EXPECT_EQ(t["resets_received"], 10u) << text;
+    EXPECT_EQ(t["established"], 0u) << text;
+}
+
 // Mistakes are one line and exit 2, with nothing started.
 TEST_F(CohortLab, BadCohortsAreRefused) {
     struct Case {
