@@ -139,7 +139,7 @@ TEST_F(CohortLab, ObserveMeasuresWithoutFaultAndLeavesNothing) {
                           lab_->cgroup_rel(kCtl), "--for", "3s", "--json", "--name", "base"},
                          &out);
     ASSERT_TRUE(obs) << obs.error().message;
-    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 3000));
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 20000));
     auto l = list_json();
     EXPECT_EQ(l["injections"][0]["name"], "base");
     EXPECT_EQ(l["injections"][0]["observe"], true);
@@ -175,14 +175,14 @@ TEST_F(CohortLab, ThePeersRefusalsAndTheirResetsAreCounted) {
     for (auto to : {"198.18.0.2", "fd00:7a7d::2"})
         ASSERT_TRUE(eventually([&] {
             auto r = tardy({"__probe", "--cgroup", lab_->cgroup(kCtl), "--netns", lab_->netns_a(), "--proto", "tcp",
-                            "--to", to, "--port", "7007", "--count", "1", "--timeout-ms", "200"});
+                            "--to", to, "--port", "7007", "--count", "1", "--timeout-ms", "1000"});
             return r.out.find("null") == std::string::npos;
         }, 5000)) << to;
     int out = -1;
     auto obs = spawn_cmd({build_dir() + "/tardy", "observe", "--cgroup", lab_->cgroup_rel(kExp), "--for", "2s", "--json"},
                          &out);
     ASSERT_TRUE(obs) << obs.error().message;
-    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 3000));
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 20000));
     for (auto to : {"198.18.0.2", "fd00:7a7d::2"})
         (void)tardy({"__probe", "--cgroup", lab_->cgroup(kExp), "--netns", lab_->netns_a(), "--proto", "tcp", "--to", to,
                      "--port", "7999", "--count", "5", "--interval-ms", "1", "--timeout-ms", "2000"});
@@ -234,7 +234,7 @@ TEST_F(CohortLab, KilledCommandsAndAgentsLeaveNoMeasuring) {
     int out = -1;
     auto obs = spawn_cmd({build_dir() + "/tardy", "observe", "--cgroup", lab_->cgroup_rel(kExp), "--name", "watch"}, &out);
     ASSERT_TRUE(obs) << obs.error().message;
-    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 3000));
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 20000));
     kill(*obs, SIGKILL);
     waitpid(*obs, nullptr, 0);
     close(out);
@@ -243,7 +243,7 @@ TEST_F(CohortLab, KilledCommandsAndAgentsLeaveNoMeasuring) {
     EXPECT_EQ(st.status, 0) << st.err;
     EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();
 
-    inject({"--loss", "1%", "--control", lab_->cgroup_rel(kCtl), "--for", "3s"}, "short");
+    inject({"--loss", "1%", "--control", lab_->cgroup_rel(kCtl), "--for", "5s"}, "short");
     auto w = spawn_cmd({build_dir() + "/tardy", "stats", "short", "--watch", "--json"}, &out);
     ASSERT_TRUE(w) << w.error().message;
     std::string text;
@@ -253,13 +253,16 @@ TEST_F(CohortLab, KilledCommandsAndAgentsLeaveNoMeasuring) {
     int status = 0;
     waitpid(*w, &status, 0);
     EXPECT_EQ(WEXITSTATUS(status), 0) << text;
-    EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 3) << text;
+    EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 3) << text;  // 2 readings a second apart, the end
     EXPECT_NE(text.find("short has ended"), std::string::npos) << text;
     auto first = json::parse(text.substr(0, text.find('\n')), nullptr, false);
     ASSERT_FALSE(first.is_discarded()) << text;
     EXPECT_EQ(first["cohorts"].size(), 2u);
 
-    inject({"--loss", "1%", "--control", lab_->cgroup_rel(kCtl)}, "again");
+    // A socket fault: its links are FD-owned on every kernel (a clsact filter of a packet fault
+    // outlives a SIGKILLed agent on kernels without TCX until the next tardy command; the lease
+    // makes it inert, docs/design.md).
+    inject({"--fail", "connect=ECONNREFUSED:1%", "--control", lab_->cgroup_rel(kCtl)}, "again");
     ASSERT_GT(count_our_programs(), 0);
     kill(agent_pid(), SIGKILL);
     EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();

@@ -82,7 +82,12 @@ Result<void> spawn_agent(const Paths& p, const std::string& self_exe) {
     if (pid == 0) {
         // Double fork: the agent is re-parented to init and never becomes our zombie.
         setsid();
-        if (fork() != 0) _exit(0);
+        pid_t grandchild = fork();
+        if (grandchild < 0) {
+            dprintf(wr.get(), "error system fork the agent: %s\n", strerror(errno));
+            _exit(1);
+        }
+        if (grandchild != 0) _exit(0);
         int nul = open("/dev/null", O_RDONLY);
         int log = open(p.log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         dup2(nul, 0);
@@ -91,6 +96,7 @@ Result<void> spawn_agent(const Paths& p, const std::string& self_exe) {
         dup2(wr.get(), 3);  // the start status: "ready" or why not
         execl(self_exe.c_str(), self_exe.c_str(), "agent", "--exit-when-idle", "--status-fd", "3",
               static_cast<char*>(nullptr));
+        dprintf(3, "error system run %s: %s\n", self_exe.c_str(), strerror(errno));
         _exit(127);
     }
     wr.reset();
@@ -104,7 +110,11 @@ Result<void> spawn_agent(const Paths& p, const std::string& self_exe) {
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return Error::other("the agent did not start within 10s; see " + p.log());
         ssize_t n = read(rd.get(), buf, sizeof buf);
-        if (n <= 0) break;
+        if (n < 0 && errno == EINTR) continue;  // a caller's signal handler (observe's Ctrl-C)
+        if (n <= 0) {
+            if (n < 0) return Error::sys("read the agent's start status", errno);
+            break;
+        }
         line.append(buf, n);
         if (line.find('\n') != std::string::npos) break;
     }
