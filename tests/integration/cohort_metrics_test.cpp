@@ -225,6 +225,21 @@ TEST_F(CohortLab, BadCohortsAreRefused) {
         EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     }
     EXPECT_TRUE(list_json().value("injections", json::array()).empty());
+    // Measuring is asked for: a plain injection is not measured, and `stats` says how to ask.
+    inject({"--fail", "connect=ECONNREFUSED:5%"}, "plain");
+    auto r = tardy({"stats", "plain"});
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("not measured: give it a control cohort (--control CGROUP) or --measure"), std::string::npos) << r.err;
+    EXPECT_EQ(list_json()["injections"][0]["measured"], false);
+    tardy({"stop", "plain"});
+    inject({"--fail", "connect=ECONNREFUSED:5%", "--measure"}, "alone");
+    r = tardy({"stats", "alone", "--json"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    auto j = json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r.out;
+    ASSERT_EQ(j["cohorts"].size(), 1u) << r.out;
+    EXPECT_EQ(j["cohorts"][0]["role"], "experiment");
+    EXPECT_FALSE(j.contains("difference"));
 }
 
 // Attacked: the observing command SIGKILLed leaves its observation (harmless, it injects

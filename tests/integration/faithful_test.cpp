@@ -89,8 +89,8 @@ protected:
 };
 
 // Programs attached to the cgroup itself at cgroup_skb egress: the per-packet cost of a
-// connect fault for every packet of the cohort. The cohort-metrics program that measures
-// every injection's target (docs/metrics.md) is not the fault's, and is not counted.
+// connect fault for every packet of the cohort. A cohort-metrics program (--measure or
+// --control, docs/metrics.md) is not the fault's, and is not counted.
 static int egress_programs(const std::string& cgroup) {
     int fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;

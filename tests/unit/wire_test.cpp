@@ -68,7 +68,7 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
     Inject r = sample_inject();
     json j = request(r);
     EXPECT_EQ(keys(j), (std::set<std::string>{"op", "v", "name", "cgroup", "net", "sock", "filter", "stalls", "for_ns",
-                                              "netns", "devices", "force", "cohorts", "observe"}));
+                                              "netns", "devices", "force", "cohorts", "observe", "measure"}));
     EXPECT_EQ(j["op"], json("inject"));
     EXPECT_EQ(j["v"], kProtocolVersion);
     EXPECT_EQ(keys(j["cgroup"]), (std::set<std::string>{"path", "rel", "id"}));

@@ -59,6 +59,7 @@ json Agent::inject(const json& line) {
         for (const auto& ns : req.netns) inj.netns.push_back({ns.ino, ns.path});
     inj.filter = std::move(req.filter);
     inj.observe = req.observe;
+    inj.measure = req.measure;
     for (const auto& c : req.cohorts) inj.cohorts.push_back({c.role, {c.cgroup.path, c.cgroup.rel, c.cgroup.id}});
     // Several injections on one cgroup: as many as the packet backend holds rules for it, and
     // one of each other kind (socket, file, stall), whose rules are one per cgroup.
@@ -72,9 +73,10 @@ json Agent::inject(const json& line) {
     }
     if (free_slots_.empty()) return fail(Error::user("too many active injections; stop some first"));
     inj.slot = free_slots_.back();
-    inj.expires_ns = mono_ns() + inj.for_ns;
-
     if (auto r = start_measuring(inj); !r) return fail(r.error());
+    // --for counts from the moment the faults go in, after the metric programs (a cold load
+    // of those takes a second or more on a slow machine).
+    inj.expires_ns = mono_ns() + inj.for_ns;
     std::vector<Backend*> added;
     for (auto& b : backends_) {
         if (!b->used_by(inj)) continue;
@@ -95,7 +97,11 @@ json Agent::inject(const json& line) {
 }
 
 Result<void> Agent::start_measuring(Injection& inj) {
-    bool required = inj.observe || !inj.cohorts.empty();
+    if (!inj.observe && !inj.measure && inj.cohorts.empty()) {
+        // Measuring costs the target a little on every packet and connection: only when asked.
+        inj.unmeasured_reason = "give it a control cohort (--control CGROUP) or --measure when injecting";
+        return ok();
+    }
     std::vector<Injection::CohortRef> all;
     if (!inj.observe) all.push_back({"experiment", inj.cg});
     all.insert(all.end(), inj.cohorts.begin(), inj.cohorts.end());
@@ -106,11 +112,7 @@ Result<void> Agent::start_measuring(Injection& inj) {
                                    "another cgroup than the target");
     auto r = cohorts_.measure(inj.name, all);
     inj.measured = r.ok();
-    if (r) return ok();
-    if (required) return r.error();
-    inj.unmeasured_reason = r.error().message;
-    log("injection " + inj.name + " is not measured: " + inj.unmeasured_reason);
-    return ok();
+    return r;
 }
 
 // tardy's own doing to a cohort: the counters of the injections whose target is the cohort's

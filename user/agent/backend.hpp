@@ -49,6 +49,7 @@ struct Injection {
     };
     std::vector<CohortRef> cohorts;
     bool observe = false;          // measures, injects nothing
+    bool measure = false;          // --measure: the target measured without a control
     bool measured = false;
     std::string unmeasured_reason;  // why `tardy stats` has nothing for it
 };

@@ -78,6 +78,7 @@ Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs
     for (const auto& n : ns) req.netns.push_back({n.ino, n.path});
     req.devices = r.devices;
     req.force = r.force;
+    req.measure = r.measure;
     if (r.control) {
         auto k = cgfs.resolve(*r.control);
         if (!k) return k.error();
@@ -98,6 +99,13 @@ Result<wire::InjectReply> submit_inject(const Paths& p, const wire::Inject& req,
         TARDY_TRY(spawn_agent(p, self_exe));
     }
     auto rep = agent_call(p, wire::request(req));
+    if (!rep && (rep.error().err == ECONNREFUSED || rep.error().err == ENOENT)) {
+        // The agent that answered a moment ago left meanwhile (an idle agent leaves 2 s after
+        // its last injection): start another and ask it.
+        TARDY_TRY(ensure_dir(p.run_dir));
+        TARDY_TRY(spawn_agent(p, self_exe));
+        rep = agent_call(p, wire::request(req));
+    }
     if (!rep) return rep.error();
     auto r = reply_or_error(*rep);
     if (!r) return r.error();

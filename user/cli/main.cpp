@@ -236,6 +236,7 @@ int run(int argc, char** argv) {
                        "Measure this cgroup beside the target as the control cohort (see tardy stats)");
     inject->add_option("--control-pid", ia.control_pid, "The control cohort is the cgroup of this process");
     inject->add_option("--control-container", ia.control_container, "The control cohort is this container");
+    inject->add_flag("--measure", ia.measure, "Measure the target for tardy stats without a control (--control implies it)");
     inject->add_option("--for", ia.for_dur, "End the fault after DUR (default 5m), kernel-enforced");
     inject->add_option("--name", ia.name, "Name for list/stop (default: inj-N)");
     inject->add_option("--device", ia.devices, "Attach on this device (repeatable; default: every non-loopback one)");

@@ -343,8 +343,10 @@ Result<void> check_inject(const json& req) {
     TARDY_TRY(check_devices(req));
     if (const json* f = member(req, "force"); f && !f->is_boolean())
         return bad("force", "want true or false, got " + shown(*f));
+    for (const char* flag : {"measure", "observe"})
+        if (const json* f = member(req, flag); f && !f->is_boolean())
+            return bad(flag, "want true or false, got " + shown(*f));
     const json* obs = member(req, "observe");
-    if (obs && !obs->is_boolean()) return bad("observe", "want true or false, got " + shown(*obs));
     bool observe = obs && obs->get<bool>();
     auto cohorts = check_cohorts(req, observe);
     if (!cohorts) return cohorts.error();
@@ -385,8 +387,7 @@ Result<void> validate_request(const nlohmann::json& req) {
         if (o == "stop") return check_stop(req);
         if (o == "stats") {
             auto name = get_string(req, "name", "name", true);
-            if (!name) return name.error();
-            if (!valid_name(*name)) return bad("name", shown(json(*name)) + ": " + kNameRule);
+            if (!name || !valid_name(*name)) return name ? bad("name", shown(json(*name)) + ": " + kNameRule) : name.error();
             return ok();
         }
         if (o == "list" || o == "ping") return ok();

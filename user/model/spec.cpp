@@ -159,6 +159,7 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         r.control = TargetRef{TargetRef::Kind::Pid, a.control_pid, ""};
     }
     if (!a.control_container.empty()) r.control = TargetRef{TargetRef::Kind::Container, a.control_container, ""};
+    r.measure = a.measure || r.control.has_value();
 
     if (!a.delay.empty()) {
         auto d = parse_duration_ns(a.delay, "--delay");

@@ -64,6 +64,7 @@ struct InjectRequest {
     std::string netns;                            // empty: found from the target's processes
     bool force = false;                           // allow the root cgroup / the agent's own
     std::optional<TargetRef> control;             // the control cohort, measured beside the target
+    bool measure = false;                         // --measure: the target measured, no control
 };
 
 // Raw strings from the command line, before units are parsed.
@@ -77,6 +78,7 @@ struct InjectArgs {
     std::string on;  // --on files|sockets (stalls)
     bool force = false;
     std::string control, control_pid, control_container;  // --control CGROUP, --control-pid, --control-container
+    bool measure = false;                                 // --measure
 };
 
 Result<InjectRequest> build_inject_request(const InjectArgs& a);
