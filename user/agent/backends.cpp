@@ -107,11 +107,7 @@ Result<void> TcBackend::link_ingress() {
     for (const auto& [cgid, entries] : sets_)
         if (std::any_of(entries.begin(), entries.end(), [](const SetEntry& e) { return e.ingress; }))
             with[cgid] = cg_paths_[cgid];
-    std::map<uint64_t, std::string> want;  // of those, the ones below no other
-    for (const auto& [cgid, path] : with)
-        if (std::none_of(with.begin(), with.end(),
-                         [&](const auto& o) { return o.first != cgid && path.starts_with(o.second + "/"); }))
-            want[cgid] = path;
+    auto want = topmost_cgroups(with);
     // New links first: a moment of a packet seen twice, never one of a rule not enforced.
     for (const auto& [cgid, path] : want) {
         if (ingress_links_.contains(cgid)) continue;

@@ -41,11 +41,7 @@ Result<void> Cohorts::relink() {
     std::map<uint64_t, std::string> with;
     for (const auto& [n, o] : owners_)
         for (const auto& c : o.cohorts) with[c.cg.id] = c.cg.path;
-    std::map<uint64_t, std::string> want;  // the measured cgroups below no other
-    for (const auto& [id, path] : with)
-        if (std::none_of(with.begin(), with.end(),
-                         [&](const auto& o) { return o.first != id && path.starts_with(o.second + "/"); }))
-            want[id] = path;
+    auto want = topmost_cgroups(with);
     // New links first: a moment of a packet counted twice, never one of a cohort not measured.
     for (const auto& [id, path] : want) {
         if (links_.contains(id)) continue;

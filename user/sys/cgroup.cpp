@@ -331,4 +331,13 @@ std::vector<pid_t> CgroupFs::procs(const Cgroup& cg) const {
     return out;
 }
 
+std::map<uint64_t, std::string> topmost_cgroups(const std::map<uint64_t, std::string>& cgroups) {
+    std::map<uint64_t, std::string> top;
+    for (const auto& [id, path] : cgroups)
+        if (std::none_of(cgroups.begin(), cgroups.end(),
+                         [&](const auto& o) { return o.first != id && path.starts_with(o.second + "/"); }))
+            top[id] = path;
+    return top;
+}
+
 }  // namespace tardy

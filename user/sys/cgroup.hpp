@@ -58,6 +58,11 @@ private:
 // containers.
 std::string container_id_of(const std::string& dirname);
 
+// Of these cgroups (id -> directory), the ones below no other: where a cgroup program is linked
+// so that it runs once for a packet or socket of any of them (a link on a cgroup and on its
+// ancestor would run it twice).
+std::map<uint64_t, std::string> topmost_cgroups(const std::map<uint64_t, std::string>& cgroups);
+
 // The pod UID (with dashes) of a kubelet pod cgroup directory name, or "": systemd driver
 // kubepods[-burstable|-besteffort]-pod<uid with _>.slice (also under a --cgroup-root such
 // as kubelet-kubepods-...), cgroupfs driver pod<uid>.
