@@ -24,8 +24,10 @@ endif
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror -Wno-unused-parameter \
               -Ivmlinux -Iinclude -Ibpf -I/usr/include/$(shell uname -m)-linux-gnu
 CXXFLAGS   ?= -O2 -g
-CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Iinclude -Iuser -I$(BUILD) -MMD -MP
-LDLIBS     := -lbpf -lelf -lz -lmnl -lcpp-httplib -pthread
+# date/tz: Debian's libdate-tz is built with the system tz database and the C locale only;
+# every user of <date/tz.h> must see the same configuration (the class layouts differ).
+CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Iinclude -Iuser -I$(BUILD) -MMD -MP -DUSE_OS_TZDB=1 -DONLY_C_LOCALE=1
+LDLIBS     := -lbpf -lelf -lz -lmnl -lcpp-httplib -lyaml-cpp -ldate-tz -pthread
 GTEST_LIBS := -lgtest -lgtest_main -lgmock -pthread
 
 BPF_SRCS   := $(wildcard bpf/*.bpf.c)

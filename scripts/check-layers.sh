@@ -5,7 +5,7 @@
 # include/tardy/ are open to all. Prints each violation; exits 1 if there is any.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-order=(model sys loader agent lab cli)
+order=(model sys loader agent lab experiment cli)
 rank() { local i; for i in "${!order[@]}"; do [[ ${order[$i]} == "$1" ]] && { echo "$i"; return; }; done; echo -1; }
 bad=0
 for dir in user/*/; do

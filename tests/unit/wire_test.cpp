@@ -68,7 +68,7 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
     Inject r = sample_inject();
     json j = request(r);
     EXPECT_EQ(keys(j), (std::set<std::string>{"op", "v", "name", "cgroup", "net", "sock", "filter", "stalls", "for_ns",
-                                              "netns", "devices", "force", "cohorts", "observe", "measure"}));
+                                              "netns", "devices", "force", "cohorts", "observe", "measure", "bound"}));
     EXPECT_EQ(j["op"], json("inject"));
     EXPECT_EQ(j["v"], kProtocolVersion);
     EXPECT_EQ(keys(j["cgroup"]), (std::set<std::string>{"path", "rel", "id"}));
@@ -153,7 +153,7 @@ TEST(Wire, RepliesKeysAndRoundTrip) {
     const json& i = j["injections"][0];
     EXPECT_EQ(keys(i), (std::set<std::string>{"name", "cgroup", "cgroup_id", "net", "sock", "filter", "stalls", "faults",
                                               "left_ns", "devices", "replaced_qdiscs", "counters", "control",
-                                              "observe", "measured"}));
+                                              "observe", "measured", "owner_pid"}));
     EXPECT_EQ(keys(i["counters"]),
               (std::set<std::string>{"matched", "delayed", "dropped", "bytes", "calls", "failed", "stalled"}));
     EXPECT_EQ(i["cgroup"], json("a.slice/api.service"));
@@ -187,13 +187,13 @@ TEST(Wire, Versions) {
     json refusal = {{"ok", false}, {"user", true}, {"error", "request protocol version 2: ..."}, {"v", 1}};
     auto r = check_reply_version(refusal);
     ASSERT_FALSE(r);
-    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 4", "`tardy kill`", "retry"}));
+    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 5", "`tardy kill`", "retry"}));
     EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
     EXPECT_TRUE(IsUserError(check_reply_version(json{{"ok", true}, {"v", 1.5}}).error(), {"version unknown"}));
     // The agent's side: a request of another version, refused with both versions and the fix.
     auto q = validate_request(json{{"op", "list"}, {"v", 1}});
     ASSERT_FALSE(q);
-    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 4", "`tardy kill`"}));
+    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 5", "`tardy kill`"}));
     // And the agent's refusal line carries its own version, which is what the client checks.
     json line = json::parse(handle_line(R"({"op":"list","v":1})", [](const json&) { return json(); }));
     EXPECT_EQ(line["ok"], false);

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -35,7 +38,7 @@ Agent::Agent(const AgentOptions& o, std::unique_ptr<TcObject> obj)
     backends_.push_back(std::make_unique<FileBackend>(env));
 }
 
-json Agent::inject(const json& line) {
+json Agent::inject(const json& line, pid_t caller) {
     auto req = line.get<wire::Inject>();  // validate_request() has checked every field
     Injection inj;
     inj.name = req.name;
@@ -72,6 +75,14 @@ json Agent::inject(const json& line) {
                                         n + "` first"));
     }
     if (free_slots_.empty()) return fail(Error::user("too many active injections; stop some first"));
+    if (req.bound) {
+        // Opened while the caller waits for this reply: its pid cannot have been reused yet.
+        inj.owner = Fd(caller > 0 ? static_cast<int>(syscall(SYS_pidfd_open, caller, 0)) : -1);
+        if (!inj.owner.valid())
+            return fail(Error::other("cannot watch the requesting process (pid " + std::to_string(caller) +
+                                     ") for a bound injection: " + (caller > 0 ? std::strerror(errno) : "pid unknown")));
+        inj.owner_pid = caller;
+    }
     inj.slot = free_slots_.back();
     if (auto r = start_measuring(inj); !r) return fail(r.error());
     // --for counts from the moment the faults go in, after the metric programs (a cold load
@@ -160,6 +171,8 @@ json Agent::stats(const json& line) {
     auto rep = cohorts_.report(req.name);
     if (!rep) return fail(rep.error());
     json j = to_json(*rep);
+    if (req.raw)
+        for (const auto& c : rep->cohorts) j["raw"].push_back({{"role", c.role}, {"cgroup", c.cgroup}, {"metrics", raw_json(c.m)}});
     j["ok"] = true;
     j["v"] = wire::kProtocolVersion;
     return j;
@@ -220,6 +233,7 @@ json Agent::list() {
             if (k.role == "control") i.control = k.cg.rel;
         i.observe = inj.observe;
         i.measured = inj.measured;
+        i.owner_pid = inj.owner_pid;
         if (inj.observe) {
             i.faults = "observe only:";
             for (const auto& k : inj.cohorts) i.faults += " " + k.cg.rel;
@@ -249,11 +263,11 @@ json Agent::stop(const json& line) {
     return wire::reply(wire::StopReply{names});
 }
 
-json Agent::handle(const json& req) {
+json Agent::handle(const json& req, pid_t caller) {
     last_activity_ns = mono_ns();
     std::string op = req.value("op", std::string());
     try {
-        if (op == "inject") return inject(req);
+        if (op == "inject") return inject(req, caller);
         if (op == "list") return list();
         if (op == "stop") return stop(req);
         if (op == "stats") return stats(req);
@@ -300,8 +314,11 @@ void Agent::tick() {
     bool check_targets = now >= next_target_check_ns_;
     if (check_targets) next_target_check_ns_ = now + 500'000'000ULL;
     for (const auto& [n, inj] : injections_) {
+        pollfd owner{inj.owner.get(), POLLIN, 0};
         if (now >= inj.expires_ns)
             over.emplace_back(n, "reached its deadline");
+        else if (inj.owner.valid() && poll(&owner, 1, 0) == 1)
+            over.emplace_back(n, "its owner (pid " + std::to_string(inj.owner_pid) + ") exited");
         else if (check_targets && target_gone(inj))
             over.emplace_back(n, "target removed");
     }

@@ -12,6 +12,7 @@
 #include "model/error.hpp"
 #include "model/spec.hpp"
 #include "sys/cgroup.hpp"
+#include "sys/fd.hpp"
 #include "sys/netns.hpp"
 #include "loader/sock_object.hpp"
 
@@ -52,6 +53,9 @@ struct Injection {
     bool measure = false;          // --measure: the target measured without a control
     bool measured = false;
     std::string unmeasured_reason;  // why `tardy stats` has nothing for it
+    // bound (wire::Inject): the requesting process, whose exit ends the injection.
+    int64_t owner_pid = 0;
+    Fd owner;  // its pidfd, readable once it has exited
 };
 
 // Counters of one injection, summed over the backends it uses.

@@ -24,7 +24,8 @@ class Agent {
 public:
     Agent(const AgentOptions& o, std::unique_ptr<TcObject> obj);
 
-    nlohmann::json handle(const nlohmann::json& req);
+    // `caller`: the requesting process (SO_PEERCRED), 0 when unknown; a bound inject needs it.
+    nlohmann::json handle(const nlohmann::json& req, pid_t caller = 0);
     // Every measured injection's cohorts, and every injection's counters (for /metrics).
     std::vector<CohortReport> cohort_reports() const { return cohorts_.reports(); }
     std::vector<std::pair<const Injection*, FaultCounters>> counters() const;
@@ -37,7 +38,7 @@ public:
     StallBackend& stalls() { return *stalls_; }
 
 private:
-    nlohmann::json inject(const nlohmann::json& req);
+    nlohmann::json inject(const nlohmann::json& req, pid_t caller);
     nlohmann::json list();
     nlohmann::json stop(const nlohmann::json& req);
     nlohmann::json stats(const nlohmann::json& req);

@@ -6,6 +6,10 @@
 #include <algorithm>
 
 #include "agent/client.hpp"
+#include "loader/file_object.hpp"
+#include "loader/sock_object.hpp"
+#include "loader/stall_object.hpp"
+#include "sys/qdisc.hpp"
 #include "sys/netns.hpp"
 
 namespace tardy {
@@ -91,6 +95,21 @@ Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs
         req.cohorts.push_back({"control", {k->path, k->rel, k->id}});
     }
     return req;
+}
+
+Result<void> check_kernel_can(const InjectRequest& r) {
+    if (r.sock.any_file()) TARDY_TRY(FileObject::load(""));
+    if (r.sock.any()) TARDY_TRY(SockObject::load(""));
+    if (!r.stalls.empty()) TARDY_TRY(StallObject::load(""));
+    if (r.net.delay_ns) {
+        // A kernel without sch_fq accepts departure stamps but never enforces them, which
+        // would be a silent no-op fault.
+        auto fq = qdisc_kind_available("fq");
+        if (fq && !*fq)
+            return Error::user("--delay needs the fq qdisc to enforce departure times, and this kernel has none "
+                               "(sch_fq missing; see `tardy doctor`); --loss works without it");
+    }
+    return ok();
 }
 
 Result<wire::InjectReply> submit_inject(const Paths& p, const wire::Inject& req, const std::string& self_exe) {

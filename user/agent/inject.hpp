@@ -15,6 +15,12 @@ namespace tardy {
 // The request for the agent, with the target resolved to a cgroup and namespaces.
 Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs);
 
+// Whether this kernel can do the request's faults: the BPF objects they need are loaded (not
+// attached) and dropped, and --delay needs sch_fq. Run before an agent starts, so a kernel
+// that cannot do a fault is a one-line refusal with nothing started (a kernel can list the BPF
+// LSM and still refuse its programs: this build host does, with EPERM). Needs root.
+Result<void> check_kernel_can(const InjectRequest& r);
+
 // Sends it, starting an agent first when none answers. Returns the agent's reply.
 Result<wire::InjectReply> submit_inject(const Paths& p, const wire::Inject& req, const std::string& self_exe);
 

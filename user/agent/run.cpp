@@ -178,10 +178,13 @@ int run_agent(const AgentOptions& o) {
     Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
     itimerspec its{{0, 100'000'000}, {0, 100'000'000}};  // 100 ms: expiry resolution
     timerfd_settime(tfd.get(), 0, &its, nullptr);
+    Server* srv = nullptr;  // set below, before any client can be served
     auto server = Server::listen(p.socket(), [&](std::string_view line) {
-        return handle_line(line, [&](const json& req) { return agent.handle(req); });
+        pid_t caller = srv ? srv->caller_pid() : 0;
+        return handle_line(line, [&](const json& req) { return agent.handle(req, caller); });
     });
     if (!server) return status.fail(server.error());
+    srv = server->get();
     // /metrics: the HTTP threads ask, the loop below renders between its other work (the
     // agent's state is the loop's alone), and hands the text back.
     MetricsBridge bridge;

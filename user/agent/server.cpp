@@ -28,9 +28,9 @@ constexpr int kMaxAcceptsPerCall = 256;  // the listen backlog is 64
 // What a client over the limit reads before EOF, so it can say why; a fresh socket's send
 // buffer is empty, so this small send does not wait.
 // Versioned like every reply (model/wire.hpp).
-static_assert(wire::kProtocolVersion == 4, "kBusy spells the protocol version");
+static_assert(wire::kProtocolVersion == 5, "kBusy spells the protocol version");
 constexpr char kBusy[] =
-    "{\"ok\":false,\"user\":false,\"error\":\"the agent is busy with too many clients; retry\",\"v\":4}\n";
+    "{\"ok\":false,\"user\":false,\"error\":\"the agent is busy with too many clients; retry\",\"v\":5}\n";
 
 }  // namespace
 
@@ -105,6 +105,9 @@ void Server::accept_all(uint64_t now) {
             continue;  // closed here: a flood costs no fds beyond the limit
         }
         auto cl = std::make_unique<Client>();
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) cl->pid = cred.pid;
         cl->fd = std::move(c);
         cl->deadline_ns = now + kClientDeadlineNs;
         clients_.push_back(std::move(cl));
@@ -136,11 +139,14 @@ bool Server::on_readable(Client& c) {
         end = c.in.size();               // a last line without '\n' is still a request
     }
     c.in.resize(end);  // one request per connection: anything after the line is ignored
+    caller_pid_ = c.pid;
     try {
         c.out = handler_(c.in);
     } catch (...) {
+        caller_pid_ = 0;
         return false;  // the handler's contract is not to throw; if it does, only this client pays
     }
+    caller_pid_ = 0;
     c.in = std::string();
     c.replying = true;
     return flush(c);

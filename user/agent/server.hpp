@@ -19,6 +19,7 @@
 #pragma once
 
 #include <poll.h>
+#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -62,6 +63,9 @@ public:
     // Milliseconds until the earliest deadline (rounded up), -1 when nothing is due.
     int timeout_ms(uint64_t now_mono_ns) const;
     size_t clients() const { return clients_.size(); }
+    // While the handler runs: the pid of the process that connected (SO_PEERCRED, in this
+    // process's pid namespace; 0 when unknown). 0 outside the handler.
+    pid_t caller_pid() const { return caller_pid_; }
 
 private:
     struct Client {
@@ -71,6 +75,7 @@ private:
         std::string out;  // the reply, once the request is complete
         size_t sent = 0;
         bool replying = false;
+        pid_t pid = 0;  // SO_PEERCRED at accept
     };
 
     Server(Fd listener, Handler h);
@@ -83,6 +88,7 @@ private:
     std::vector<std::unique_ptr<Client>> clients_;
     uint64_t accept_paused_until_ = 0;  // out of fds: retried then, not in a busy loop
     std::vector<char> buf_;
+    pid_t caller_pid_ = 0;
 };
 
 }  // namespace tardy

@@ -16,6 +16,7 @@
 #include "cli/doctor.hpp"
 #include "cli/list.hpp"
 #include "cli/report.hpp"
+#include "cli/run.hpp"
 #include "cli/stats.hpp"
 #include "loader/file_object.hpp"
 #include "loader/sock_object.hpp"
@@ -70,26 +71,7 @@ int cmd_inject(const InjectArgs& a, const Paths& p) {
     if (!cgfs) return report(cgfs.error());
     auto req = prepare_inject(*r, *cgfs);
     if (!req) return report(req.error());
-    // The objects a fault needs are loaded (not attached) here, before an agent starts, so a
-    // kernel that cannot do the fault is a one-line refusal with nothing started. A kernel
-    // can list the BPF LSM and still refuse its programs (this build host does, with EPERM).
-    if (r->sock.any_file()) {
-        if (auto probe = FileObject::load(""); !probe) return report(probe.error());
-    }
-    if (r->sock.any()) {
-        if (auto probe = SockObject::load(""); !probe) return report(probe.error());
-    }
-    if (!r->stalls.empty()) {
-        if (auto probe = StallObject::load(""); !probe) return report(probe.error());
-    }
-    if (r->net.delay_ns) {
-        // Checked before an agent is started: a kernel without sch_fq accepts departure
-        // stamps but never enforces them, which would be a silent no-op fault.
-        auto fq = qdisc_kind_available("fq");
-        if (fq && !*fq)
-            return report(Error::user("--delay needs the fq qdisc to enforce departure times, and this kernel has "
-                                      "none (sch_fq missing; see `tardy doctor`); --loss works without it"));
-    }
+    if (auto k = check_kernel_can(*r); !k) return report(k.error());
     if (!req) return report(req.error());
     auto rep = submit_inject(p, *req, self_exe());
     if (!rep) return report(rep.error());
@@ -285,17 +267,9 @@ int run(int argc, char** argv) {
                   "  sudo tardy stats slow --watch\n"
                   "  sudo tardy stats slow --json | jq '.cohorts[].tcp.connect_ms.p99'");
     ObserveArgs oa;
-    auto* observe = app.add_subcommand("observe", "Measure cohorts without any fault (baselines, watching a service)");
-    observe->add_option("--cgroup", oa.cgroups, "A cgroup to measure (repeatable)");
-    observe->add_option("--pid", oa.pids, "The cgroup of this process (repeatable)");
-    observe->add_option("--container", oa.containers, "A container by id (repeatable)");
-    observe->add_option("--for", oa.for_dur, "Measure this long, then print (default: live until Ctrl-C)");
-    observe->add_option("--name", oa.name, "Name for list/stats/stop (default: observe-PID)");
-    observe->add_flag("--json", oa.json, "Print JSON (live: one line a second)");
-    observe->footer("Examples:\n"
-                    "  sudo tardy observe --cgroup shop.slice/canary.service --cgroup shop.slice/base.service --for 30s\n"
-                    "  sudo tardy observe --container 3f2a            # live, Ctrl-C ends\n"
-                    "  sudo tardy observe --pid 4242 --for 10s --json");
+    auto* observe = add_observe_command(app, oa);
+    RunArgs ra;
+    auto* runc = add_run_command(app, ra);
 
     auto* killc = app.add_subcommand("kill", "Kill switch: disarm every program, stop the agent, restore everything");
 
@@ -344,7 +318,7 @@ int run(int argc, char** argv) {
         return kExitUser;
     }
     if (app.get_subcommands().empty()) {
-        std::fprintf(stderr, "tardy: name a command: inject, list, stats, observe, stop, kill, doctor, agent or demo; see tardy --help\n");
+        std::fprintf(stderr, "tardy: name a command: inject, list, stats, observe, run, stop, kill, doctor, agent or demo; see tardy --help\n");
         return kExitUser;
     }
 
@@ -359,7 +333,7 @@ int run(int argc, char** argv) {
         if (auto v = validate_paths(paths); !v) return report(v.error());
     }
     // A bad metrics address is the user's mistake, said before any agent starts.
-    if (const char* m = getenv("TARDY_METRICS"); m && (*inject || *observe || *agent)) {
+    if (const char* m = getenv("TARDY_METRICS"); m && (*inject || *observe || *runc || *agent)) {
         if (auto a = parse_listen_address(m); !a) return report(Error::user("TARDY_METRICS: " + a.error().message));
     }
     if (*agent && !ao.metrics.empty()) {
@@ -376,6 +350,13 @@ int run(int argc, char** argv) {
         if (auto v = validate_paths(paths); !v) return report(v.error());
         resume_orphans(paths);
         return cmd_observe(oa, paths, self_exe());
+    }
+    if (*runc) {
+        if (!ra.dry_run) {
+            if (auto v = validate_paths(paths); !v) return report(v.error());
+            if (geteuid() == 0) resume_orphans(paths);
+        }
+        return cmd_run(ra, paths, self_exe());
     }
     if (*killc) return cmd_kill(paths);
     if (*doctor) return run_doctor(doctor_json);

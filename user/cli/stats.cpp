@@ -245,4 +245,19 @@ int cmd_observe(const ObserveArgs& a, const Paths& p, const std::string& self_ex
     return 0;
 }
 
+CLI::App* add_observe_command(CLI::App& app, ObserveArgs& oa) {
+    auto* observe = app.add_subcommand("observe", "Measure cohorts without any fault (baselines, watching a service)");
+    observe->add_option("--cgroup", oa.cgroups, "A cgroup to measure (repeatable)");
+    observe->add_option("--pid", oa.pids, "The cgroup of this process (repeatable)");
+    observe->add_option("--container", oa.containers, "A container by id (repeatable)");
+    observe->add_option("--for", oa.for_dur, "Measure this long, then print (default: live until Ctrl-C)");
+    observe->add_option("--name", oa.name, "Name for list/stats/stop (default: observe-PID)");
+    observe->add_flag("--json", oa.json, "Print JSON (live: one line a second)");
+    observe->footer("Examples:\n"
+                    "  sudo tardy observe --cgroup shop.slice/canary.service --cgroup shop.slice/base.service --for 30s\n"
+                    "  sudo tardy observe --container 3f2a            # live, Ctrl-C ends\n"
+                    "  sudo tardy observe --pid 4242 --for 10s --json");
+    return observe;
+}
+
 }  // namespace tardy

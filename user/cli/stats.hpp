@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "sys/paths.hpp"
@@ -23,6 +24,9 @@ struct ObserveArgs {
     std::string for_dur, name;
     bool json = false;
 };
+
+// Adds `tardy observe`, its options and help with examples.
+CLI::App* add_observe_command(CLI::App& app, ObserveArgs& oa);
 
 int cmd_stats(const StatsArgs& a, const Paths& p);
 int cmd_observe(const ObserveArgs& a, const Paths& p, const std::string& self_exe);

@@ -164,3 +164,53 @@ nlohmann::json to_json(const CohortReport& r) {
 }
 
 }  // namespace tardy
+
+namespace tardy {
+
+static nlohmann::json raw_hist(const Histogram& h) {
+    auto j = nlohmann::json::array();
+    for (const auto& [b, n] : h.buckets) j.push_back({b, n});
+    return j;
+}
+
+static bool hist_from_raw(const nlohmann::json* j, Histogram& h) {
+    if (!j) return true;
+    if (!j->is_array()) return false;
+    for (const auto& e : *j) {
+        if (!e.is_array() || e.size() != 2 || !e[0].is_number_unsigned() || !e[1].is_number_unsigned()) return false;
+        h.buckets[e[0].get<uint32_t>()] += e[1].get<uint64_t>();
+    }
+    return true;
+}
+
+nlohmann::json raw_json(const CohortMetrics& m) {
+    nlohmann::json j;
+#define X(f) j[#f] = m.f;
+    TARDY_COHORT_FIELDS(X)
+#undef X
+    j["connect_us"] = raw_hist(m.connect_us);
+    j["rtt_us"] = raw_hist(m.rtt_us);
+    return j;
+}
+
+Result<CohortMetrics> metrics_from_raw(const nlohmann::json& j) {
+    if (!j.is_object()) return Error::other("raw cohort metrics are not an object");
+    CohortMetrics m;
+    auto field = [&](const char* name, uint64_t& v) {
+        auto it = j.find(name);
+        if (it == j.end()) return true;
+        if (!it->is_number_unsigned()) return false;
+        v = it->get<uint64_t>();
+        return true;
+    };
+    bool good = true;
+#define X(f) good = good && field(#f, m.f);
+    TARDY_COHORT_FIELDS(X)
+#undef X
+    auto find = [&](const char* k) { auto it = j.find(k); return it == j.end() ? nullptr : &*it; };
+    if (!good || !hist_from_raw(find("connect_us"), m.connect_us) || !hist_from_raw(find("rtt_us"), m.rtt_us))
+        return Error::other("raw cohort metrics have a field of the wrong type");
+    return m;
+}
+
+}  // namespace tardy

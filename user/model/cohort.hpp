@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/error.hpp"
+
 namespace tardy {
 
 // A log-linear histogram of microseconds, bucket layout as in include/tardy/abi.h.
@@ -70,5 +72,11 @@ struct CohortReport {
 // "tardy": {...}}], "difference": {...}} (docs/metrics.md has every key).
 nlohmann::json to_json(const CohortReport& r);
 nlohmann::json cohort_json(const Cohort& c);
+
+// Every field of CohortMetrics as it is, histograms as [[bucket, count], ...]: what the agent
+// sends for {"op":"stats","raw":true}, so a client can take differences over any interval.
+nlohmann::json raw_json(const CohortMetrics& m);
+// The inverse; absent keys are 0, anything of the wrong type an error (never throws).
+Result<CohortMetrics> metrics_from_raw(const nlohmann::json& j);
 
 }  // namespace tardy

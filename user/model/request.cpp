@@ -343,7 +343,7 @@ Result<void> check_inject(const json& req) {
     TARDY_TRY(check_devices(req));
     if (const json* f = member(req, "force"); f && !f->is_boolean())
         return bad("force", "want true or false, got " + shown(*f));
-    for (const char* flag : {"measure", "observe"})
+    for (const char* flag : {"measure", "observe", "bound"})
         if (const json* f = member(req, flag); f && !f->is_boolean())
             return bad(flag, "want true or false, got " + shown(*f));
     const json* obs = member(req, "observe");
@@ -369,7 +369,6 @@ Result<void> check_stop(const json& req) {
     if (!valid_name(*name)) return bad("name", shown(json(*name)) + ": " + kNameRule);
     return ok();
 }
-
 }  // namespace
 
 Result<void> validate_request(const nlohmann::json& req) {
@@ -388,7 +387,8 @@ Result<void> validate_request(const nlohmann::json& req) {
         if (o == "stats") {
             auto name = get_string(req, "name", "name", true);
             if (!name || !valid_name(*name)) return name ? bad("name", shown(json(*name)) + ": " + kNameRule) : name.error();
-            return ok();
+            const json* raw = member(req, "raw");  // a bool, as "bound" and the flags of inject
+            return raw && !raw->is_boolean() ? bad("raw", "want true or false, got " + shown(*raw)) : ok();
         }
         if (o == "list" || o == "ping") return ok();
         return bad("op", "unknown request " + shown(*op) + "; want inject, list, stop, stats or ping");

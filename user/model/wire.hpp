@@ -26,7 +26,8 @@ namespace tardy::wire {
 // 2: the peer and port filter moved from "sock" to "filter", for every fault of the injection.
 // 3: net.scope: the direction of packet faults, and TCP connection setup only.
 // 4: cohorts and observe in inject; the stats request.
-inline constexpr int kProtocolVersion = 4;
+// 5: bound in inject (the injection ends when the requesting process exits); raw in stats.
+inline constexpr int kProtocolVersion = 5;
 
 // ---- requests ----------------------------------------------------------------------------------
 
@@ -63,12 +64,16 @@ struct Inject {
     std::vector<CohortWire> cohorts;
     bool observe = false;
     bool measure = false;  // measure the target (the experiment cohort) without a control
+    // Ends when the process that sent this request exits (the agent learns its pid from the
+    // socket, SO_PEERCRED, and watches a pidfd): `tardy run`'s faults never outlive it.
+    bool bound = false;
     static constexpr const char* kOp = "inject";
 };
 
 // {"op":"stats"}: the cohorts of one injection or observation (model/cohort.hpp's JSON).
 struct Stats {
     std::string name;
+    bool raw = false;  // also "raw": each cohort's counters and histogram buckets (model/cohort.hpp)
     static constexpr const char* kOp = "stats";
 };
 
@@ -116,6 +121,7 @@ struct InjectionInfo {
     std::string control;  // the control cohort's cgroup, "" for none
     bool observe = false;
     bool measured = false;
+    int64_t owner_pid = 0;  // bound: the process whose exit ends it
 };
 
 struct ListReply {
@@ -135,12 +141,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CgroupRef, path, rel, id)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NetnsRef, ino, path)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CohortWire, role, cgroup)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Inject, name, cgroup, net, sock, filter, stalls, for_ns, netns, devices, force,
-                                                cohorts, observe, measure)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Stats, name)
+                                                cohorts, observe, measure, bound)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Stats, name, raw)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectReply, name, devices)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, matched, delayed, dropped, bytes, calls, failed, stalled)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, filter, stalls, faults,
-                                                left_ns, devices, replaced_qdiscs, counters, control, observe, measured)
+                                                left_ns, devices, replaced_qdiscs, counters, control, observe, measured, owner_pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ListReply, injections, agent_pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StopReply, stopped)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PingReply, pid)
