@@ -241,9 +241,10 @@ bool Runner::run_phase(size_t i, Signals& sig) {
     }
     uint64_t deadline = ph.start + ph.planned_ns;
     progress(i, ph.planned_ns, {}, true);
+    uint64_t next_sample = ph.start + o_.sample_ns;
     for (;;) {
         uint64_t now = mono_ns();
-        uint64_t wake = std::min({deadline, now + o_.sample_ns, closes_mono_});
+        uint64_t wake = std::min({deadline, next_sample, closes_mono_});
         std::vector<pollfd> fds{{sig.fd.get(), POLLIN, 0}};
         for (const auto& p : st_.probes) fds.push_back({p.prober->fd(), POLLIN, 0});
         int ms = wake > now ? static_cast<int>((wake - now + 999'999) / 1'000'000) : 0;
@@ -255,6 +256,7 @@ bool Runner::run_phase(size_t i, Signals& sig) {
         st_.drain_probes();
         now = mono_ns();
         if (now < wake && now < deadline) continue;  // probe results only: judged at the next sample
+        next_sample = std::max(next_sample + o_.sample_ns, now + o_.sample_ns / 2);
         auto snap = sample();
         if (!snap) {
             end(kRunAborted, "aborted", "the observation of the cohorts ended (tardy kill or stop?): " + snap.error().message);
