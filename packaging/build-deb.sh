@@ -40,6 +40,8 @@ printf 'Source: tardy\n\nPackage: tardy\nArchitecture: amd64\n' >"$shl/debian/co
 depends=$(cd "$shl" && dpkg-shlibdeps -O -e"$root/usr/bin/tardy" 2>/dev/null |
   sed -n 's/^shlibs:Depends=//p')
 [[ -n $depends ]] || { echo "build-deb.sh: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
+# libdate-tz reads the system's tz database (experiment windows), which no library links.
+depends="$depends, tzdata"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@MAINTAINER@/$maintainer/" -e "s/@SIZE@/$size/" \
   -e "s/@DEPENDS@/$depends/" "$here/control.in" >"$root/DEBIAN/control"

@@ -85,7 +85,8 @@ protected:
         for (size_t k = 0; k < kinds.size(); k++)
             std::printf("    inject %s: p50 %.1f ms p99 %.1f ms\n", kinds[k][0].c_str(), pct(inject_kind_ms[k], 0.5),
                         pct(inject_kind_ms[k], 0.99));
-        EXPECT_EQ(fds_after, fds_before) << "the agent leaks file descriptors";
+        // A leak is growth; one fewer (a client's socket open at the first count) is not.
+        EXPECT_LE(fds_after, fds_before) << "the agent leaks file descriptors";
         EXPECT_LT(rss_after - rss_before, 2048) << "the agent's memory grew by more than 2 MiB";
         EXPECT_TRUE(process_alive(*agent));
         EXPECT_EQ(tardy({"kill"}).status, 0);
