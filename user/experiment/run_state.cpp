@@ -214,7 +214,11 @@ json RunState::comparison() const {
         } else {
             de = distribution(e.metric, em);
             dc = distribution(e.metric, cm);
-            if (de.empty()) {
+            // Latencies and the failure ratio are compared per event even when one side has
+            // none; only counts and rates fall back to one value per sampling interval.
+            if (default_min_count(e.metric) == 0) {
+                de.clear();
+                dc.clear();
                 // Counts and rates: one value per interval between readings.
                 for (size_t k = 1; k < snaps_.size(); k++) {
                     const Snapshot &a = snaps_[k - 1], &b = snaps_[k];
