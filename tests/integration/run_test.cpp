@@ -4,6 +4,7 @@
 // held, deviated (rolled back at once), baseline not met, outside the window, the window
 // closing, SIGKILL and SIGTERM of the runner, bad files, dry runs and suites.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -283,11 +284,35 @@ TEST_F(RunLab, BadFilesDryRunsAndSuites) {
     EXPECT_NE(r.out.find("step 1 for 1m: loss 5%"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("Nothing was injected"), std::string::npos) << r.out;
     EXPECT_FALSE(std::filesystem::exists(run_dir_ + "/agent.sock")) << "a dry run started an agent";
-    // The directory as a suite: bad.yaml refused, good.yaml planned.
+    // The directory as a suite: bad.yaml refused, good.yaml planned, in the files' order.
     r = tardy({"run", dir_, "--dry-run"});
     EXPECT_EQ(r.status, 2) << r.err;
-    EXPECT_NE(r.out.find("2 experiments: "), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("1 refused"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("2 experiments: 1 refused, 1 planned"), std::string::npos) << r.out;
+    // A dry run outside the window still shows the plan, and says the window is shut.
+    std::filesystem::remove(bad);
+    std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char hours[32];
+    std::snprintf(hours, sizeof hours, "\"%02d:00-%02d:30\"", (utc.tm_hour + 3) % 24, (utc.tm_hour + 3) % 24);
+    auto shut = file("shut.yaml", "title: shut\n" + cohorts() + "window: {hours: " + hours + ", timezone: UTC}\n"
+                                  "method:\n  - fault: {loss: 5%}\n    for: 1m\n");
+    r = tardy({"run", shut, "--dry-run"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("SHUT now"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("Nothing was injected"), std::string::npos) << r.out;
+    std::filesystem::remove(shut);
+    // Nested cohorts measure each other: refused, naming both.
+    std::string inner = lab_->cgroup(kExp) + "/inner";
+    ASSERT_EQ(mkdir(inner.c_str(), 0755), 0);
+    auto nested = file("nested.yaml", "title: nested\ncohorts:\n  experiment: {cgroup: " + lab_->cgroup_rel(kExp) +
+                                          "}\n  control: {cgroup: " + lab_->cgroup_rel(kExp) + "/inner}\n"
+                                          "method:\n  - fault: {loss: 5%}\n    for: 1m\n");
+    r = tardy({"run", nested, "--dry-run"});
+    rmdir(inner.c_str());
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.err.find("is inside the experiment"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 }  // namespace

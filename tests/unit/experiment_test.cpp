@@ -151,7 +151,8 @@ TEST(Hypothesis, MetricsByName) {
     EXPECT_EQ(metric_value("tcp.connect_ms.count", m, 10)->value, 4);
     EXPECT_TRUE(known_metric("tcp.failed_by.refused"));
     EXPECT_TRUE(known_metric("tardy.dropped_per_s"));
-    for (const char* bad : {"tcp", "tcp.connect_ms", "tcp.connect_ms.p100", "tcp.connect_ms.p0", "tcp.connect_ms.px",
+    for (const char* bad : {"tcp", "tcp.connect_ms", "tcp.connect_ms.p100", "tcp.connect_ms.p0", "tcp.connect_ms.px", "tcp.connect_ms.p1e1",
+                            "tcp.connect_ms.p0x10", "tcp.connect_ms.p9.9.9",
                             "tcp.connect_failure_ratio_per_s", "tcp.connect_ms.p99_per_s", ""})
         EXPECT_FALSE(known_metric(bad)) << bad;
 }

@@ -45,7 +45,11 @@ Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs
         if (!n) return n.error();
         ns.push_back(*n);
     } else {
-        ns = netns_of_pids(cgfs.procs(*cg));
+        auto procs = cgfs.procs(*cg);
+        ns = netns_of_pids(procs);
+        if (ns.empty() && !procs.empty() && geteuid() != 0)
+            return Error::user("cannot read the network namespace of cgroup " + cg->rel +
+                               "'s processes without root; run it with sudo, or name it with --netns NAME|PATH");
         if (ns.empty())
             return Error::user("cgroup " + cg->rel + " has no processes, so its network namespace is unknown; "
                                "name it with --netns NAME|PATH");

@@ -43,7 +43,7 @@ Result<void> write_report(const std::string& dir, const nlohmann::json& journal)
 
 // One file: parsed, run, reported. `report_dir` empty: no report.
 int run_one(const std::string& file, const RunArgs& a, const std::string& report_dir, const Paths& p,
-            const std::string& self_exe, std::string& status) {
+            const std::string& self_exe, std::string& status, bool& signalled) {
     std::ifstream in(file);
     if (!in) {
         status = "refused";
@@ -69,6 +69,7 @@ int run_one(const std::string& file, const RunArgs& a, const std::string& report
     if (!a.dry_run && !a.quiet) std::fprintf(stderr, "tardy run: %s (%s)\n", x->title.c_str(), file.c_str());
     RunOutcome out = run_experiment(*x, o);
     status = out.status;
+    signalled = out.signalled;
     if (!out.journal.is_null() && !report_dir.empty()) {
         if (auto r = write_report(report_dir, out.journal); !r) report(r.error());
     }
@@ -105,7 +106,8 @@ int cmd_run(const RunArgs& a, const Paths& p, const std::string& self_exe) {
     std::error_code ec;
     if (!fs::is_directory(a.path, ec)) {
         std::string status;
-        return run_one(a.path, a, a.report_dir, p, self_exe, status);
+        bool signalled = false;
+        return run_one(a.path, a, a.report_dir, p, self_exe, status, signalled);
     }
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(a.path, ec)) {
@@ -115,23 +117,34 @@ int cmd_run(const RunArgs& a, const Paths& p, const std::string& self_exe) {
     if (ec) return report(Error::user(a.path + ": cannot list it: " + ec.message()));
     if (files.empty()) return report(Error::user(a.path + ": no experiment files (*.yaml, *.yml) in it"));
     std::sort(files.begin(), files.end());
+    // Each file's report goes to a directory named after it: its stem, or its whole name when
+    // two files share a stem (a.yaml and a.yml).
+    std::map<std::string, int> stems;
+    for (const auto& f : files) stems[fs::path(f).stem()]++;
     int first_bad = 0;
     size_t ran = 0;
-    std::map<std::string, int> tally;
+    std::vector<std::pair<std::string, int>> tally;  // statuses in the order they first came
     for (const auto& f : files) {
         std::string status, stem = fs::path(f).stem();
-        int rc = run_one(f, a, a.report_dir.empty() ? "" : a.report_dir + "/" + stem, p, self_exe, status);
-        tally[status.empty() ? "failed" : status]++;
+        if (stems[stem] > 1) stem = fs::path(f).filename();
+        bool signalled = false;
+        int rc = run_one(f, a, a.report_dir.empty() ? "" : a.report_dir + "/" + stem, p, self_exe, status, signalled);
+        std::string key = status.empty() ? "failed" : status;
+        auto it = std::find_if(tally.begin(), tally.end(), [&](const auto& t) { return t.first == key; });
+        if (it == tally.end()) tally.emplace_back(key, 1);
+        else it->second++;
         ran++;
         if (rc != 0 && first_bad == 0) first_bad = rc;
-        if (status == "aborted" && rc == kRunAborted) break;  // a signal or a closed window ends the suite
+        if (signalled) break;  // a signal ends the suite; a closed window only its own file
     }
     std::string line;
     for (const auto& [s, n] : tally) line += (line.empty() ? "" : ", ") + std::to_string(n) + " " + s;
+    // With --json stdout holds one journal per line and nothing else.
+    FILE* to = a.json ? stderr : stdout;
     if (ran < files.size())
-        std::printf("%zu of %zu experiments run: %s\n", ran, files.size(), line.c_str());
+        std::fprintf(to, "%zu of %zu experiments run (stopped by a signal): %s\n", ran, files.size(), line.c_str());
     else
-        std::printf("%zu experiments: %s\n", ran, line.c_str());
+        std::fprintf(to, "%zu experiments: %s\n", ran, line.c_str());
     return first_bad;
 }
 

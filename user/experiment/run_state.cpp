@@ -300,12 +300,14 @@ std::string RunState::plan(const std::vector<wire::Inject>& steps) const {
     std::string s = "Plan for " + x_.file + ": " + x_.title + "\n";
     s += "  experiment  " + x_.experiment.text() + " -> " + exp_rel_ + "\n";
     s += "  control     " + (x_.control ? x_.control->text() + " -> " + ctl_rel_ : std::string("none")) + "\n";
-    if (x_.window) s += "  window      " + describe(*x_.window) + ": open now, closes " + closes + "\n";
+    if (x_.window && window_shut.empty()) s += "  window      " + describe(*x_.window) + ": open now, closes " + closes + "\n";
+    if (x_.window && !window_shut.empty())
+        s += "  window      " + describe(*x_.window) + ": SHUT now (" + window_shut + "); a run now would be refused\n";
     s += "  hypothesis\n";
     if (x_.hypothesis.empty()) s += "    (none: the run only applies the faults)\n";
     for (const auto& e : x_.hypothesis)
         s += "    [" + std::to_string(e.id) + "] " + e.text() + " (over the last " + format_duration(e.over_ns) +
-             (e.min_count ? ", judged after " + std::to_string(e.min_count) + " events" : std::string()) + ")\n";
+             (e.min_count ? ", judged after " + std::to_string(e.min_count) + (e.min_count == 1 ? " event" : " events") : std::string()) + ")\n";
     uint64_t t = 0;
     for (const auto& p : phases) {
         s += "  " + at(t) + "  " + p.name + " for " + format_duration(p.planned_ns);

@@ -51,6 +51,7 @@ public:
     std::vector<Phase> phases;
     std::vector<ProbeRun> probes;
     std::string closes;  // when the window closes, for people ("" without a window)
+    std::string window_shut;  // a dry run outside the window: why it is shut and when it opens
 
     void started();
     void set_cohorts(const std::string& experiment_rel, const std::string& control_rel);

@@ -90,13 +90,18 @@ void Runner::end(int code, const std::string& status, const std::string& reason)
 Result<void> Runner::prepare() {
     if (x_.window) {
         auto w = window_at(*x_.window, std::chrono::system_clock::now());
-        if (!w.open)
+        if (!w.open && o_.dry_run) {
+            st_.closes.clear();
+            st_.window_shut = w.why + "; it opens next " + format_in_zone(*x_.window, w.opens);
+        } else if (!w.open)
             return Error::user("outside its window (" + describe(*x_.window) + "): " + w.why + "; it opens next " +
                                format_in_zone(*x_.window, w.opens));
-        auto left = w.closes - std::chrono::system_clock::now();
-        closes_mono_ = mono_ns() + static_cast<uint64_t>(std::max<int64_t>(
-                                       0, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
-        st_.closes = format_in_zone(*x_.window, w.closes);
+        if (w.open) {
+            auto left = w.closes - std::chrono::system_clock::now();
+            closes_mono_ = mono_ns() + static_cast<uint64_t>(std::max<int64_t>(
+                                           0, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
+            st_.closes = format_in_zone(*x_.window, w.closes);
+        }
     }
     auto cgfs = CgroupFs::detect();
     if (!cgfs) return cgfs.error();
@@ -115,6 +120,12 @@ Result<void> Runner::prepare() {
         if (!c) return c.error();
         ctl_ = *c;
         if (ctl_.id == exp_.id) return Error::user("the control cohort is the experiment cohort; give another cgroup");
+        // A cgroup's metrics count its descendants: nested cohorts would measure each other.
+        auto within = [](const std::string& a, const std::string& b) { return a.size() > b.size() && a.compare(0, b.size(), b) == 0 && a[b.size()] == '/'; };
+        if (within(ctl_.rel, exp_.rel) || within(exp_.rel, ctl_.rel))
+            return Error::user(x_.file + ":" + std::to_string(x_.control->line) + ": cohorts: the control " + ctl_.rel +
+                               (within(ctl_.rel, exp_.rel) ? " is inside the experiment " : " holds the experiment ") + exp_.rel +
+                               "; give two cgroups side by side (siblings)");
     }
     st_.set_cohorts(exp_.rel, x_.control ? ctl_.rel : "");
     std::string base = "run-" + std::to_string(getpid());
@@ -251,6 +262,7 @@ bool Runner::run_phase(size_t i, Signals& sig) {
         (void)poll(fds.data(), fds.size(), ms);
         if (int s = sig.take()) {
             end(kRunAborted, "aborted", std::string("stopped by ") + strsignal(s));
+            out_.signalled = true;
             return false;
         }
         st_.drain_probes();
@@ -315,11 +327,18 @@ RunOutcome Runner::go() {
                 if (!go_on) break;
                 st_.end_phase(i, true);
             }
+            // A signal that came after the last reading still aborts: its sender wants the run
+            // to stop, and a suite must not go on to the next file.
+            if (int s = ended_ ? 0 : sig.take()) {
+                end(kRunAborted, "aborted", std::string("stopped by ") + strsignal(s));
+                out_.signalled = true;
+            }
             if (!ended_) end(kRunHeld, "held", "the steady state held through every phase");
             stop_step();
             st_.end_open_phases();
             (void)agent_call(o_.paths, wire::request(wire::Stop{obs_name_, false}), 5000);
         }
+        if (sig.take()) out_.signalled = true;  // after the verdict: it stands, but a suite stops
     }
     st_.stop_probes();
     st_.finish(out_.status, out_.exit_code, out_.reason);

@@ -37,6 +37,7 @@ struct RunOutcome {
     std::string status;     // "held", "deviated", "baseline_not_met", "aborted", "refused"
     std::string reason;     // one line
     nlohmann::json journal; // docs/experiments.md; null for a dry run
+    bool signalled = false; // SIGINT/SIGTERM/SIGHUP came: a suite stops after this file
 };
 
 // Carries out `x`. Blocks SIGINT, SIGTERM and SIGHUP while it runs (they abort the run: the

@@ -53,7 +53,7 @@ struct HypothesisEntry {
     uint64_t over_ns = 10'000'000'000ULL;  // the value is over the last `over` of the phase
     uint64_t min_count = 0;  // events (connects, latency samples, probe results) before it is judged
     std::string text() const;  // "tcp.connect_ms.p99 <= control +20%"
-    std::string unit() const;  // "ms", "%", ""
+    std::string unit() const;  // "ms", "/s", "ratio" (probes), ""
 };
 
 // One method step: a fault, as `tardy inject` flags, for a time.

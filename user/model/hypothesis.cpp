@@ -59,6 +59,8 @@ const Histogram* latency(const std::string& metric, const CohortMetrics& m, std:
 // "p99" -> 0.99, "p99.9" -> 0.999; -1 when not a quantile.
 double quantile_of(const std::string& stat) {
     if (stat.size() < 2 || stat[0] != 'p') return -1;
+    // pNN or pNN.N only: strtod alone would take p1e1, p0x10 or p inf
+    if (stat.find_first_not_of("0123456789.", 1) != std::string::npos) return -1;
     const char* s = stat.c_str() + 1;
     char* end = nullptr;
     double v = std::strtod(s, &end);

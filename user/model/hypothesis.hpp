@@ -41,7 +41,7 @@ struct ProbeTally {
 // One entry judged at one moment.
 struct Judgement {
     std::optional<double> experiment, control;  // the values (nullopt: nothing measured)
-    std::optional<double> limit;  // the binding bound, for plots (the tightest applicable)
+    std::optional<double> limit;  // for plots: the first bound that applies (max, min, then vs the control)
     bool judged = false;          // enough events (min_count) on the experiment, and the control when needed
     bool ok = true;               // not judged counts as ok
     std::string why;              // when !ok: "0.23 > max 0.01", "14.2 > control 10.1 +20% = 12.1"
