@@ -72,6 +72,7 @@ class Lab : public ::testing::Test {
 protected:
     void SetUp() override {
         TARDY_REQUIRE_ROOT();
+        double t0 = mono_ms();
         static int seq = 0;
         name_ = "td" + std::to_string(getpid() % 100000) + "x" + std::to_string(seq++);
         run_dir_ = "/tmp/tardy-it-" + name_;
@@ -84,10 +85,12 @@ protected:
         ASSERT_TRUE(s) << s.error().message;
         lab_ = std::move(*s);
         qdisc_before_ = root_qdisc_a();
+        if (std::getenv("TARDY_TEST_TIMES")) std::printf("  [times] set-up %.0f ms\n", mono_ms() - t0);
     }
 
     void TearDown() override {
         if (!lab_) return;
+        double t0 = mono_ms();
         auto k = tardy({"kill"});
         EXPECT_EQ(k.status, 0) << k.out << k.err;
         // Tracing programs are freed after an RCU grace period, not at the last close.
@@ -97,8 +100,11 @@ protected:
         auto after = root_qdisc_a();
         EXPECT_EQ(after.first, qdisc_before_.first) << "root qdisc kind changed";
         EXPECT_EQ(after.second, qdisc_before_.second) << "root qdisc handle changed";
+        double t1 = mono_ms();
         lab_.reset();
         std::filesystem::remove_all(run_dir_);
+        if (std::getenv("TARDY_TEST_TIMES"))
+            std::printf("  [times] tear-down %.0f ms (kill and checks %.0f ms)\n", mono_ms() - t0, t1 - t0);
     }
 
     std::pair<std::string, uint32_t> root_qdisc_a() {
@@ -134,7 +140,9 @@ protected:
         std::vector<std::string> args{"inject", "--cgroup", lab_->cgroup_rel(Sandbox::Cohort::Experiment)};
         args.insert(args.end(), faults.begin(), faults.end());
         if (!name.empty()) args.insert(args.end(), {"--name", name});
+        double t0 = mono_ms();
         auto r = tardy(args);
+        if (std::getenv("TARDY_TEST_TIMES")) std::printf("  [times] inject %.0f ms\n", mono_ms() - t0);
         EXPECT_EQ(r.status, 0) << r.err;
         std::string n = r.out;
         while (!n.empty() && n.back() == '\n') n.pop_back();

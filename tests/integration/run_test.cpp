@@ -3,6 +3,7 @@
 // cohorts with TCP load running in both, judged from the kernel's cohort metrics and probes;
 // held, deviated (rolled back at once), baseline not met, outside the window, the window
 // closing, SIGKILL and SIGTERM of the runner, bad files, dry runs and suites.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -27,6 +28,8 @@ protected:
             close(fd);
         }
         load_.clear();
+        for (pid_t p : servers_) stop_process(p, 500);
+        servers_.clear();
         std::filesystem::remove_all(dir_);
         Lab::TearDown();
     }
@@ -85,6 +88,7 @@ protected:
 
     std::string dir_ = "/tmp/tardy-run-" + std::to_string(getpid());
     std::vector<std::pair<pid_t, int>> load_;
+    std::vector<pid_t> servers_;
 };
 
 // A mild fault the hypothesis tolerates: exit 0, every phase completed, the step's counters
@@ -261,6 +265,77 @@ TEST_F(RunLab, SigtermAbortsAndRollsBack) {
     json j = journal(dir_ + "/rep");
     EXPECT_EQ(j.value("status", ""), "aborted");
     EXPECT_NE(j.value("reason", "").find("Terminated"), std::string::npos) << j.dump();
+}
+
+// A real client as the probe: Debian's redis-cli against a real redis-server, run by tardy
+// inside each cohort. Every connect of the experiment refused: the probe's success drops,
+// the run deviates, the fault is rolled back and redis-cli gets PONG again.
+TEST_F(RunLab, RedisCliProbeDeviatesAndIsRolledBack) {
+    pid_t srv = fork();
+    if (srv == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 1);
+        dup2(null, 2);
+        std::string ns = lab_->netns_b_name();
+        execlp("ip", "ip", "netns", "exec", ns.c_str(), "redis-server", "--port", "6391", "--bind", "0.0.0.0",
+               "--protected-mode", "no", "--save", "", "--appendonly", "no", static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    ASSERT_GT(srv, 0);
+    servers_.push_back(srv);
+    auto ping = [&](Sandbox::Cohort c) {
+        auto r = run_cmd({"sh", "-c", "echo $$ > " + lab_->cgroup(c) + "/cgroup.procs && exec ip netns exec " +
+                                          lab_->netns_a_name() + " redis-cli -h 198.18.0.2 -p 6391 ping"});
+        return r ? r->out : std::string();
+    };
+    ASSERT_TRUE(eventually([&] { return ping(kCtl).find("PONG") != std::string::npos; }, 5000, 100)) << "no redis";
+    load_both(15);
+    auto f = file("redis.yaml", "title: the cache refuses us\n" + cohorts() +
+                                    "steady_state:\n  - probe: command\n    run: [redis-cli, -h, 198.18.0.2, -p, \"6391\", ping]\n"
+                                    "    every: 200ms\n    over: 2s\n    min_success: 90%\n"
+                                    "baseline: 2s\n"
+                                    "method:\n  - fault: {fail: \"connect=ECONNREFUSED:100%\"}\n    for: 20s\n");
+    double t0 = mono_ms();
+    auto r = tardy({"run", f, "--json", "--quiet"});
+    double took = mono_ms() - t0;
+    EXPECT_EQ(r.status, 1) << r.err;
+    auto j = json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r.out;
+    EXPECT_EQ(j["status"], "deviated") << j.value("reason", "");
+    EXPECT_NE(j.value("reason", "").find("probe command redis-cli"), std::string::npos) << j["reason"];
+    EXPECT_TRUE(j["phases"][0].value("completed", false)) << "the baseline did not hold: " << j["phases"][0].dump();
+    EXPECT_GT(j["phases"][1]["fault"]["counters"].value("failed", 0), 0) << j["phases"][1].dump();
+    EXPECT_LT(took, 10000) << "the run went on after the breach";
+    EXPECT_EQ(active(), 0u);
+    EXPECT_NE(ping(kExp).find("PONG"), std::string::npos) << "still refused after the rollback";
+}
+
+// A signal ends a suite: the experiment in progress is rolled back and reported, the next
+// file never starts, and the summary says how many ran.
+TEST_F(RunLab, SigtermEndsTheSuite) {
+    load_both(10);
+    for (const char* n : {"1-first.yaml", "2-second.yaml"})
+        file(n, std::string("title: ") + n + "\n" + cohorts() +
+                    "method:\n  - fault: {fail: \"connect=ECONNREFUSED:100%\"}\n    for: 60s\n");
+    std::string suite = dir_;
+    std::string rep = "/tmp/tardy-run-rep-" + std::to_string(getpid());
+    int out = -1;
+    auto pid = spawn_cmd({build_dir() + "/tardy", "run", suite, "--quiet", "--report", rep}, &out);
+    ASSERT_TRUE(pid);
+    ASSERT_TRUE(eventually([&] { return active() == 2; }, 20000, 100));
+    kill(*pid, SIGTERM);
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = read(out, buf, sizeof buf)) > 0;) text.append(buf, n);
+    int st = 0;
+    waitpid(*pid, &st, 0);
+    close(out);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 4) << st;
+    EXPECT_NE(text.find("1 of 2 experiments run (stopped by a signal): 1 aborted"), std::string::npos) << text;
+    EXPECT_TRUE(std::filesystem::exists(rep + "/1-first/journal.json"));
+    EXPECT_FALSE(std::filesystem::exists(rep + "/2-second")) << "the second experiment started";
+    EXPECT_EQ(active(), 0u);
+    std::filesystem::remove_all(rep);
 }
 
 // Bad files: exit 2, one line naming the file's line; a dry run prints the plan and starts
