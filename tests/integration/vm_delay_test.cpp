@@ -154,7 +154,8 @@ TEST_F(VmLab, DelayAndLossTogether) {
     // the control cohort at the same moment: its median is the emulator's noise right now
     ProbeResult ctl;
     std::thread t([&] { ctl = probe(kCtl, "udp", false, 100, 10, 300); });
-    auto r = probe(kExp, "udp", false, 200, 5, 300);
+    // 150 ms: three times the delay; each lost echo waits that long (60 of them here)
+    auto r = probe(kExp, "udp", false, 200, 5, 150);
     t.join();
     double m = r.median_ms().value_or(-1), noise = std::max(base_exp_, ctl.median_ms().value_or(0));
     std::printf("  delay+loss: %d of %d answered, median %.2f ms; control median %.2f ms\n", r.answered(), r.sent, m,
@@ -217,7 +218,7 @@ TEST_F(VmLab, ThroughputAndAccuracyAgainstNetem) {
         inject({"--delay", "20ms"}, "edt");  // tardy: EDT stamps + fq on the veth
         auto t = udp_rtts(kExp, 30, 10);
         tardy_rtts.insert(tardy_rtts.end(), t.begin(), t.end());
-        tardy_rates.push_back(probe(kExp, "stream", false, 0, 0, 0, 3, kSndbuf).stream_mbps);
+        tardy_rates.push_back(probe(kExp, "stream", false, 0, 0, 0, 2, kSndbuf).stream_mbps);
         ASSERT_EQ(tardy({"stop", "edt"}).status, 0);
         // netem on the same device, the tool people use today
         auto add = run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "tc", "qdisc", "replace", "dev",
@@ -225,7 +226,7 @@ TEST_F(VmLab, ThroughputAndAccuracyAgainstNetem) {
         ASSERT_TRUE(add && add->status == 0) << (add ? add->err : "");
         auto n = udp_rtts(kExp, 30, 10);
         netem_rtts.insert(netem_rtts.end(), n.begin(), n.end());
-        netem_rates.push_back(probe(kExp, "stream", false, 0, 0, 0, 3, kSndbuf).stream_mbps);
+        netem_rates.push_back(probe(kExp, "stream", false, 0, 0, 0, 2, kSndbuf).stream_mbps);
         (void)run_cmd(
             {"ip", "netns", "exec", lab_->netns_a_name(), "tc", "qdisc", "del", "dev", lab_->device_a(), "root"});
         ratios.push_back(tardy_rates.back() / std::max(0.001, netem_rates.back()));
@@ -238,7 +239,7 @@ TEST_F(VmLab, ThroughputAndAccuracyAgainstNetem) {
     };
     double tardy_rtt = p10(tardy_rtts), netem_rtt = p10(netem_rtts);
     double tardy_err = std::abs(tardy_rtt - 20), netem_err = std::abs(netem_rtt - 20);
-    std::printf("  20 ms delay over the veth, 3 rounds of back-to-back TCP streams (3 s, 512 KiB sndbuf):\n");
+    std::printf("  20 ms delay over the veth, 3 rounds of back-to-back TCP streams (2 s, 512 KiB sndbuf):\n");
     for (size_t i = 0; i < ratios.size(); i++)
         std::printf("    round %zu: tardy %7.1f Mbit/s, netem %7.1f Mbit/s, ratio %.2f\n", i + 1, tardy_rates[i],
                     netem_rates[i], ratios[i]);

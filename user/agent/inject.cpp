@@ -101,10 +101,10 @@ Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs
     return req;
 }
 
-Result<void> check_kernel_can(const InjectRequest& r) {
-    if (r.sock.any_file()) TARDY_TRY(FileObject::load(""));
-    if (r.sock.any()) TARDY_TRY(SockObject::load(""));
-    if (!r.stalls.empty()) TARDY_TRY(StallObject::load(""));
+Result<void> check_kernel_can(const InjectRequest& r, bool load) {
+    if (load && r.sock.any_file()) TARDY_TRY(FileObject::load(""));
+    if (load && r.sock.any()) TARDY_TRY(SockObject::load(""));
+    if (load && !r.stalls.empty()) TARDY_TRY(StallObject::load(""));
     if (r.net.delay_ns) {
         // A kernel without sch_fq accepts departure stamps but never enforces them, which
         // would be a silent no-op fault.

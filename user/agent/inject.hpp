@@ -15,11 +15,13 @@ namespace tardy {
 // The request for the agent, with the target resolved to a cgroup and namespaces.
 Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs);
 
-// Whether this kernel can do the request's faults: the BPF objects they need are loaded (not
-// attached) and dropped, and --delay needs sch_fq. Run before an agent starts, so a kernel
-// that cannot do a fault is a one-line refusal with nothing started (a kernel can list the BPF
-// LSM and still refuse its programs: this build host does, with EPERM). Needs root.
-Result<void> check_kernel_can(const InjectRequest& r);
+// Whether this kernel can do the request's faults: --delay needs sch_fq, and with `load` the
+// BPF objects they need are loaded (not attached) and dropped (a kernel can list the BPF LSM
+// and still refuse its programs: this build host does, with EPERM). `tardy run` loads them
+// before its first phase, so a step the kernel cannot do is refused before anything starts;
+// `tardy inject` does not (the agent loads them and refuses with the same message: one
+// verification, not two). Needs root.
+Result<void> check_kernel_can(const InjectRequest& r, bool load = true);
 
 // Sends it, starting an agent first when none answers. Returns the agent's reply.
 Result<wire::InjectReply> submit_inject(const Paths& p, const wire::Inject& req, const std::string& self_exe);
