@@ -122,10 +122,14 @@ bench: deps
 	$(Q)$(BUILD)/syscall_bench
 	$(Q)$(BUILD)/metrics_bench
 
+# An OCI image of the tardy binary (buildah, from scratch; deploy/kubernetes/, docs/kubernetes.md)
+image: $(BUILD)/tardy
+	$(Q)scripts/build-image.sh --binary $(BUILD)/tardy
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps tests test vmtest vmshell demo bench clean
+.PHONY: all deps tests test vmtest vmshell demo bench image clean
 # ---- install, uninstall, Debian package -------------------------------------------------------
 # `make install` (PREFIX=/usr/local, DESTDIR for staging) puts the binary, tardy(1) and the
 # bash completion (both generated from the binary's own --help, so they cannot drift from

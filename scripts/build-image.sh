@@ -13,8 +13,8 @@
 #   --binary  default build/tardy (of this checkout); --tag default tardy:VERSION (from
 #   `tardy --version`); --output also writes the image to an archive (oci-archive:PATH or
 #   docker-archive:PATH), e.g. for `ctr -n k8s.io images import` or `kind load image-archive`.
-# The image stays in the local containers-storage (`podman images`). Needs buildah and root
-# (or `buildah unshare`). Exit 2 on bad use, 1 when a step fails; errors are one line.
+# The image stays in the local containers-storage (`podman images`). Needs buildah and root.
+# Exit 2 on bad use, 1 when a step fails; errors are one line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -39,9 +39,12 @@ case $output in
   oci-archive:?* | docker-archive:?*) ;;
   *) usage "--output '$output': use oci-archive:PATH or docker-archive:PATH" ;;
 esac
-if [[ -n $tag ]] && ! [[ $tag =~ ^[a-z0-9][a-z0-9._/:-]*$ && $tag != *: ]]; then
-  usage "--tag '$tag': use NAME:TAG in lower case, e.g. tardy:0.1.0"
+# NAME[:TAG], NAME in lower case and maybe REGISTRY[:PORT]/ before it; buildah judges the rest.
+ref_re='^[a-z0-9][a-z0-9._/-]*(:[0-9]+/[a-z0-9][a-z0-9._/-]*)?(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$'
+if [[ -n $tag ]] && ! [[ $tag =~ $ref_re ]]; then
+  usage "--tag '$tag': use NAME:TAG, the name in lower case, e.g. tardy:0.1.0 or registry.example:5000/tardy:0.1.0"
 fi
+((EUID == 0)) || usage "needs root (buildah's storage, chroot): run it with sudo"
 command -v buildah >/dev/null || die "buildah is not installed; apt-get install buildah"
 command -v ldd >/dev/null || die "ldd is not installed; apt-get install libc-bin"
 version=$("$binary" --version 2>/dev/null | sed -n 's/^tardy \([0-9][0-9A-Za-z.~+-]*\)$/\1/p') || true
@@ -58,6 +61,13 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# buildah, with its error (if any) as the one line this script prints.
+bah() {
+  local out
+  out=$(buildah "$@" 2>"$work/buildah.err") ||
+    die "buildah $1 failed: $(grep -v '^$' "$work/buildah.err" | tail -n 1)"
+  [[ -z $out ]] || printf '%s\n' "$out"
+}
 root=$work/root
 mkdir -p "$root/usr/bin" "$root/etc" "$root/usr/share"
 
@@ -91,23 +101,23 @@ chroot "$root" /usr/bin/tardy --version >/dev/null 2>&1 ||
 # One layer, dated at the sources' date, owned by root.
 find "$root" -newermt "@$epoch" -exec touch -h -d "@$epoch" {} +
 tar --sort=name --numeric-owner --owner=0 --group=0 --mtime="@$epoch" -C "$root" -cf "$work/root.tar" .
-ctr=$(buildah from scratch) || die "buildah from scratch failed"
-buildah add --quiet "$ctr" "$work/root.tar" / >/dev/null || die "buildah add failed"
-buildah config \
+ctr=$(bah from scratch)
+bah add --quiet "$ctr" "$work/root.tar" / >/dev/null
+bah config \
   --entrypoint '["/usr/bin/tardy"]' --cmd agent --env PATH=/usr/bin --workingdir / \
   --label org.opencontainers.image.title=tardy \
   --label org.opencontainers.image.description="eBPF latency and fault injection for cgroups, containers and pods" \
   --label org.opencontainers.image.version="$version" \
   --label org.opencontainers.image.revision="$revision" \
   --label "org.opencontainers.image.licenses=Apache-2.0 AND (GPL-2.0-only OR BSD-2-Clause)" \
-  "$ctr" || die "buildah config failed"
-buildah commit --quiet --rm --timestamp "$epoch" "$ctr" "$tag" >/dev/null || die "buildah commit $tag failed"
+  "$ctr"
+bah commit --quiet --rm --timestamp "$epoch" "$ctr" "$tag" >/dev/null
 ctr=''
 if [[ -n $output ]]; then
   dest=${output#*:}
   mkdir -p "$(dirname "$dest")"
   rm -f "$dest"
-  buildah push --quiet "$tag" "${output%%:*}:$dest:$tag" >/dev/null || die "buildah push $tag $output failed"
+  bah push --quiet "$tag" "${output%%:*}:$dest:$tag" >/dev/null
   echo "$tag $dest"
 else
   echo "$tag"

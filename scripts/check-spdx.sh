@@ -12,5 +12,5 @@ while IFS= read -r f; do
         echo "spdx: $f has no SPDX-License-Identifier line"
         bad=1
     fi
-done < <(git ls-files -- '*.c' '*.h' '*.cpp' '*.hpp' '*.sh' Makefile .ci/run 2>/dev/null || find bpf include user tests scripts vmlinux -type f \( -name '*.[ch]' -o -name '*.[ch]pp' -o -name '*.sh' \))
+done < <(git ls-files -- '*.c' '*.h' '*.cpp' '*.hpp' '*.sh' '*.yaml' '*.yml' Makefile .ci/run 2>/dev/null || find bpf include user tests scripts vmlinux -type f \( -name '*.[ch]' -o -name '*.[ch]pp' -o -name '*.sh' \))
 exit $bad

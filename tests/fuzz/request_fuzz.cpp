@@ -139,7 +139,7 @@ nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
 // line. Two templates: a filter takes no stalls or file faults, so one has those and the
 // other a filter of every kind.
 constexpr std::string_view kRequestTemplate =
-    R"({"v":5,"op":"inject","name":@,"cgroup":{"path":@,"rel":"a","id":@},"net":{"delay_ns":@,"jitter_ns":@,)"
+    R"({"v":6,"op":"inject","name":@,"cgroup":{"path":@,"rel":"a","id":@},"net":{"delay_ns":@,"jitter_ns":@,)"
     R"("loss_ppm":@},"sock":{"faults":[{"op":@,"err":@,"ppm":@}],)"
     R"("file_faults":[{"op":@,"err":@,"ppm":@}],"path":@},"stalls":[{"name":@,"delay_ns":@,"ppm":@,"on":@,"path":@}],"for_ns":@,)"
     R"("netns":[{"ino":@,"path":@}],"devices":[@]})";
@@ -149,7 +149,7 @@ constexpr std::string_view kRequestDefaults[] = {
     R"("")", "300000000000", "4026531840",
     R"("/proc/1/ns/net")", R"("eth0")"};
 constexpr std::string_view kFilteredTemplate =
-    R"({"v":5,"op":"inject","cgroup":{"path":"/sys/fs/cgroup/a","rel":"a","id":7},"net":{"loss_ppm":@,"flows_ppm":@,"scope":@},)"
+    R"({"v":6,"op":"inject","cgroup":{"path":"/sys/fs/cgroup/a","rel":"a","id":7},"net":{"loss_ppm":@,"flows_ppm":@,"scope":@},)"
     R"("sock":{"faults":[{"op":@,"err":111,"ppm":1000000}]},"filter":{"peers":[@],"except_peers":[@],"port_lo":@,)"
     R"("port_hi":@,"except_port_lo":@,"except_port_hi":@,"protos":@},"for_ns":1000000000,)"
     R"("netns":[{"ino":4026531840,"path":"/proc/1/ns/net"}],"cohorts":[{"role":@,"cgroup":{"path":@,"rel":"b","id":@}}],)"
@@ -183,7 +183,7 @@ void fuzz_request(std::string_view in) {
         for (auto line : {fill(kRequestTemplate, kRequestDefaults, kSlots, ""),
                           fill(kFilteredTemplate, kFilteredDefaults, kFilteredSlots, "")}) {
             std::string r = handle_line(line, yes);
-            if (r != "{\"ok\":true,\"v\":5}\n") return std::fprintf(stderr, "template refused: %s", r.c_str()), false;
+            if (r != "{\"ok\":true,\"v\":6}\n") return std::fprintf(stderr, "template refused: %s", r.c_str()), false;
         }
         return true;
     }();

@@ -146,6 +146,10 @@ TEST_F(RunLab, BreachRollsTheFaultBackAndSkipsTheRest) {
     double start = step1["start_s"].get<double>(), breach = j["breaches"][0]["t_s"].get<double>();
     // 60% of 40 connects a second: 10 ended connects take about 0.25 s, then one sample (0.5 s).
     EXPECT_LT(breach - start, 2.5) << j.dump();
+    // Rolled back within a second of the breach: the agent's confirmation that the step's
+    // injection is gone (its programs' rule removed) comes before the next sample.
+    ASSERT_TRUE(step1["fault"]["stopped_s"].is_number()) << step1.dump();
+    EXPECT_LT(step1["fault"]["stopped_s"].get<double>() - breach, 1.0) << j.dump();
     EXPECT_FALSE(step1["completed"].get<bool>());
     EXPECT_FALSE(j["phases"][2]["started"].get<bool>()) << "step 2 ran after the breach";
     EXPECT_LT(took, 8000) << "the run went on after the breach";

@@ -167,6 +167,32 @@ TEST_F(VmLab, DelayAndLossTogether) {
     EXPECT_LT(ctl.median_ms().value_or(99), 25) << "the control cohort was delayed";
 }
 
+// `tardy update`: 50 ms -> 120 ms on a live injection, the fq and counters kept; the
+// control cohort undelayed throughout.
+TEST_F(VmLab, UpdateChangesTheDelayLive) {
+    inject({"--delay", "50ms"}, "slow");
+    double before = median(udp_rtts(kExp, 15, 10));
+    auto delayed = [&] {
+        for (const auto& i : list_json().value("injections", nlohmann::json::array()))
+            if (i.value("name", "") == "slow") return i["counters"].value("delayed", uint64_t{0});
+        return uint64_t{0};
+    };
+    uint64_t d1 = delayed();
+    auto u = tardy({"update", "slow", "--delay", "120ms"});
+    ASSERT_EQ(u.status, 0) << u.err;
+    double after = median(udp_rtts(kExp, 15, 10));
+    uint64_t d2 = delayed();
+    std::printf("  median RTT: %.2f ms at 50 ms, %.2f ms after the update to 120 ms; delayed %llu -> %llu\n", before,
+                after, static_cast<unsigned long long>(d1), static_cast<unsigned long long>(d2));
+    EXPECT_GE(before, 50);
+    EXPECT_LE(before, 55 + base_exp_);
+    EXPECT_GE(after, 120);
+    EXPECT_LE(after, 125 + base_exp_);
+    EXPECT_GE(d2, d1 + 15) << "the counters were reset";
+    EXPECT_EQ(root_qdisc_a().first, "fq");
+    EXPECT_LT(median(udp_rtts(kCtl, 10, 10)), 25) << "the control cohort was delayed";
+}
+
 TEST_F(VmLab, ForEndsTheDelay) {
     inject({"--delay", "50ms", "--for", "2s"});
     double t0 = mono_ms();  // the deadline was set before inject returned

@@ -124,9 +124,9 @@ TEST(RequestValidate, OpAndVersion) {
     EXPECT_TRUE(IsUserError(check({{"op", 5}}).error(), {"op", "string"}));
     EXPECT_TRUE(IsUserError(check({{"op", "explode"}}).error(), {"op", "unknown", "explode"}));
     EXPECT_TRUE(check({{"op", "ping"}}));
-    EXPECT_TRUE(check({{"op", "list"}, {"v", 5}}));
-    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 2}}).error(), {"version 2", "speaks version 5"}));
-    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 6}}).error(), {"version 6", "speaks version 5"}));
+    EXPECT_TRUE(check({{"op", "list"}, {"v", 6}}));
+    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 2}}).error(), {"version 2", "speaks version 6"}));
+    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 7}}).error(), {"version 7", "speaks version 6"}));
     EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", "1"}}).error(), {"version"}));
     EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 1.0}}).error(), {"version"}));
 }
@@ -141,6 +141,31 @@ TEST(RequestValidate, Stop) {
     for (std::string bad : {std::string("-x"), std::string(".x"), std::string(65, 'a'), std::string("a b"),
                             std::string("a/b"), std::string("a\nb")})
         EXPECT_TRUE(IsUserError(check({{"op", "stop"}, {"name", bad}}).error(), {"name"})) << bad;
+}
+
+TEST(RequestValidate, Update) {
+    json u = {{"op", "update"}, {"name", "slow"}, {"net", {{"delay_ns", 100000000}, {"jitter_ns", 1000000}}}};
+    EXPECT_TRUE(check(u));
+    EXPECT_NO_THROW((void)u.get<wire::Update>());
+    EXPECT_EQ(u.get<wire::Update>().net.delay_ns, 100000000u);
+    u["sock"] = {{"faults", {{{"op", TARDY_OP_CONNECT}, {"err", 111}, {"ppm", 500000}}}}};
+    u["for_ns"] = 60000000000ULL;
+    EXPECT_TRUE(check(u));
+    EXPECT_TRUE(IsUserError(check({{"op", "update"}, {"net", json::object()}}).error(), {"name"}));
+    EXPECT_TRUE(IsUserError(check({{"op", "update"}, {"name", "a b"}, {"net", json::object()}}).error(), {"name"}));
+    EXPECT_TRUE(IsUserError(check({{"op", "update"}, {"name", "x"}}).error(), {"net", "missing"}));
+    json j = u;
+    j["net"]["jitter_ns"] = 200000000;
+    EXPECT_TRUE(IsUserError(check(j).error(), {"jitter_ns", "exceeds"}));
+    j = u;
+    j["net"]["loss_ppm"] = 2000000;
+    EXPECT_TRUE(IsUserError(check(j).error(), {"loss_ppm"}));
+    j = u;
+    j["for_ns"] = "soon";
+    EXPECT_TRUE(IsUserError(check(j).error(), {"for_ns"}));
+    j = u;
+    j["sock"]["faults"][0]["op"] = 99;
+    EXPECT_TRUE(IsUserError(check(j).error(), {"op"}));
 }
 
 TEST(RequestValidate, ValidInjectIsAcceptedAndReadsWithoutThrowing) {
@@ -285,7 +310,7 @@ TEST(RequestHandleLine, RepliesOneLineAndNeverThrows) {
         EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
         return json::parse(line);
     };
-    json r = reply(handle_line("{\"op\":\"ping\",\"v\":5}\n", answer));
+    json r = reply(handle_line("{\"op\":\"ping\",\"v\":6}\n", answer));
     EXPECT_EQ(r, (json{{"ok", true}, {"pid", 1}, {"v", kProtocolVersion}}));
     EXPECT_EQ(calls, 1);
 

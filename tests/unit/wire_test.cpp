@@ -187,13 +187,13 @@ TEST(Wire, Versions) {
     json refusal = {{"ok", false}, {"user", true}, {"error", "request protocol version 2: ..."}, {"v", 1}};
     auto r = check_reply_version(refusal);
     ASSERT_FALSE(r);
-    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 5", "`tardy kill`", "retry"}));
+    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 6", "`tardy kill`", "retry"}));
     EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
     EXPECT_TRUE(IsUserError(check_reply_version(json{{"ok", true}, {"v", 1.5}}).error(), {"version unknown"}));
     // The agent's side: a request of another version, refused with both versions and the fix.
     auto q = validate_request(json{{"op", "list"}, {"v", 1}});
     ASSERT_FALSE(q);
-    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 5", "`tardy kill`"}));
+    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 6", "`tardy kill`"}));
     // And the agent's refusal line carries its own version, which is what the client checks.
     json line = json::parse(handle_line(R"({"op":"list","v":1})", [](const json&) { return json(); }));
     EXPECT_EQ(line["ok"], false);

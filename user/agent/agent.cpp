@@ -270,6 +270,7 @@ json Agent::handle(const json& req, pid_t caller) {
         if (op == "inject") return inject(req, caller);
         if (op == "list") return list();
         if (op == "stop") return stop(req);
+        if (op == "update") return update(req);
         if (op == "stats") return stats(req);
         if (op == "ping") return wire::reply(wire::PingReply{getpid()});
     } catch (const json::exception& e) {

@@ -36,6 +36,7 @@ struct Injection {
     uint64_t expires_ns = 0;
     uint64_t for_ns = 0;
     uint32_t slot = 0;
+    uint32_t flow_seed = 0;  // tc: the --flows draw's seed, kept by an update
     bool force = false;  // --force: may replace a configured root qdisc
     // Filled in by the backends:
     std::vector<std::string> replaced_qdiscs;  // e.g. "netem 8001: on eth0", restored at the end
@@ -78,6 +79,10 @@ public:
     virtual Result<void> add(Injection& inj) = 0;
     // Removes the injection's rule and what only it needed.
     virtual Result<void> remove(Injection& inj) = 0;
+    // `tardy update`: rewrites the rule with next's faults and expiry (same kinds: used_by is
+    // the same for both) in one map update, so no packet or call meets no rule meanwhile; the
+    // slot, and so the counters, stay. On failure the old rule is in place.
+    virtual Result<void> update(const Injection& inj, const Injection& next) = 0;
     // No injection uses this backend any more: detach the programs every process pays for.
     virtual void unused() {}
     virtual void count(const Injection& inj, FaultCounters& c) const = 0;

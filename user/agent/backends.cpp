@@ -128,20 +128,11 @@ Result<void> TcBackend::add(Injection& inj) {
     if (!filter) return filter.error();
     // Ingress loss acts on the target's sockets at a cgroup hook: it needs no device.
     if (inj.net.egress()) TARDY_TRY(take_devices(inj));
-    tardy_rule rule{};
-    rule.slot = inj.slot;
-    rule.loss_ppm = inj.net.loss_ppm;
-    rule.delay_ns = inj.net.delay_ns;
-    rule.jitter_ns = inj.net.jitter_ns;
-    rule.expires_ns = inj.expires_ns;
-    rule.flows_ppm = inj.net.flows_ppm;
     // A seed per injection: two injections with --flows pick their flows independently. With
     // --rng-seed (tests) the sequence is reproducible.
-    rule.flow_seed = static_cast<uint32_t>((env_.rng_seed ? env_.rng_seed : mono_ns()) * 0x9E3779B97F4A7C15ull >> 32) +
-                     next_seed_++ * 0x85EBCA6Bu;
-    rule.filtered = inj.filter.empty() ? 0 : 1;
-    rule.scope = inj.net.scope;
-    rule.filter = *filter;
+    inj.flow_seed = static_cast<uint32_t>((env_.rng_seed ? env_.rng_seed : mono_ns()) * 0x9E3779B97F4A7C15ull >> 32) +
+                    next_seed_++ * 0x85EBCA6Bu;
+    tardy_rule rule = make_rule(inj, *filter);
     // The rule by its slot first, then the set that names it: a packet never finds a slot
     // without its rule.
     auto r = env_.tc.reset_counters(inj.slot);
@@ -163,6 +154,19 @@ Result<void> TcBackend::add(Injection& inj) {
     return r;
 }
 
+Result<void> TcBackend::update(const Injection& inj, const Injection& next) {
+    // fq is put on the devices when the injection starts, for a delay: it cannot come or go.
+    if ((next.net.delay_ns > 0) != (inj.net.delay_ns > 0))
+        return Error::user(inj.net.delay_ns ? "a delay can change live but not end (it holds fq on the devices); give "
+                                              "--delay with a new value, or stop the injection"
+                                            : "a delay cannot be added live (it needs fq on the devices, set up when an "
+                                              "injection starts); stop the injection and inject anew with --delay");
+    auto filter = encode(inj.filter);
+    if (!filter) return filter.error();
+    // Same slot: the hash map's update swaps the whole rule at once (RCU), counters untouched.
+    return env_.tc.put_slot_rule(make_rule(next, *filter));
+}
+
 Result<void> TcBackend::remove(Injection& inj) {
     forget(inj);
     auto r = write_set(inj.cg.id);
@@ -179,6 +183,21 @@ void TcBackend::count(const Injection& inj, FaultCounters& c) const {
     c.delayed += t->delayed;
     c.dropped += t->dropped;
     c.bytes += t->bytes;
+}
+
+tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter) {
+    tardy_rule rule{};
+    rule.slot = inj.slot;
+    rule.loss_ppm = inj.net.loss_ppm;
+    rule.delay_ns = inj.net.delay_ns;
+    rule.jitter_ns = inj.net.jitter_ns;
+    rule.expires_ns = inj.expires_ns;
+    rule.flows_ppm = inj.net.flows_ppm;
+    rule.flow_seed = inj.flow_seed;
+    rule.filtered = inj.filter.empty() ? 0 : 1;
+    rule.scope = inj.net.scope;
+    rule.filter = filter;
+    return rule;
 }
 
 // ---- socket calls (cgroup hooks) ----
@@ -218,6 +237,24 @@ Result<void> SockBackend::remove(Injection& inj) {
     return r;
 }
 
+// The hooks linked are those of the calls with faults: an update keeps the same calls.
+Result<void> SockBackend::update(const Injection& inj, const Injection& next) {
+    auto calls = [](const SockFaults& f) {
+        std::vector<std::pair<uint32_t, bool>> v;
+        for (const auto& x : f.faults) v.emplace_back(x.op, x.op == TARDY_OP_CONNECT && x.err == ETIMEDOUT);
+        std::sort(v.begin(), v.end());
+        return v;
+    };
+    if (calls(inj.sock) != calls(next.sock))
+        return Error::user("an update changes the rates and errnos of the calls that fail (" + describe(inj.sock) +
+                           "), not which calls, nor a timeout's kind; stop the injection and inject anew");
+    auto rule = encode(next.sock, inj.filter, inj.slot, next.expires_ns);
+    if (!rule) return rule.error();
+    TARDY_TRY(obj_->put_rule(inj.cg.id, *rule));
+    env_.tc.bump_generation();
+    return ok();
+}
+
 void SockBackend::count(const Injection& inj, FaultCounters& c) const {
     if (!obj_) return;
     if (auto s = obj_->counters(inj.slot)) {
@@ -247,6 +284,12 @@ Result<void> FileBackend::add(Injection& inj) {
 }
 
 Result<void> FileBackend::remove(Injection& inj) { return obj_ ? obj_->delete_rule(inj.cg.id) : ok(); }
+
+Result<void> FileBackend::update(const Injection& inj, const Injection& next) {
+    auto rule = encode_file(next.sock, inj.slot, next.expires_ns);
+    if (!rule) return rule.error();
+    return obj_->put_rule(inj.cg.id, *rule);
+}
 
 void FileBackend::unused() {
     if (obj_) obj_->detach();

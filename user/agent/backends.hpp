@@ -34,11 +34,13 @@ public:
     bool shares_cgroup() const override { return true; }  // up to TARDY_RULES_PER_CGROUP
     Result<void> add(Injection& inj) override;
     Result<void> remove(Injection& inj) override;
+    Result<void> update(const Injection& inj, const Injection& next) override;
     void count(const Injection& inj, FaultCounters& c) const override;
 
 private:
     Result<void> take_devices(Injection& inj);
     void release_devices(Injection& inj);
+    static tardy_rule make_rule(const Injection& inj, const tardy_filter& filter);
     // Writes the cgroup's rule set as sets_ has it (deletes it when empty).
     Result<void> write_set(uint64_t cgid);
     void forget(const Injection& inj);  // its slot out of sets_
@@ -65,6 +67,7 @@ public:
     bool used_by(const Injection& inj) const override { return inj.sock.any(); }
     Result<void> add(Injection& inj) override;
     Result<void> remove(Injection& inj) override;
+    Result<void> update(const Injection& inj, const Injection& next) override;
     void count(const Injection& inj, FaultCounters& c) const override;
 
 private:
@@ -79,6 +82,7 @@ public:
     bool used_by(const Injection& inj) const override { return inj.sock.any_file(); }
     Result<void> add(Injection& inj) override;
     Result<void> remove(Injection& inj) override;
+    Result<void> update(const Injection& inj, const Injection& next) override;
     void unused() override;
     void count(const Injection& inj, FaultCounters& c) const override;
 
@@ -96,6 +100,7 @@ public:
     bool used_by(const Injection& inj) const override { return !inj.stalls.empty(); }
     Result<void> add(Injection& inj) override;
     Result<void> remove(Injection& inj) override;
+    Result<void> update(const Injection& inj, const Injection& next) override;
     void unused() override;
     void count(const Injection& inj, FaultCounters& c) const override;
 

@@ -41,6 +41,7 @@ private:
     nlohmann::json inject(const nlohmann::json& req, pid_t caller);
     nlohmann::json list();
     nlohmann::json stop(const nlohmann::json& req);
+    nlohmann::json update(const nlohmann::json& req);
     nlohmann::json stats(const nlohmann::json& req);
     // Starts the injection's measuring (before its faults, so the baseline has none of them).
     // Required for an observation or with a control; otherwise a failure only leaves it

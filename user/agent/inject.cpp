@@ -102,7 +102,7 @@ Result<wire::Inject> prepare_inject(const InjectRequest& r, const CgroupFs& cgfs
 }
 
 Result<void> check_kernel_can(const InjectRequest& r, bool load) {
-    if (load && r.sock.any_file()) TARDY_TRY(FileObject::load(""));
+    if (r.sock.any_file()) TARDY_TRY(FileObject::load(""));
     if (load && r.sock.any()) TARDY_TRY(SockObject::load(""));
     if (load && !r.stalls.empty()) TARDY_TRY(StallObject::load(""));
     if (r.net.delay_ns) {

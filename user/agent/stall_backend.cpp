@@ -108,6 +108,14 @@ Result<void> StallBackend::add(Injection& inj) {
     return ok();
 }
 
+// Stalls themselves are not changed by `tardy update` (its flags are packet and socket
+// faults): only their expiry, with --for.
+Result<void> StallBackend::update(const Injection& inj, const Injection& next) {
+    auto rule = stall_rule(next);
+    if (!rule) return rule.error();
+    return obj_->put_rule(inj.cg.id, *rule);
+}
+
 Result<void> StallBackend::remove(Injection& inj) { return obj_ ? obj_->delete_rule(inj.cg.id) : ok(); }
 
 void StallBackend::unused() {

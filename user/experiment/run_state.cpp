@@ -84,7 +84,10 @@ void RunState::end_open_phases() {
 
 void RunState::phase_fault_end(const std::string& injection, const json& counters) {
     for (auto& p : phases)
-        if (p.injection == injection) p.counters = counters;
+        if (p.injection == injection) {
+            p.counters = counters;
+            p.fault_end = mono_ns();
+        }
 }
 
 size_t RunState::base_at(size_t phase, uint64_t t) const {
@@ -275,7 +278,8 @@ json RunState::journal() const {
                    {"start_s", p.started ? json(t_s(p.start)) : json(nullptr)},
                    {"end_s", p.end ? json(t_s(p.end)) : json(nullptr)}};
         ph["fault"] = p.step >= 0 ? json{{"text", p.fault}, {"injection", p.injection}, {"counters", p.counters},
-                                         {"line", x_.method[p.step].line}}
+                                         {"line", x_.method[p.step].line},
+                                         {"stopped_s", p.fault_end ? json(t_s(p.fault_end)) : json(nullptr)}}
                                   : json(nullptr);
         if (p.started) {
             ph["cohorts"] = json::array();

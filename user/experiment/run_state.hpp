@@ -34,6 +34,7 @@ struct Phase {
     bool started = false, completed = false;
     std::string fault, injection;
     nlohmann::json counters;  // the step injection's, last read
+    uint64_t fault_end = 0;   // when the agent confirmed the step's fault stopped
     size_t first_snap = 0, last_snap = 0;
 };
 

@@ -358,6 +358,19 @@ Result<void> check_inject(const json& req) {
     return ok();
 }
 
+Result<void> check_update(const json& req) {
+    auto name = get_string(req, "name", "name", true);
+    if (!name) return name.error();
+    if (!valid_name(*name)) return bad("name", shown(json(*name)) + ": " + kNameRule);
+    auto net = check_net(req);
+    if (!net) return net.error();
+    auto sock = check_sock(req);
+    if (!sock) return sock.error();
+    if (!member(req, "for_ns")) return ok();
+    auto for_ns = get_uint(req, "for_ns", "for_ns", 0, kMaxForNs);
+    return for_ns ? ok() : Result<void>(for_ns.error());
+}
+
 Result<void> check_stop(const json& req) {
     if (const json* all = member(req, "all")) {
         if (!all->is_boolean()) return bad("all", "want true or false, got " + shown(*all));
@@ -379,11 +392,12 @@ Result<void> validate_request(const nlohmann::json& req) {
                 return wire::request_version_error(shown(*v));
         }
         const json* op = member(req, "op");
-        if (!op) return bad("op", "missing; want inject, list, stop, stats or ping");
+        if (!op) return bad("op", "missing; want inject, update, list, stop, stats or ping");
         if (!op->is_string()) return bad("op", "want a string, got " + shown(*op));
         const auto& o = op->get_ref<const std::string&>();
         if (o == "inject") return check_inject(req);
         if (o == "stop") return check_stop(req);
+        if (o == "update") return check_update(req);
         if (o == "stats") {
             auto name = get_string(req, "name", "name", true);
             if (!name || !valid_name(*name)) return name ? bad("name", shown(json(*name)) + ": " + kNameRule) : name.error();
@@ -391,7 +405,7 @@ Result<void> validate_request(const nlohmann::json& req) {
             return raw && !raw->is_boolean() ? bad("raw", "want true or false, got " + shown(*raw)) : ok();
         }
         if (o == "list" || o == "ping") return ok();
-        return bad("op", "unknown request " + shown(*op) + "; want inject, list, stop, stats or ping");
+        return bad("op", "unknown request " + shown(*op) + "; want inject, update, list, stop, stats or ping");
     } catch (const std::exception& e) {  // a bug here must refuse the request, not end the agent
         return Error::other(std::string("request check failed: ") + e.what());
     }

@@ -27,7 +27,8 @@ namespace tardy::wire {
 // 3: net.scope: the direction of packet faults, and TCP connection setup only.
 // 4: cohorts and observe in inject; the stats request.
 // 5: bound in inject (the injection ends when the requesting process exits); raw in stats.
-inline constexpr int kProtocolVersion = 5;
+// 6: the update request.
+inline constexpr int kProtocolVersion = 6;
 
 // ---- requests ----------------------------------------------------------------------------------
 
@@ -82,6 +83,18 @@ struct Stop {
     std::string name;
     bool all = false;
     static constexpr const char* kOp = "stop";
+};
+
+// {"op":"update"}: a live injection's faults changed in place (`tardy update`): the whole new
+// net and sock faults (the client merges its flags into what `list` showed), with the same
+// kinds as before; for_ns, if not 0, a new deadline counted from now. Slot, counters, filter,
+// devices and links stay.
+struct Update {
+    std::string name;
+    NetFaults net;
+    SockFaults sock;
+    uint64_t for_ns = 0;
+    static constexpr const char* kOp = "update";
 };
 
 struct List {
@@ -143,6 +156,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CohortWire, role, cgroup)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Inject, name, cgroup, net, sock, filter, stalls, for_ns, netns, devices, force,
                                                 cohorts, observe, measure, bound)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Stats, name, raw)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Update, name, net, sock, for_ns)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectReply, name, devices)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, matched, delayed, dropped, bytes, calls, failed, stalled)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, filter, stalls, faults,

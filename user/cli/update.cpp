@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tardy update`: the flags given merged into the injection's faults as `list` shows them,
+// sent as one update; what is not given stays.
+#include "cli/update.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <optional>
+
+#include "agent/client.hpp"
+#include "cli/report.hpp"
+#include "model/sock_faults.hpp"
+#include "model/spec.hpp"
+#include "model/units.hpp"
+#include "model/wire.hpp"
+
+namespace tardy {
+
+CLI::App* add_update_command(CLI::App& app, UpdateArgs& a) {
+    auto* c = app.add_subcommand("update", "Change a live injection's faults in place: no gap, counters kept");
+    c->add_option("name", a.name, "Injection name (see tardy list)")->required();
+    c->add_option("--loss", a.loss, "New loss, e.g. 10% (0% ends the loss if another packet fault remains)");
+    c->add_option("--delay", a.delay, "New delay, e.g. 200ms (an injection with a delay only)");
+    c->add_option("--jitter", a.jitter, "New jitter, e.g. 20ms (at most the delay)");
+    c->add_option("--fail", a.fails,
+                  "New syscall faults, replacing all of them: SYSCALL=ERRNO[:PCT] (repeatable; the same calls "
+                  "as before)");
+    c->add_option("--for", a.for_dur, "New deadline: DUR from now (kernel-enforced, for every fault of it)");
+    c->footer("What is not given stays. The injection keeps its name, target, filters, direction, devices and\n"
+              "counters; an update changes the size of its faults, not their kinds (a delay cannot appear or\n"
+              "vanish, socket faults cannot be added to a packet injection): for that, stop it and inject anew.\n"
+              "Examples:\n"
+              "  sudo tardy inject --cgroup shop.slice --loss 5% --name lossy\n"
+              "  sudo tardy update lossy --loss 20%            # worse, same counters\n"
+              "  sudo tardy update slow-db --delay 500ms --jitter 50ms --for 10m\n"
+              "  sudo tardy update refusals --fail connect=ECONNREFUSED:50%");
+    return c;
+}
+
+int cmd_update(const UpdateArgs& a, const Paths& p) {
+    if (auto v = validate_name(a.name); !v) return report(v.error());
+    if (a.loss.empty() && a.delay.empty() && a.jitter.empty() && a.fails.empty() && a.for_dur.empty())
+        return report(Error::user("give what to change: --loss, --delay, --jitter, --fail or --for (see tardy update --help)"));
+    // The flags on their own first: a typo is refused before the agent is asked anything.
+    std::optional<uint32_t> loss;
+    std::optional<uint64_t> delay, jitter, for_ns;
+    if (!a.loss.empty()) {
+        auto l = parse_percent_ppm(a.loss, "--loss");
+        if (!l) return report(l.error());
+        loss = *l;
+    }
+    if (!a.delay.empty()) {
+        auto d = parse_duration_ns(a.delay, "--delay");
+        if (!d) return report(d.error());
+        if (*d == 0) return report(Error::user("--delay 0 ends nothing live; stop the injection to end its delay"));
+        delay = *d;
+    }
+    if (!a.jitter.empty()) {
+        auto j = parse_duration_ns(a.jitter, "--jitter");
+        if (!j) return report(j.error());
+        jitter = *j;
+    }
+    if (!a.for_dur.empty()) {
+        auto f = parse_duration_ns(a.for_dur, "--for");
+        if (!f) return report(f.error());
+        if (*f == 0) return report(Error::user("--for 0 ends nothing; use tardy stop " + a.name));
+        for_ns = *f;
+    }
+    for (const auto& spec : a.fails)  // each on its own; together, with the injection's --path, below
+        if (auto f = parse_fail(spec); !f) return report(f.error());
+    if (geteuid() != 0) return report(Error::user("tardy update needs root; run it with sudo"));
+    auto rep = agent_call(p, wire::request(wire::List{}));
+    if (!rep) return report(Error::user("no agent is running, so no injection named '" + a.name + "'"));
+    auto r = reply_or_error(*rep);
+    if (!r) return report(r.error());
+    auto list = wire::read_reply<wire::ListReply>(*r);
+    if (!list) return report(list.error());
+    const wire::InjectionInfo* cur = nullptr;
+    for (const auto& i : list->injections)
+        if (i.name == a.name) cur = &i;
+    if (!cur) return report(Error::user("no active injection named '" + a.name + "'; see tardy list"));
+    wire::Update u{a.name, cur->net, cur->sock, for_ns.value_or(0)};
+    if (loss) u.net.loss_ppm = *loss;
+    if (delay) u.net.delay_ns = *delay;
+    if (jitter) u.net.jitter_ns = *jitter;
+    if ((delay || jitter) && cur->net.delay_ns == 0)
+        return report(Error::user("injection '" + a.name + "' has no delay, and one cannot be added live (it needs fq on "
+                                  "the devices, set up when an injection starts); stop it and inject anew with --delay"));
+    if (u.net.jitter_ns > u.net.delay_ns)
+        return report(Error::user("--jitter " + format_duration(u.net.jitter_ns) + " exceeds the delay " +
+                                  format_duration(u.net.delay_ns) + "; use jitter <= delay"));
+    if (!a.fails.empty()) {
+        auto f = build_sock_faults(a.fails, cur->sock.path);
+        if (!f) return report(f.error());
+        u.sock.faults = f->faults;
+        u.sock.file_faults = f->file_faults;
+    }
+    auto done = agent_call(p, wire::request(u));
+    if (!done) return report(done.error());
+    auto d = reply_or_error(*done);
+    if (!d) return report(d.error());
+    std::fprintf(stderr, "tardy: %s now %s%s%s%s\n", a.name.c_str(), describe(u.net).c_str(),
+                 u.net.any() && (u.sock.any() || u.sock.any_file()) ? "; " : "", describe(u.sock).c_str(),
+                 for_ns ? (", for " + format_duration(*for_ns) + " from now").c_str() : "");
+    return 0;
+}
+
+}  // namespace tardy

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tardy update NAME [--loss P] [--delay D] [--jitter J] [--fail SPEC]... [--for D]`: a live
+// injection's faults changed in place (agent/update.cpp), its counters kept.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "sys/paths.hpp"
+
+namespace tardy {
+
+struct UpdateArgs {
+    std::string name, loss, delay, jitter, for_dur;
+    std::vector<std::string> fails;
+};
+
+// Adds the subcommand, its options and help with examples.
+CLI::App* add_update_command(CLI::App& app, UpdateArgs& a);
+
+int cmd_update(const UpdateArgs& a, const Paths& p);
+
+}  // namespace tardy
