@@ -100,6 +100,13 @@ nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
             auto stop = req.get<wire::Stop>();
             CHECK(stop.all || validate_name(stop.name), "stop accepted without all or a name", in);
         }
+        if (op == "update") {
+            auto u = req.get<wire::Update>();
+            CHECK(validate_name(u.name), "update accepted with an invalid name", in);
+            CHECK(u.net.jitter_ns <= u.net.delay_ns && u.net.loss_ppm <= TARDY_PPM &&
+                      u.sock.faults.size() <= TARDY_SOCK_MAX_FAULTS && u.for_ns <= kMaxForNs,
+                  "update accepted out of range", in);
+        }
         if (op != "inject") return {{"ok", true}};
         auto w = req.get<wire::Inject>();
         const std::string &name = w.name, &path = w.cgroup.path, &rel = w.cgroup.rel;
@@ -157,8 +164,14 @@ constexpr std::string_view kFilteredTemplate =
 constexpr std::string_view kFilteredDefaults[] = {"50000", "100000", "7",    "1",    R"("10.0.0.0/8")", R"("fd00::9")",
                                                   "5432",  "5440",   "5435", "5435", "1", R"("control")",
                                                   R"("/sys/fs/cgroup/b")", "8", "false"};
+// `tardy update`'s request.
+constexpr std::string_view kUpdateTemplate =
+    R"({"v":6,"op":"update","name":@,"net":{"delay_ns":@,"jitter_ns":@,"loss_ppm":@},)"
+    R"("sock":{"faults":[{"op":@,"err":@,"ppm":@}]},"for_ns":@})";
+constexpr std::string_view kUpdateDefaults[] = {R"("slow")", "50000000", "1000", "50000", "1", "111", "250000", "0"};
 constexpr size_t kSlots = std::size(kRequestDefaults);
 constexpr size_t kFilteredSlots = std::size(kFilteredDefaults);
+constexpr size_t kUpdateSlots = std::size(kUpdateDefaults);
 
 // A template with `value` in `slot` (out of range: every slot keeps its default).
 std::string fill(std::string_view tmpl, const std::string_view* defaults, size_t slot, std::string_view value) {
@@ -181,19 +194,22 @@ void fuzz_request(std::string_view in) {
     static const bool templates_valid = [] {
         auto yes = [](const nlohmann::json&) { return nlohmann::json{{"ok", true}}; };
         for (auto line : {fill(kRequestTemplate, kRequestDefaults, kSlots, ""),
-                          fill(kFilteredTemplate, kFilteredDefaults, kFilteredSlots, "")}) {
+                          fill(kFilteredTemplate, kFilteredDefaults, kFilteredSlots, ""),
+                          fill(kUpdateTemplate, kUpdateDefaults, kUpdateSlots, "")}) {
             std::string r = handle_line(line, yes);
             if (r != "{\"ok\":true,\"v\":6}\n") return std::fprintf(stderr, "template refused: %s", r.c_str()), false;
         }
         return true;
     }();
     CHECK(templates_valid, "a request template is refused", in);
-    size_t choice = in.empty() ? kSlots + kFilteredSlots : static_cast<uint8_t>(in[0]) % (kSlots + kFilteredSlots + 1);
+    constexpr size_t kAll = kSlots + kFilteredSlots + kUpdateSlots;
+    size_t choice = in.empty() ? kAll : static_cast<uint8_t>(in[0]) % (kAll + 1);
     std::string_view value = in.empty() ? in : in.substr(1);
     std::string line = choice < kSlots ? fill(kRequestTemplate, kRequestDefaults, choice, value)
                        : choice < kSlots + kFilteredSlots
                            ? fill(kFilteredTemplate, kFilteredDefaults, choice - kSlots, value)
-                           : std::string(value);
+                       : choice < kAll ? fill(kUpdateTemplate, kUpdateDefaults, choice - kSlots - kFilteredSlots, value)
+                                       : std::string(value);
     bool dispatched = false;
     std::string reply = handle_line(line, [&](const nlohmann::json& req) {
         dispatched = true;

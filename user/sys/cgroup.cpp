@@ -333,10 +333,10 @@ std::vector<pid_t> CgroupFs::procs(const Cgroup& cg) const {
 
 std::map<uint64_t, std::string> topmost_cgroups(const std::map<uint64_t, std::string>& cgroups) {
     std::map<uint64_t, std::string> top;
-    for (const auto& [id, path] : cgroups)
+    for (const auto& c : cgroups)  // not a structured binding: clang 14 cannot capture one
         if (std::none_of(cgroups.begin(), cgroups.end(),
-                         [&](const auto& o) { return o.first != id && path.starts_with(o.second + "/"); }))
-            top[id] = path;
+                         [&](const auto& o) { return o.first != c.first && c.second.starts_with(o.second + "/"); }))
+            top[c.first] = c.second;
     return top;
 }
 
