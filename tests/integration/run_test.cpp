@@ -149,6 +149,8 @@ TEST_F(RunLab, BreachRollsTheFaultBackAndSkipsTheRest) {
     // Rolled back within a second of the breach: the agent's confirmation that the step's
     // injection is gone (its programs' rule removed) comes before the next sample.
     ASSERT_TRUE(step1["fault"]["stopped_s"].is_number()) << step1.dump();
+    std::printf("  breach %.2f s into the step, fault stopped %.3f s after the breach, run over in %.1f s\n",
+                breach - start, step1["fault"]["stopped_s"].get<double>() - breach, took / 1000);
     EXPECT_LT(step1["fault"]["stopped_s"].get<double>() - breach, 1.0) << j.dump();
     EXPECT_FALSE(step1["completed"].get<bool>());
     EXPECT_FALSE(j["phases"][2]["started"].get<bool>()) << "step 2 ran after the breach";
