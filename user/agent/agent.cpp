@@ -264,6 +264,10 @@ json Agent::stop(const json& line) {
 }
 
 json Agent::handle(const json& req, pid_t caller) {
+    // Injections past their deadline (or whose owner left) end before any request sees them:
+    // the kernel ignores an expired rule at once, and the 100 ms tick would otherwise leave a
+    // moment in which it still holds its cgroup against a new inject, or shows in list.
+    tick();
     last_activity_ns = mono_ns();
     std::string op = req.value("op", std::string());
     try {

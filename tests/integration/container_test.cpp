@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: Apache-2.0
+// Real containers (issue 14): two podman containers, A and B, run from a local image built
+// FROM scratch (scripts/build-image.sh: tardy and its libraries, no registry), both in the
+// lab's namespace -a and each in the cgroup podman made for it. Proves that
+// `tardy inject --container ID-PREFIX` resolves to that container's own cgroup (the one its
+// processes are in), that --loss 100% on A drops every UDP echo A sends to the lab's echo
+// server and none of B's, and that --fail connect=ECONNREFUSED:100% on A refuses every TCP
+// connect of A's (the injection counts them all as failed) while B's all succeed. The probes
+// are `tardy __probe` run inside each container with `podman exec`.
+//
+// Needs podman and buildah (and runc where podman's default runtime cannot start containers,
+// as on hybrid-cgroup hosts: it is used whenever it is installed): skipped without them, a
+// failure with CI=true. Traffic stays between the lab's namespaces. The image,
+// localhost/tardy-itest:<first 16 hex digits of the tardy binary's sha256>, is built on first
+// use and KEPT for later runs (building it takes seconds; older tags are removed when a new one
+// is built: `podman rmi` them by hand otherwise). Everything else (the containers, their
+// cgroups, the lab's namespaces and cgroups) is removed in TearDown, also after a failure.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstring>
+#include <sstream>
+
+#include "../common/harness.hpp"
+#include "sys/cgroup.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+
+namespace {
+
+bool on_path(const std::string& tool) {
+    const char* env = std::getenv("PATH");
+    std::stringstream dirs(env ? env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for (std::string d; std::getline(dirs, d, ':');)
+        if (!d.empty() && access((d + "/" + tool).c_str(), X_OK) == 0) return true;
+    return false;
+}
+
+bool in_ci() {
+    const char* ci = std::getenv("CI");
+    return ci && std::strcmp(ci, "true") == 0;
+}
+
+std::string trimmed(std::string s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+    return s;
+}
+
+CmdResult cmd(const std::vector<std::string>& argv) {
+    auto r = run_cmd(argv);
+    return r ? *r : CmdResult{-1, "", r.error().message};
+}
+
+constexpr const char* kImageRepo = "localhost/tardy-itest";
+
+class ContainerLab : public Lab {
+protected:
+    void SetUp() override {
+        for (const char* tool : {"podman", "buildah"}) {
+            if (on_path(tool)) continue;
+            if (in_ci()) FAIL() << tool << " is not installed, and CI=true (scripts/deps.sh must install it)";
+            GTEST_SKIP() << tool << " is not installed (apt-get install podman buildah runc)";
+        }
+        Lab::SetUp();
+        if (HasFatalFailure() || IsSkipped()) return;
+        double t0 = mono_ms();
+        auto fs = CgroupFs::detect();
+        ASSERT_TRUE(fs) << fs.error().message;
+        mount_ = fs->mount();
+        std::string image = ensure_image();
+        ASSERT_FALSE(image.empty());
+        for (const char* which : {"a", "b"}) {
+            names_.push_back("tardy-it-" + name_ + "-" + which);  // before `run`: TearDown removes it by name
+            std::vector<std::string> run{"podman", "run", "--detach", "--name", names_.back(),
+                                         // podman's own cgroup tree, the same under systemd or not
+                                         "--cgroup-manager", "cgroupfs",
+                                         // podman's default limits (1048576) are above the hard
+                                         // limits where the runtime may not raise them
+                                         "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                                         "--network", "ns:" + lab_->netns_a(), "--entrypoint", "/usr/bin/sleep"};
+            // crun fails to start containers on hybrid-cgroup hosts; runc works everywhere
+            if (on_path("runc")) run.insert(run.begin() + 2, {"--runtime", "runc"});
+            run.insert(run.end(), {image, "infinity"});
+            auto r = cmd(run);
+            ASSERT_EQ(r.status, 0) << "podman run: " << r.err;
+            ids_.push_back(trimmed(r.out));
+            ASSERT_EQ(ids_.back().size(), 64u) << r.out;
+            auto pid = cmd({"podman", "inspect", "--format", "{{.State.Pid}}", ids_.back()});
+            ASSERT_EQ(pid.status, 0) << pid.err;
+            auto cg = fs->by_pid(std::stoi(pid.out));
+            ASSERT_TRUE(cg) << cg.error().message;
+            cgroups_.push_back(cg->rel);
+            std::printf("  container %s %s (pid %d) in cgroup %s\n", which, ids_.back().substr(0, 12).c_str(),
+                        std::stoi(pid.out), cg->rel.c_str());
+        }
+        if (std::getenv("TARDY_TEST_TIMES")) std::printf("  [times] containers %.0f ms\n", mono_ms() - t0);
+    }
+
+    void TearDown() override {
+        for (const auto& n : names_) {
+            auto r = cmd({"podman", "rm", "--force", "--ignore", "--time", "0", n});
+            EXPECT_EQ(r.status, 0) << "podman rm " << n << ": " << r.err;
+        }
+        for (const auto& cg : cgroups_) {
+            EXPECT_FALSE(std::filesystem::exists(mount_ + cg)) << "podman rm left the cgroup " << cg;
+            remove_cgroup_tree(mount_ + cg);
+        }
+        Lab::TearDown();
+    }
+
+    // The image for this tardy binary: reused when present, else built (and older tags of
+    // kImageRepo removed). "" after a failure.
+    std::string ensure_image() {
+        auto sum = cmd({"sha256sum", build_dir() + "/tardy"});
+        EXPECT_EQ(sum.status, 0) << sum.err;
+        if (sum.status != 0 || sum.out.size() < 16) return "";
+        std::string tag = std::string(kImageRepo) + ":" + sum.out.substr(0, 16);
+        if (cmd({"podman", "image", "exists", tag}).status == 0) {
+            std::printf("  image %s (cached)\n", tag.c_str());
+            return tag;
+        }
+        std::string script = build_dir() + "/../scripts/build-image.sh";
+        EXPECT_TRUE(std::filesystem::exists(script)) << script << ": the build directory is not in the source tree";
+        double t0 = mono_ms();
+        auto b = cmd({script, "--binary", build_dir() + "/tardy", "--tag", tag});
+        EXPECT_EQ(b.status, 0) << b.err;
+        if (b.status != 0) return "";
+        std::printf("  image %s built in %.0f ms\n", tag.c_str(), mono_ms() - t0);
+        auto old = cmd({"podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter",
+                        std::string("reference=") + kImageRepo});
+        std::stringstream lines(old.out);
+        for (std::string l; std::getline(lines, l);)
+            if (!l.empty() && l != tag) (void)cmd({"podman", "rmi", l});
+        return tag;
+    }
+
+    // `tardy __probe` inside container i, to the lab's echo server: the answered count.
+    int answered_in(size_t i, const std::string& proto, int count, int timeout_ms) {
+        auto r = cmd({"podman", "exec", ids_[i], "/usr/bin/tardy", "__probe", "--proto", proto, "--to",
+                      lab_->server(false), "--port", std::to_string(lab_->port()), "--count", std::to_string(count),
+                      "--interval-ms", "2", "--timeout-ms", std::to_string(timeout_ms)});
+        EXPECT_EQ(r.status, 0) << "podman exec " << names_[i] << ": " << r.err;
+        auto j = nlohmann::json::parse(r.out, nullptr, false);
+        EXPECT_FALSE(j.is_discarded()) << r.out;
+        return j.is_discarded() ? -1 : j.value("answered", -1);
+    }
+
+    // `tardy inject --container <12-digit prefix of container i's id>`; asserts success.
+    void inject_on(size_t i, std::vector<std::string> faults, const std::string& name) {
+        std::vector<std::string> args{"inject", "--container", ids_[i].substr(0, 12), "--name", name};
+        args.insert(args.end(), faults.begin(), faults.end());
+        auto r = tardy(args);
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+
+    // The cgroup `tardy list --json` shows for the injection `name`.
+    std::string cgroup_of(const std::string& name) {
+        for (const auto& inj : list_json().value("injections", nlohmann::json::array()))
+            if (inj.value("name", "") == name) return inj.value("cgroup", "");
+        return "";
+    }
+
+    std::string mount_;
+    std::vector<std::string> names_, ids_, cgroups_;  // A = 0, B = 1
+};
+
+TEST_F(ContainerLab, EachContainerIdResolvesToItsOwnCgroup) {
+    // A harmless fault (loss to a port nothing uses) just to see where the target resolves.
+    inject_on(0, {"--loss", "100%", "--port", "9"}, "on-a");
+    inject_on(1, {"--loss", "100%", "--port", "9"}, "on-b");
+    std::string a = cgroup_of("on-a"), b = cgroup_of("on-b");
+    std::printf("  --container %s -> %s\n  --container %s -> %s\n", ids_[0].substr(0, 12).c_str(), a.c_str(),
+                ids_[1].substr(0, 12).c_str(), b.c_str());
+    EXPECT_EQ(a, cgroups_[0]) << "not the cgroup container A's process is in";
+    EXPECT_EQ(b, cgroups_[1]) << "not the cgroup container B's process is in";
+    EXPECT_NE(a, b);
+    EXPECT_NE(a.find(ids_[0]), std::string::npos) << a;
+    EXPECT_EQ(answered_in(0, "udp", 5, 200), 5) << "a fault on port 9 hit port 7007";
+}
+
+TEST_F(ContainerLab, LossAndRefusalHitOneContainerNotItsSibling) {
+    ASSERT_EQ(answered_in(0, "udp", 20, 100), 20) << "A cannot reach the echo server before any fault";
+    ASSERT_EQ(answered_in(1, "udp", 20, 100), 20) << "B cannot reach the echo server before any fault";
+
+    inject_on(0, {"--loss", "100%"}, "loss-a");
+    EXPECT_EQ(cgroup_of("loss-a"), cgroups_[0]);
+    int a = answered_in(0, "udp", 20, 60), b = answered_in(1, "udp", 20, 60);
+    std::printf("  --loss 100%% on A: udp echoes answered A %d/20, B %d/20\n", a, b);
+    EXPECT_EQ(a, 0) << "A's echoes got through";
+    EXPECT_EQ(b, 20) << "B, the sibling, lost echoes";
+    ASSERT_EQ(tardy({"stop", "loss-a"}).status, 0);
+    EXPECT_TRUE(eventually([&] { return answered_in(0, "udp", 1, 50) == 1; }, 2000, 20))
+        << "A still loses echoes after `tardy stop`";
+
+    inject_on(0, {"--fail", "connect=ECONNREFUSED:100%"}, "refuse-a");
+    a = answered_in(0, "tcp", 10, 500);
+    b = answered_in(1, "tcp", 10, 500);
+    std::printf("  --fail connect=ECONNREFUSED:100%% on A: tcp connects succeeded A %d/10, B %d/10\n", a, b);
+    EXPECT_EQ(a, 0) << "A's connects succeeded";
+    EXPECT_EQ(b, 10) << "B, the sibling, had connects fail";
+    // Refused by tardy, not lost: the injection saw A's 10 connects (and none of B's) and failed them all.
+    nlohmann::json counters;
+    for (const auto& inj : list_json().value("injections", nlohmann::json::array()))
+        if (inj.value("name", "") == "refuse-a") counters = inj.value("counters", nlohmann::json::object());
+    std::printf("  refuse-a counters %s\n", counters.dump().c_str());
+    EXPECT_EQ(counters.value("calls", -1), 10) << counters;
+    EXPECT_EQ(counters.value("failed", -1), 10) << counters;
+    ASSERT_EQ(tardy({"stop", "refuse-a"}).status, 0);
+    EXPECT_EQ(answered_in(0, "tcp", 5, 500), 5) << "A's connects still fail after `tardy stop`";
+}
+
+}  // namespace
