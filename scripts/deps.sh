@@ -7,7 +7,8 @@ pkgs=(make clang llvm g++ libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev li
       libgtest-dev libgmock-dev iproute2 qemu-system-x86 busybox-static cpio kmod
       redis-server redis-tools iperf3 curl
       dpkg-dev lintian man-db
-      libcpp-httplib-dev prometheus libyaml-cpp-dev libhowardhinnant-date-dev tzdata)
+      libcpp-httplib-dev prometheus libyaml-cpp-dev libhowardhinnant-date-dev tzdata
+      podman buildah runc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -80,7 +80,7 @@ protected:
                                          // limits where the runtime may not raise them
                                          "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                                          "--network", "ns:" + lab_->netns_a(), "--entrypoint", "/usr/bin/sleep"};
-            // crun fails to start containers on hybrid-cgroup hosts; runc works everywhere
+            // crun refuses hybrid cgroups ("cgroups in hybrid mode not supported"); runc does not
             if (on_path("runc")) run.insert(run.begin() + 2, {"--runtime", "runc"});
             run.insert(run.end(), {image, "infinity"});
             auto r = cmd(run);
@@ -155,11 +155,15 @@ protected:
         ASSERT_EQ(r.status, 0) << r.err;
     }
 
-    // The cgroup `tardy list --json` shows for the injection `name`.
-    std::string cgroup_of(const std::string& name) {
+    // The injection `name` as `tardy list --json` shows it ({} when it is not listed).
+    nlohmann::json injection(const std::string& name) {
         for (const auto& inj : list_json().value("injections", nlohmann::json::array()))
-            if (inj.value("name", "") == name) return inj.value("cgroup", "");
-        return "";
+            if (inj.value("name", "") == name) return inj;
+        return nlohmann::json::object();
+    }
+    std::string cgroup_of(const std::string& name) { return injection(name).value("cgroup", ""); }
+    nlohmann::json counters_of(const std::string& name) {
+        return injection(name).value("counters", nlohmann::json::object());
     }
 
     std::string mount_;
@@ -190,6 +194,9 @@ TEST_F(ContainerLab, LossAndRefusalHitOneContainerNotItsSibling) {
     std::printf("  --loss 100%% on A: udp echoes answered A %d/20, B %d/20\n", a, b);
     EXPECT_EQ(a, 0) << "A's echoes got through";
     EXPECT_EQ(b, 20) << "B, the sibling, lost echoes";
+    auto lost = counters_of("loss-a");
+    std::printf("  loss-a counters %s\n", lost.dump().c_str());
+    EXPECT_EQ(lost.value("dropped", -1), 20) << "not exactly A's 20 echoes dropped: " << lost;
     ASSERT_EQ(tardy({"stop", "loss-a"}).status, 0);
     EXPECT_TRUE(eventually([&] { return answered_in(0, "udp", 1, 50) == 1; }, 2000, 20))
         << "A still loses echoes after `tardy stop`";
@@ -201,9 +208,7 @@ TEST_F(ContainerLab, LossAndRefusalHitOneContainerNotItsSibling) {
     EXPECT_EQ(a, 0) << "A's connects succeeded";
     EXPECT_EQ(b, 10) << "B, the sibling, had connects fail";
     // Refused by tardy, not lost: the injection saw A's 10 connects (and none of B's) and failed them all.
-    nlohmann::json counters;
-    for (const auto& inj : list_json().value("injections", nlohmann::json::array()))
-        if (inj.value("name", "") == "refuse-a") counters = inj.value("counters", nlohmann::json::object());
+    auto counters = counters_of("refuse-a");
     std::printf("  refuse-a counters %s\n", counters.dump().c_str());
     EXPECT_EQ(counters.value("calls", -1), 10) << counters;
     EXPECT_EQ(counters.value("failed", -1), 10) << counters;
