@@ -169,6 +169,31 @@ TEST_F(CohortLab, ObserveMeasuresWithoutFaultAndLeavesNothing) {
 
 // A real refusal (no listener: the peer's kernel answers the SYN with a RST) counts as
 // refused, and the RST as received, IPv4 and IPv6; a cohort-local measure, no fault.
+// An observation counts tardy's doing in its cohort for good: an injection's refusals stay in
+// the observation's reading after the injection ends (its counters go with it; tardy run's
+// phases are differences of such readings, and a step's failures once vanished from the
+// phase when its --for ran out just before the phase's last reading).
+TEST_F(CohortLab, AnEndedInjectionsFailuresStayInTheObservation) {
+    int out = -1;
+    auto obs = spawn_cmd({build_dir() + "/tardy", "observe", "--cgroup", lab_->cgroup_rel(kExp), "--name", "watch"}, &out);
+    ASSERT_TRUE(obs) << obs.error().message;
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 20000));
+    inject({"--fail", "connect=ECONNREFUSED:100%"}, "refuse");
+    auto r = connects(kExp, 1, 6, 1000);
+    EXPECT_EQ(std::count(r.begin(), r.end(), json(nullptr)), 6) << "the connects were not refused";
+    auto during = cohort(stats("watch"), "observed");
+    ASSERT_EQ(tardy({"stop", "refuse"}).status, 0);
+    auto after = cohort(stats("watch"), "observed");
+    std::printf("  observed failed_by.tardy: %s while the injection lived, %s after it ended\n",
+                during["tcp"]["failed_by"]["tardy"].dump().c_str(), after["tcp"]["failed_by"]["tardy"].dump().c_str());
+    EXPECT_EQ(during["tcp"]["failed_by"]["tardy"], 6u) << during.dump();
+    EXPECT_EQ(after["tcp"]["failed_by"]["tardy"], 6u) << "an ended injection's failures left the reading: " << after.dump();
+    EXPECT_EQ(tcp(after, "connects"), 6u) << after.dump();
+    EXPECT_EQ(after["tardy"]["failed"], 6u) << after.dump();
+    stop_process(*obs, 1000);
+    close(out);
+}
+
 TEST_F(CohortLab, ThePeersRefusalsAndTheirResetsAreCounted) {
     // Neighbours (IPv6 duplicate detection) settled first, from the control cohort: a SYN that
     // waits for them longer than the client does is abandoned, not refused.

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <cstdio>
@@ -127,20 +128,24 @@ Result<void> Agent::start_measuring(Injection& inj) {
 }
 
 // tardy's own doing to a cohort: the counters of the injections whose target is the cohort's
-// cgroup or one below it.
+// cgroup or one below it, live and ended (retired_).
 void Agent::add_tardy(const Cgroup& cohort, CohortMetrics& m) const {
-    for (const auto& [n, inj] : injections_) {
-        if (inj.cg.id != cohort.id && !inj.cg.path.starts_with(cohort.path + "/")) continue;
-        FaultCounters c;
-        for (const auto& b : backends_)
-            if (b->used_by(inj)) b->count(inj, c);
+    auto add = [&](const Cgroup& cg, const FaultCounters& c) {
+        if (cg.id != cohort.id && !cg.path.starts_with(cohort.path + "/")) return;
         m.tardy_dropped += c.dropped;
         m.tardy_delayed += c.delayed;
         m.tardy_failed += c.failed;
         m.tardy_stalled += c.stalled;
         m.failed_tardy += c.connects_refused;
         m.connects += c.connects_refused;  // calls that never reached TCP are connects all the same
+    };
+    for (const auto& [n, inj] : injections_) {
+        FaultCounters c;
+        for (const auto& b : backends_)
+            if (b->used_by(inj)) b->count(inj, c);
+        add(inj.cg, c);
     }
+    for (const auto& r : retired_) add(r.cg, r.c);
 }
 
 std::vector<std::pair<const Injection*, FaultCounters>> Agent::counters() const {
@@ -190,6 +195,16 @@ Result<void> Agent::end(const std::string& name) {
     auto it = injections_.find(name);
     if (it == injections_.end()) return ok();
     Injection& inj = it->second;
+    if (!inj.observe) {  // its last counters, read before its rules and counters go
+        FaultCounters c;
+        for (const auto& b : backends_)
+            if (b->used_by(inj)) b->count(inj, c);
+        auto r = std::find_if(retired_.begin(), retired_.end(), [&](const Retired& x) { return x.cg.id == inj.cg.id; });
+        if (r == retired_.end()) r = retired_.insert(retired_.end(), Retired{inj.cg, {}});
+        r->c.matched += c.matched, r->c.delayed += c.delayed, r->c.dropped += c.dropped, r->c.bytes += c.bytes;
+        r->c.calls += c.calls, r->c.failed += c.failed, r->c.stalled += c.stalled;
+        r->c.connects_refused += c.connects_refused;
+    }
     Result<void> result = ok();
     for (auto b = backends_.rbegin(); b != backends_.rend(); ++b) {
         if (!(*b)->used_by(inj)) continue;
@@ -200,6 +215,7 @@ Result<void> Agent::end(const std::string& name) {
     free_slots_.push_back(inj.slot);
     log("ended injection " + name);
     injections_.erase(it);
+    if (injections_.empty()) retired_.clear();  // no reading is left to count them in
     (void)journal_.compact();
     return result;
 }

@@ -66,6 +66,14 @@ private:
     Cohorts cohorts_{[this](const Cgroup& cg, CohortMetrics& m) { add_tardy(cg, m); }};
     std::map<std::string, Injection> injections_;
     std::vector<uint32_t> free_slots_;
+    // The final counters of injections that ended, by target cgroup: a cohort's reading counts
+    // them on, so tardy's doing in it only grows while it is measured (an observation's step
+    // ending must not take its failures out of the observation). Cleared when nothing is left.
+    struct Retired {
+        Cgroup cg;
+        FaultCounters c;
+    };
+    std::vector<Retired> retired_;
     uint64_t next_auto_name_ = 1;
     uint64_t next_target_check_ns_ = 0;
     nlohmann::json ended_ = nlohmann::json::array();  // the last few, newest last
