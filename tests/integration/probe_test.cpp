@@ -25,9 +25,7 @@
 #define CPPHTTPLIB_BROTLI_SUPPORT
 #include <httplib.h>
 
-// Not harness.hpp: its lab/probe.hpp declares another tardy::ProbeAttempt.
-#include "../common/eventually.hpp"
-#include "../common/privileges.hpp"
+#include "../common/harness.hpp"
 #include "experiment/probe.hpp"
 #include "sys/cgroup.hpp"
 #include "sys/process.hpp"
@@ -37,21 +35,6 @@ using namespace tardy::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-void sleep_ms(int ms) {
-    timespec ts{ms / 1000, (ms % 1000) * 1'000'000L};
-    nanosleep(&ts, nullptr);
-}
-
-// Alive and not a zombie.
-bool process_alive(pid_t pid) {
-    if (pid <= 0 || kill(pid, 0) != 0) return false;
-    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(st, line);
-    auto close = line.rfind(')');
-    return !(close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z');
-}
 
 std::vector<pid_t> procs_of(const std::string& cg) {
     std::vector<pid_t> out;

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <cstdio>
@@ -139,23 +138,20 @@ void Agent::add_tardy(const Cgroup& cohort, CohortMetrics& m) const {
         m.failed_tardy += c.connects_refused;
         m.connects += c.connects_refused;  // calls that never reached TCP are connects all the same
     };
-    for (const auto& [n, inj] : injections_) {
-        FaultCounters c;
-        for (const auto& b : backends_)
-            if (b->used_by(inj)) b->count(inj, c);
-        add(inj.cg, c);
-    }
-    for (const auto& r : retired_) add(r.cg, r.c);
+    for (const auto& [n, inj] : injections_) add(inj.cg, count(inj));
+    for (const auto& [id, r] : retired_) add(r.cg, r.c);
+}
+
+FaultCounters Agent::count(const Injection& inj) const {
+    FaultCounters c;
+    for (const auto& b : backends_)
+        if (b->used_by(inj)) b->count(inj, c);
+    return c;
 }
 
 std::vector<std::pair<const Injection*, FaultCounters>> Agent::counters() const {
     std::vector<std::pair<const Injection*, FaultCounters>> out;
-    for (const auto& [n, inj] : injections_) {
-        FaultCounters c;
-        for (const auto& b : backends_)
-            if (b->used_by(inj)) b->count(inj, c);
-        out.emplace_back(&inj, c);
-    }
+    for (const auto& [n, inj] : injections_) out.emplace_back(&inj, count(inj));
     return out;
 }
 
@@ -196,14 +192,8 @@ Result<void> Agent::end(const std::string& name) {
     if (it == injections_.end()) return ok();
     Injection& inj = it->second;
     if (!inj.observe) {  // its last counters, read before its rules and counters go
-        FaultCounters c;
-        for (const auto& b : backends_)
-            if (b->used_by(inj)) b->count(inj, c);
-        auto r = std::find_if(retired_.begin(), retired_.end(), [&](const Retired& x) { return x.cg.id == inj.cg.id; });
-        if (r == retired_.end()) r = retired_.insert(retired_.end(), Retired{inj.cg, {}});
-        r->c.matched += c.matched, r->c.delayed += c.delayed, r->c.dropped += c.dropped, r->c.bytes += c.bytes;
-        r->c.calls += c.calls, r->c.failed += c.failed, r->c.stalled += c.stalled;
-        r->c.connects_refused += c.connects_refused;
+        auto& r = retired_.try_emplace(inj.cg.id, Retired{inj.cg, {}}).first->second;
+        r.c += count(inj);
     }
     Result<void> result = ok();
     for (auto b = backends_.rbegin(); b != backends_.rend(); ++b) {
@@ -225,9 +215,7 @@ json Agent::list() {
     rep.agent_pid = getpid();
     uint64_t now = mono_ns();
     for (const auto& [name, inj] : injections_) {
-        FaultCounters c;
-        for (const auto& b : backends_)
-            if (b->used_by(inj)) b->count(inj, c);
+        FaultCounters c = count(inj);
         std::string faults;
         for (const auto& part : {describe(inj.net), describe(inj.sock), describe(inj.stalls)})
             if (!part.empty()) faults += (faults.empty() ? "" : "; ") + part;

@@ -41,6 +41,7 @@ private:
     nlohmann::json inject(const nlohmann::json& req, pid_t caller);
     nlohmann::json list();
     nlohmann::json stop(const nlohmann::json& req);
+    FaultCounters count(const Injection& inj) const;  // summed over the backends it uses
     nlohmann::json update(const nlohmann::json& req);
     nlohmann::json stats(const nlohmann::json& req);
     // Starts the injection's measuring (before its faults, so the baseline has none of them).
@@ -73,7 +74,7 @@ private:
         Cgroup cg;
         FaultCounters c;
     };
-    std::vector<Retired> retired_;
+    std::map<uint64_t, Retired> retired_;  // by target cgroup id
     uint64_t next_auto_name_ = 1;
     uint64_t next_target_check_ns_ = 0;
     nlohmann::json ended_ = nlohmann::json::array();  // the last few, newest last
