@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Packet faults of target cgroups, filtered by peer, port, protocol and flow: loss and delay
- * at TC egress for what they send, loss at cgroup_skb ingress for what they receive. */
+/* Packet faults of target cgroups, filtered by peer, port, protocol and flow: loss, delay,
+ * duplication, reordering and rate at TC egress for what they send, loss at cgroup_skb
+ * ingress for what they receive. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -13,6 +14,7 @@
 #include "lib/steal.bpf.h"
 #include "lib/lose.bpf.h"
 #include "lib/filter.bpf.h"
+#include "lib/shape.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -25,10 +27,79 @@ struct tardy_walk {
     __u64 now;
     __u64 delay;
     __u32 len;
+    __u64 rate_start; /* the latest --rate slot of the rules it passes: no departure before */
     __u32 lost;
     __u32 delayed;
+    __u32 duplicate; /* send it twice */
     __u32 scope; /* TARDY_SCOPE_EGRESS or TARDY_SCOPE_INGRESS: where the packet is */
 };
+
+/* What one rule does to a packet that matched it (tardy_apply_rule). */
+struct tardy_verdict {
+    __u64 delay;      /* added to the packet's departure */
+    __u64 rate_start; /* 0, or its --rate slot: no departure before */
+    __u32 delayed;    /* delay or rate_start holds it back */
+    __u32 duplicate;
+};
+
+/* One matching rule's faults on a packet: counts it, then loss, rate, duplication, reorder
+ * and delay. Returns 1 when the packet is lost. A global function: the verifier checks it
+ * once, on its own, instead of once for every path of its callers through the shapes' many
+ * branches (inlined, they made each TC program's load 15 times slower). */
+__noinline int tardy_apply_rule(const struct tardy_rule *r, struct tardy_verdict *v, __u64 now, __u32 len,
+                                __u32 scope)
+{
+    struct tardy_counters *cnt;
+    struct tardy_rule_state *st;
+
+    if (!r || !v)
+        return 0;
+    cnt = tardy_counters_of(r);
+    if (cnt) {
+        cnt->matched++;
+        cnt->bytes += len;
+    }
+    st = tardy_state_of(r);
+    if (tardy_loses(r, st)) {
+        if (cnt)
+            cnt->dropped++;
+        return 1;
+    }
+    if (scope != TARDY_SCOPE_EGRESS) /* the rest acts on departures: egress only (the agent refuses it at ingress) */
+        return 0;
+    if (r->rate_bytes_per_s) {
+        __u64 start = tardy_rate_slot(r, st, now, len);
+
+        if (!start) { /* the rate's queue is full */
+            if (cnt)
+                cnt->dropped++;
+            return 1;
+        }
+        if (start > now) {
+            v->rate_start = start;
+            v->delayed = 1;
+            if (cnt)
+                cnt->paced++;
+        }
+    }
+    if (r->duplicate_ppm && tardy_cchance(r, st, TARDY_DRAW_DUPLICATE, r->duplicate_ppm)) {
+        v->duplicate = 1;
+        if (cnt)
+            cnt->duplicated++;
+    }
+    if (r->delay_ns) {
+        if (r->reorder_ppm && tardy_cchance(r, st, TARDY_DRAW_REORDER, r->reorder_ppm)) {
+            if (cnt) /* leaves at once, ahead of the delayed packets sent before it */
+                cnt->reordered++;
+            return 0;
+        }
+        v->delay = tardy_shaped_delay(r, st);
+        v->delayed = 1;
+        if (cnt)
+            cnt->delayed++;
+    }
+    return 0;
+}
 
 /* set->slots[i] for i already checked: masked after a barrier, so that the compiler keeps
  * the mask (it knows i < TARDY_RULES_PER_CGROUP) and the verifier sees a bounded index. */
@@ -43,9 +114,8 @@ static __always_inline __u32 tardy_slot_at(const struct tardy_rule_set *set, __u
 static long tardy_rule_step(__u32 i, void *ctx)
 {
     struct tardy_walk *w = ctx;
-    struct tardy_counters *cnt;
+    struct tardy_verdict v = {};
     const struct tardy_rule *r;
-
     __u32 slot;
 
     if (i >= TARDY_RULES_PER_CGROUP || i >= w->set->n)
@@ -62,24 +132,18 @@ static long tardy_rule_step(__u32 i, void *ctx)
         return 0;
     if (!tardy_flow_chosen(r, &w->flow))
         return 0;
-    cnt = tardy_counters_of(r);
-    if (cnt) {
-        cnt->matched++;
-        cnt->bytes += w->len;
-    }
-    if (tardy_chance_ppm(r->loss_ppm)) {
-        if (cnt)
-            cnt->dropped++;
+    if (tardy_apply_rule(r, &v, w->now, w->len, w->scope)) {
         w->lost = 1;
         return 1;
     }
-    if (r->delay_ns && w->scope == TARDY_SCOPE_EGRESS) { /* no delay at ingress (the agent refuses it) */
-        w->delay += tardy_jittered_delay(r);
+    if (v.delayed) {
+        w->delay += v.delay;
         w->delayed = 1;
-        w->last_delaying = r->slot + 1;
-        if (cnt)
-            cnt->delayed++;
+        w->last_delaying = slot + 1;
     }
+    if (v.rate_start > w->rate_start)
+        w->rate_start = v.rate_start;
+    w->duplicate |= v.duplicate;
     return 0;
 }
 
@@ -127,9 +191,12 @@ static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
         return TARDY_TC_NEXT;
     if (w.lost)
         return tardy_lose(can_steal);
-    if (!w.delayed)
+    if (!w.delayed) {
+        if (w.duplicate) /* the copy carries no socket: our program passes it untouched */
+            bpf_clone_redirect(skb, skb->ifindex, 0);
         return TARDY_TC_NEXT;
-    t = tardy_departure(skb->tstamp, w.now, w.delay);
+    }
+    t = tardy_departure(skb->tstamp > w.rate_start ? skb->tstamp : w.rate_start, w.now, w.delay);
     if (!t) { /* beyond the horizon: fq would drop it anyway */
         __u32 slot = w.last_delaying - 1;
         struct tardy_counters *cnt = w.last_delaying ? bpf_map_lookup_elem(&tardy_counters, &slot) : NULL;
@@ -143,7 +210,11 @@ static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
      * receive time and cleared on redirect. 1 is BPF_SKB_TSTAMP_DELIVERY_MONO (5.18),
      * renamed BPF_SKB_CLOCK_MONOTONIC in 6.11. */
     bpf_skb_set_tstamp(skb, t, 1);
-    return tardy_hand_to_fq(skb, can_steal);
+    if (w.duplicate) /* the copy keeps the departure time: both are delayed, as in netem */
+        bpf_clone_redirect(skb, skb->ifindex, 0);
+    /* Paced only (--rate): the packet stays its socket's, so TCP small queues and the socket's
+     * send buffer hold the sender back as a slow link would. */
+    return w.delay ? tardy_hand_to_fq(skb, can_steal) : TARDY_TC_NEXT;
 }
 
 /* For TCX links: TCX has no STOLEN verdict (lib/steal.bpf.h, lib/lose.bpf.h). */

@@ -5,19 +5,6 @@
  * needed. Jitter reorders on purpose, as a real path would. */
 #pragma once
 
-/* One rule's delay for this packet: delay_ns, or with jitter uniform in delay ± jitter. */
-static __always_inline __u64 tardy_jittered_delay(const struct tardy_rule *r)
-{
-    __u64 delay = r->delay_ns;
-
-    if (r->jitter_ns) {
-        __u64 j = r->jitter_ns > delay ? delay : r->jitter_ns;
-
-        delay = delay - j + tardy_rand_below(2 * j + 1);
-    }
-    return delay;
-}
-
 /* Returns the departure time, or 0 when it lies beyond the horizon (the caller drops). */
 static __always_inline __u64 tardy_departure(__u64 stamped, __u64 now, __u64 delay)
 {

@@ -78,8 +78,48 @@ struct tardy_rule {
     __u32 flow_seed;  /* the draw's seed, one per injection */
     __u32 filtered;   /* 0: the filter is empty (every packet matches, nothing parsed) */
     __u32 scope;      /* TARDY_SCOPE_* bits; 0 is TARDY_SCOPE_EGRESS */
+    /* netem's shapes (docs/faults.md): each draw below is netem's, correlated with the
+     * rule's previous draw of the same kind by corr_ppm (netem's "correlation"). */
+    __u32 dist;             /* TARDY_DIST_*: the shape of the jitter around delay_ns */
+    __u32 corr_ppm;         /* 0: independent draws */
+    __u32 ge_p_ppm;         /* Gilbert-Elliott loss: good -> bad per packet; 0: loss_ppm, independent */
+    __u32 ge_r_ppm;         /* bad -> good per packet (1 / mean burst length) */
+    __u32 ge_bad_loss_ppm;  /* loss in the bad state (netem's 1-h) */
+    __u32 ge_good_loss_ppm; /* loss in the good state (netem's 1-k) */
+    __u32 duplicate_ppm;    /* share of packets sent twice */
+    __u32 reorder_ppm;      /* share of packets that skip the delay (leave before those sent earlier) */
+    __u64 rate_bytes_per_s; /* 0: no rate; else the target's packets are paced to it */
     struct tardy_filter filter;
 };
+
+/* Shapes of the jitter (tardy_rule.dist): netem's distribution tables. */
+#define TARDY_DIST_UNIFORM 0      /* uniform in delay ± jitter */
+#define TARDY_DIST_NORMAL 1       /* jitter is the standard deviation */
+#define TARDY_DIST_PARETO 2
+#define TARDY_DIST_PARETONORMAL 3
+#define TARDY_DISTS 4
+#define TARDY_DIST_SIZE 4096      /* entries per table, a power of two */
+#define TARDY_DIST_SCALE 8192     /* a table entry of TARDY_DIST_SCALE is one jitter (netem's NETEM_DIST_SCALE) */
+
+/* Value of the distribution map, indexed by TARDY_DIST_*: the inverse of the distribution's
+ * cumulative function at TARDY_DIST_SIZE evenly spaced points, in units of jitter / SCALE. */
+struct tardy_dist_table {
+    __s16 v[TARDY_DIST_SIZE];
+};
+
+/* What a rule remembers between packets, by slot (shared by the CPUs: races only blur it). */
+struct tardy_rule_state {
+    __u32 last[4];      /* the previous draw of each correlated kind (TARDY_DRAW_*) */
+    __u32 ge_bad;       /* Gilbert-Elliott: in the bad state */
+    __u32 pad;
+    __u64 rate_next_ns; /* --rate: the earliest departure of the next packet */
+};
+
+#define TARDY_DRAW_JITTER 0
+#define TARDY_DRAW_LOSS 1
+#define TARDY_DRAW_DUPLICATE 2
+#define TARDY_DRAW_REORDER 3
+#define TARDY_RATE_HORIZON_NS 1000000000ull /* --rate: a packet that would wait longer is dropped */
 
 /* Where a rule applies (tardy_rule.scope). */
 #define TARDY_SCOPE_EGRESS 1u  /* packets the target sends (TC egress) */
@@ -103,6 +143,9 @@ struct tardy_counters {
     __u64 delayed; /* packets given a later departure time */
     __u64 dropped; /* packets dropped by loss or by the horizon */
     __u64 bytes;   /* bytes of matched packets */
+    __u64 duplicated; /* packets sent twice */
+    __u64 reordered;  /* packets that skipped the delay (--reorder) */
+    __u64 paced;      /* packets given a later departure by --rate */
 };
 
 /* Value of the cgroup cache, keyed by a packet's cgroup id. */

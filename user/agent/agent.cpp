@@ -232,7 +232,8 @@ json Agent::list() {
         i.left_ns = inj.expires_ns > now ? inj.expires_ns - now : 0;
         i.devices = inj.device_names;
         i.replaced_qdiscs = inj.replaced_qdiscs;
-        i.counters = {c.matched, c.delayed, c.dropped, c.bytes, c.calls, c.failed, c.stalled};
+        i.counters = {c.matched, c.delayed, c.dropped, c.bytes, c.calls,      c.failed,
+                      c.stalled, c.duplicated, c.reordered, c.paced};
         for (const auto& k : inj.cohorts)
             if (k.role == "control") i.control = k.cg.rel;
         i.observe = inj.observe;

@@ -45,7 +45,7 @@ Result<void> TcBackend::take_devices(Injection& inj) {
     if (plan.empty())
         return Error::user("the target's network namespace has no device but loopback; choose one with --device lo");
 
-    bool need_fq = inj.net.delay_ns > 0;
+    bool need_fq = inj.net.paces();
     if (need_fq) {
         bool available = false;
         TARDY_TRY(in_netns(plan.front().nsfd, [&]() -> Result<void> {
@@ -72,7 +72,7 @@ Result<void> TcBackend::take_devices(Injection& inj) {
 }
 
 void TcBackend::release_devices(Injection& inj) {
-    bool had_fq = inj.net.delay_ns > 0;
+    bool had_fq = inj.net.paces();
     for (auto d = inj.devices.rbegin(); d != inj.devices.rend(); ++d) {
         if (auto r = devices_.release(*d, had_fq); !r) log("release " + devices_.ifname(*d) + ": " + r.error().message);
     }
@@ -156,11 +156,11 @@ Result<void> TcBackend::add(Injection& inj) {
 
 Result<void> TcBackend::update(const Injection& inj, const Injection& next) {
     // fq is put on the devices when the injection starts, for a delay: it cannot come or go.
-    if ((next.net.delay_ns > 0) != (inj.net.delay_ns > 0))
-        return Error::user(inj.net.delay_ns ? "a delay can change live but not end (it holds fq on the devices); give "
-                                              "--delay with a new value, or stop the injection"
-                                            : "a delay cannot be added live (it needs fq on the devices, set up when an "
-                                              "injection starts); stop the injection and inject anew with --delay");
+    if (next.net.paces() != inj.net.paces())
+        return Error::user(inj.net.paces() ? "a delay or rate can change live but not end (it holds fq on the devices); "
+                                             "give it a new value, or stop the injection"
+                                           : "a delay or rate cannot be added live (it needs fq on the devices, set up "
+                                             "when an injection starts); stop the injection and inject anew with it");
     auto filter = encode(inj.filter);
     if (!filter) return filter.error();
     // Same slot: the hash map's update swaps the whole rule at once (RCU), counters untouched.
@@ -183,6 +183,9 @@ void TcBackend::count(const Injection& inj, FaultCounters& c) const {
     c.delayed += t->delayed;
     c.dropped += t->dropped;
     c.bytes += t->bytes;
+    c.duplicated += t->duplicated;
+    c.reordered += t->reordered;
+    c.paced += t->paced;
 }
 
 tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter) {
@@ -196,6 +199,15 @@ tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter
     rule.flow_seed = inj.flow_seed;
     rule.filtered = inj.filter.empty() ? 0 : 1;
     rule.scope = inj.net.scope;
+    rule.dist = inj.net.dist;
+    rule.corr_ppm = inj.net.corr_ppm;
+    rule.ge_p_ppm = inj.net.ge_p_ppm;
+    rule.ge_r_ppm = inj.net.ge_r_ppm;
+    rule.ge_bad_loss_ppm = inj.net.ge_bad_loss_ppm;
+    rule.ge_good_loss_ppm = inj.net.ge_good_loss_ppm;
+    rule.duplicate_ppm = inj.net.duplicate_ppm;
+    rule.reorder_ppm = inj.net.reorder_ppm;
+    rule.rate_bytes_per_s = inj.net.rate_bytes_per_s;
     rule.filter = filter;
     return rule;
 }

@@ -105,13 +105,13 @@ Result<void> check_kernel_can(const InjectRequest& r, bool load) {
     if (r.sock.any_file()) TARDY_TRY(FileObject::load(""));
     if (load && r.sock.any()) TARDY_TRY(SockObject::load(""));
     if (load && !r.stalls.empty()) TARDY_TRY(StallObject::load(""));
-    if (r.net.delay_ns) {
+    if (r.net.paces()) {
         // A kernel without sch_fq accepts departure stamps but never enforces them, which
         // would be a silent no-op fault.
         auto fq = qdisc_kind_available("fq");
         if (fq && !*fq)
-            return Error::user("--delay needs the fq qdisc to enforce departure times, and this kernel has none "
-                               "(sch_fq missing; see `tardy doctor`); --loss works without it");
+            return Error::user("--delay and --rate need the fq qdisc to enforce departure times, and this kernel "
+                               "has none (sch_fq missing; see `tardy doctor`); --loss works without it");
     }
     return ok();
 }

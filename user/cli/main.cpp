@@ -190,8 +190,24 @@ int run(int argc, char** argv) {
                        "--pod, one container of that pod");
     inject->add_option("--pod", ia.pod, "Target a Kubernetes pod by UID (full or unique prefix), on its node");
     inject->add_option("--delay", ia.delay, "Delay egress packets, e.g. 50ms (needs the fq qdisc)");
-    inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay)");
+    inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay); see --distribution");
+    inject->add_option("--distribution", ia.shape.distribution,
+                       "Shape of the jitter, as netem's: uniform (default), normal, pareto or paretonormal (jitter is "
+                       "then the spread, e.g. the standard deviation)");
     inject->add_option("--loss", ia.loss, "Drop this share of packets, e.g. 5% or 0.01% (egress; see --direction)");
+    inject->add_option("--loss-burst", ia.shape.loss_burst,
+                       "Make --loss come in bursts of N packets on average (a Gilbert-Elliott model), e.g. 4");
+    inject->add_option("--loss-gemodel", ia.shape.loss_gemodel,
+                       "netem's Gilbert-Elliott loss, instead of --loss: P[,R[,1-H[,1-K]]], e.g. 1%,25%");
+    inject->add_option("--correlation", ia.shape.correlation,
+                       "Tie each random draw (jitter, loss, duplicate, reorder) to the one before, as netem's "
+                       "correlation, e.g. 25%");
+    inject->add_option("--duplicate", ia.shape.duplicate, "Send this share of egress packets twice, e.g. 1%");
+    inject->add_option("--reorder", ia.shape.reorder,
+                       "Send this share of egress packets at once while the others wait --delay, e.g. 25%");
+    inject->add_option("--rate", ia.shape.rate,
+                       "Limit the target's egress to this rate, e.g. 10mbit, 500kbit, 2mbps (bytes/s); paced, needs "
+                       "the fq qdisc");
     inject->add_option("--fail", ia.fails,
                        "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket, "
                        "open (openat), read, write (repeatable), e.g. connect=ECONNREFUSED:25%");
@@ -229,7 +245,8 @@ int run(int argc, char** argv) {
     inject->add_flag("--force", ia.force,
                      "Allow the root cgroup or tardy's own cgroup as target, and a delay to replace a root qdisc "
                      "that someone configured (it is restored when the delay ends)");
-    inject->footer("Units: ns, us, ms, s, m, h (250us, 1.5s); percentages with % (5%, 0.01%).\n"
+    inject->footer("Units: ns, us, ms, s, m, h (250us, 1.5s); percentages with % (5%, 0.01%); rates as tc writes "
+                   "them (10mbit, 1gbit, 2mbps).\n"
                    "Examples:\n"
                    "  sudo tardy inject --pid 4242 --loss 30% --for 1m --name flaky\n"
                    "  sudo tardy inject --pid 4242,4243 --stall write=20ms   # processes of one cgroup\n"
@@ -243,6 +260,10 @@ int run(int argc, char** argv) {
                    "  sudo tardy inject --cgroup shop.slice --loss 100% --flows 10%   # one connection in ten dead\n"
                    "  sudo tardy inject --cgroup shop.slice --loss 20% --direction both --peer 10.0.0.7\n"
                    "  sudo tardy inject --cgroup shop.slice --delay 300ms --setup-only --port 443   # slow connects\n"
+                   "  sudo tardy inject --cgroup shop.slice --delay 100ms --jitter 20ms --distribution normal\n"
+                   "  sudo tardy inject --cgroup shop.slice --loss 5% --loss-burst 4   # bursts of 4 lost packets\n"
+                   "  sudo tardy inject --cgroup shop.slice --rate 10mbit --duplicate 1%\n"
+                   "  sudo tardy inject --cgroup shop.slice --delay 10ms --reorder 25% --correlation 50%\n"
                    "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"
                    "  sudo tardy inject --cgroup db.slice --stall flush=100ms --path /var/lib/postgresql   # slow disk\n"
                    "  sudo tardy inject --pid 4242 --fail open=EIO:10% --path /var/lib/app   # needs the BPF LSM");

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "loader/percpu.hpp"
+#include "model/net_shape.hpp"
 #include "sys/qdisc.hpp"
 #include "tc.skel.h"
 #include "sys/tc_filter.hpp"
@@ -67,6 +68,12 @@ Result<std::unique_ptr<TcObject>> TcObject::load(const Options& o) {
     void* m = mmap(nullptr, sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
     if (m == MAP_FAILED) return Error::sys("mmap the control map", errno);
     obj->control_ = static_cast<volatile tardy_control*>(m);
+    // netem's distribution tables, computed once per load (model/net_shape.cpp).
+    int dfd = bpf_map__fd(obj->skel_->maps.tardy_dists);
+    for (uint32_t d = TARDY_DIST_NORMAL; d < TARDY_DISTS; d++) {
+        auto t = dist_table(d);
+        if (bpf_map_update_elem(dfd, &d, t.data(), BPF_ANY) != 0) return Error::sys("write a distribution table", errno);
+    }
     return obj;
 }
 
@@ -139,10 +146,16 @@ Result<void> TcObject::delete_rule(uint64_t cgid) {
 }
 
 Result<tardy_counters> TcObject::counters(uint32_t slot) const {
-    return sum_percpu<tardy_counters>(bpf_map__fd(skel_->maps.tardy_counters), slot, [](auto& s, const auto& c) { s.matched += c.matched; s.delayed += c.delayed; s.dropped += c.dropped; s.bytes += c.bytes; }, "counters");
+    return sum_percpu<tardy_counters>(bpf_map__fd(skel_->maps.tardy_counters), slot, [](auto& s, const auto& c) { s.matched += c.matched; s.delayed += c.delayed; s.dropped += c.dropped; s.bytes += c.bytes;
+        s.duplicated += c.duplicated; s.reordered += c.reordered; s.paced += c.paced; }, "counters");
 }
 
 Result<void> TcObject::reset_counters(uint32_t slot) {
+    // A new injection in a slot also starts from a fresh state (no correlation, burst or
+    // pacing carried over from the slot's last user).
+    tardy_rule_state fresh{};
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_rule_states), &slot, &fresh, BPF_ANY) != 0)
+        return Error::sys("reset a rule's state", errno);
     return zero_percpu<tardy_counters>(bpf_map__fd(skel_->maps.tardy_counters), slot, "counters");
 }
 

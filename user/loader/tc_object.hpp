@@ -45,7 +45,7 @@ public:
     Result<void> put_rule(uint64_t cgid, const tardy_rule& r);  // the rule and a set of one
     Result<void> delete_rule(uint64_t cgid);
     Result<tardy_counters> counters(uint32_t slot) const;  // summed over CPUs
-    Result<void> reset_counters(uint32_t slot);
+    Result<void> reset_counters(uint32_t slot);  // and the rule's state (correlations, burst, pacing)
 
     // The control map is mmap()ed: fields are stored one by one, so the agent renewing its
     // lease never writes `armed` back over a concurrent `tardy kill`.

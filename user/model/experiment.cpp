@@ -187,9 +187,11 @@ HypothesisEntry entry(const YAML::Node& n, int id, bool have_control) {
     return e;
 }
 
-const std::vector<std::string> kFaultKeys = {"delay", "jitter", "loss", "flows", "fail", "stall", "on", "direction",
-                                             "setup_only", "peer", "except_peer", "port", "except_port", "proto",
-                                             "path", "device", "netns"};
+const std::vector<std::string> kFaultKeys = {"delay",     "jitter",      "loss",         "flows",       "fail",
+                                             "stall",     "on",          "direction",    "setup_only",  "peer",
+                                             "except_peer", "port",      "except_port",  "proto",       "path",
+                                             "device",    "netns",       "distribution", "correlation", "loss_burst",
+                                             "loss_gemodel", "duplicate", "reorder",     "rate"};
 
 MethodStep step(const YAML::Node& n, int i, const CohortTarget& target) {
     std::string where = "method[" + std::to_string(i) + "]";
@@ -207,6 +209,13 @@ MethodStep step(const YAML::Node& n, int i, const CohortTarget& target) {
     one("jitter", a.jitter);
     one("loss", a.loss);
     one("flows", a.flows);
+    one("distribution", a.shape.distribution);
+    one("correlation", a.shape.correlation);
+    one("loss_burst", a.shape.loss_burst);
+    one("loss_gemodel", a.shape.loss_gemodel);
+    one("duplicate", a.shape.duplicate);
+    one("reorder", a.shape.reorder);
+    one("rate", a.shape.rate);
     many("fail", a.fails);
     many("stall", a.stalls);
     one("on", a.on);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/filter.hpp"
+#include "model/request_fields.hpp"
 #include "model/sock_faults.hpp"
 #include "model/spec.hpp"
 #include "model/syscalls.hpp"
@@ -18,81 +19,7 @@ namespace tardy {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr size_t kMaxPath = 4096;  // PATH_MAX, with its NUL
-constexpr uint64_t kMaxU64 = ~0ULL;
-
-// A value as an error message shows it: short, one line, valid UTF-8.
-std::string shown(const json& v) {
-    if (v.is_object()) return "an object";
-    if (v.is_array()) return "an array";
-    std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (s.size() > 60) {
-        size_t cut = 57;
-        while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) cut--;  // not inside a character
-        s = s.substr(0, cut) + "...";
-    }
-    return s;
-}
-
-Error bad(const std::string& field, const std::string& why) {
-    return Error::user("request field " + field + ": " + why);
-}
-
-const json* member(const json& obj, const char* key) {
-    auto it = obj.find(key);
-    return it == obj.end() ? nullptr : &*it;
-}
-
-// Absent: `dflt` when there is one (the agent reads the field with value()), else missing.
-Result<uint64_t> get_uint(const json& obj, const char* key, const std::string& where, uint64_t lo, uint64_t hi,
-                          std::optional<uint64_t> dflt = std::nullopt) {
-    const json* v = member(obj, key);
-    if (!v) {
-        if (dflt) return *dflt;
-        return bad(where, "missing");
-    }
-    // Whole numbers only: get<uint64_t>() would wrap a negative and truncate a fraction.
-    bool whole = v->is_number_unsigned() || (v->is_number_integer() && v->get<int64_t>() >= 0);
-    std::string range = hi == kMaxU64 ? ">= " + std::to_string(lo)
-                                      : "from " + std::to_string(lo) + " to " + std::to_string(hi);
-    if (!whole) return bad(where, "want a whole number " + range + ", got " + shown(*v));
-    uint64_t x = v->get<uint64_t>();
-    if (x < lo || x > hi) return bad(where, std::to_string(x) + " is out of range; want " + range);
-    return x;
-}
-
-Result<std::string> get_string(const json& obj, const char* key, const std::string& where, bool required) {
-    const json* v = member(obj, key);
-    if (!v) {
-        if (required) return bad(where, "missing");
-        return std::string();
-    }
-    if (!v->is_string()) return bad(where, "want a string, got " + shown(*v));
-    const auto& s = v->get_ref<const std::string&>();
-    // C APIs (open, inet_pton) would stop at a NUL and act on a prefix of what was checked.
-    if (s.find('\0') != std::string::npos) return bad(where, "contains a NUL byte");
-    return s;
-}
-
-Result<void> check_abs_path(const std::string& p, const std::string& where, size_t max) {
-    if (p.empty() || p[0] != '/') return bad(where, "want an absolute path, got " + shown(json(p)));
-    if (p.size() >= max) return bad(where, "longer than " + std::to_string(max - 1) + " bytes");
-    return ok();
-}
-
-Result<const json*> get_array(const json& obj, const char* key, const std::string& where, size_t max) {
-    const json* a = member(obj, key);
-    if (!a) return static_cast<const json*>(nullptr);
-    if (!a->is_array()) return bad(where, "want an array, got " + shown(*a));
-    if (a->size() > max) return bad(where, std::to_string(a->size()) + " entries; at most " + std::to_string(max));
-    return a;
-}
-
-Result<const json*> need_object(const json& v, const std::string& where, const char* shape) {
-    if (!v.is_object()) return bad(where, std::string("want an object ") + shape + ", got " + shown(v));
-    return &v;
-}
+using namespace request_fields;
 
 std::string at(const std::string& where, size_t i) { return where + "[" + std::to_string(i) + "]"; }
 
@@ -102,35 +29,6 @@ bool valid_name(const std::string& n) {
     return validate_name(n).ok() && std::isalnum(static_cast<unsigned char>(n[0]));
 }
 constexpr const char* kNameRule = "use 1 to 64 characters from [A-Za-z0-9._-], starting with a letter or digit";
-
-Result<NetFaults> check_net(const json& req) {
-    const json* n = member(req, "net");
-    if (!n) return bad("net", "missing; want an object (may be {})");
-    TARDY_TRY(need_object(*n, "net", "{delay_ns, jitter_ns, loss_ppm, flows_ppm, scope}"));
-    NetFaults f;
-    auto delay = get_uint(*n, "delay_ns", "net.delay_ns", 0, TARDY_MAX_DELAY_NS, 0);
-    if (!delay) return delay.error();
-    auto jitter = get_uint(*n, "jitter_ns", "net.jitter_ns", 0, TARDY_MAX_DELAY_NS, 0);
-    if (!jitter) return jitter.error();
-    if (*jitter > *delay) return bad("net.jitter_ns", "exceeds net.delay_ns; use jitter <= delay");
-    if (*delay + *jitter > TARDY_MAX_DELAY_NS) return bad("net", "delay_ns plus jitter_ns is over 5s");
-    auto loss = get_uint(*n, "loss_ppm", "net.loss_ppm", 0, TARDY_PPM, 0);
-    if (!loss) return loss.error();
-    f.delay_ns = *delay;
-    f.jitter_ns = *jitter;
-    f.loss_ppm = static_cast<uint32_t>(*loss);
-    auto flows = get_uint(*n, "flows_ppm", "net.flows_ppm", 0, TARDY_PPM - 1, 0);
-    if (!flows) return flows.error();
-    f.flows_ppm = static_cast<uint32_t>(*flows);
-    auto scope = get_uint(*n, "scope", "net.scope", 0, TARDY_SCOPE_EGRESS | TARDY_SCOPE_INGRESS | TARDY_SCOPE_SETUP,
-                          TARDY_SCOPE_EGRESS);
-    if (!scope) return scope.error();
-    f.scope = static_cast<uint32_t>(*scope);
-    if (!(f.scope & (TARDY_SCOPE_EGRESS | TARDY_SCOPE_INGRESS)))
-        return bad("net.scope", "names no direction; set bit 1 (egress), 2 (ingress) or both");
-    if ((f.scope & TARDY_SCOPE_INGRESS) && f.delay_ns) return bad("net.scope", "ingress takes no delay_ns");
-    return f;
-}
 
 // sock.faults or sock.file_faults: [{op, err, ppm}], one per operation.
 Result<std::vector<SockFault>> check_faults(const json& sock, const char* key, bool file) {

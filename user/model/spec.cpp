@@ -120,6 +120,10 @@ Result<void> scope_net(const InjectArgs& a, NetFaults& net) {
         if (net.ingress() && net.delay_ns)
             return Error::user("--delay applies to the packets the target sends, not to those it receives: use "
                                "--direction egress for the delay (ingress takes --loss)");
+        if (net.ingress() && (net.duplicate_ppm || net.rate_bytes_per_s))
+            return Error::user(std::string(net.rate_bytes_per_s ? "--rate" : "--duplicate") +
+                               " applies to the packets the target sends: use --direction egress for it "
+                               "(ingress takes --loss)");
     }
     if (a.setup_only) {
         if (!net.any())
@@ -187,6 +191,7 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         if (*l == 0)
             return Error::user("--loss 0%: nothing to inject; give a positive percentage or leave it out");
     }
+    TARDY_TRY(apply_shape(a.shape, a.loss, r.net));
     if (!a.flows.empty()) {
         auto f = parse_percent_ppm(a.flows, "--flows");
         if (!f) return f.error();
@@ -251,9 +256,11 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
         }
     }
     if (!r.net.any() && !r.sock.any() && !r.sock.any_file() && r.stalls.empty())
-        return Error::user("no fault given: add --delay DUR, --loss PCT, --fail SYSCALL=ERRNO or --stall SYSCALL=DUR");
+        return Error::user("no fault given: add --delay DUR, --loss PCT, --rate RATE, --duplicate PCT, --fail "
+                           "SYSCALL=ERRNO or --stall SYSCALL=DUR");
     if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))
-        return Error::user("--device and --netns choose where packet faults apply; give --delay or --loss, or leave them out");
+        return Error::user("--device and --netns choose where packet faults apply; give --delay, --loss, --rate or "
+                           "--duplicate, or leave them out");
     if (!r.net.egress() && (!a.devices.empty() || !a.netns.empty()))
         return Error::user("--device and --netns choose where egress faults apply; ingress loss acts on the packets "
                            "the target's sockets receive, on any device: leave them out");
@@ -283,11 +290,14 @@ std::string describe(const NetFaults& f) {
     if (f.delay_ns) {
         s += "delay " + format_duration(f.delay_ns);
         if (f.jitter_ns) s += "±" + format_duration(f.jitter_ns);
+        if (f.jitter_ns && f.dist != TARDY_DIST_UNIFORM) s += " " + dist_name(f.dist);
     }
     if (f.loss_ppm) {
         if (!s.empty()) s += ", ";
-        s += "loss " + format_ppm(f.loss_ppm);
+        s += "loss " + format_ppm(f.loss_ppm) + describe_loss(f);
     }
+    s += describe_shape(f);
+    if (s.starts_with(", ")) s.erase(0, 2);
     if (s.empty()) return s;
     if (f.flows_ppm) s += " on " + format_ppm(f.flows_ppm) + " of flows";
     if (f.scope & TARDY_SCOPE_SETUP) s += " at TCP connection setup";
@@ -309,6 +319,7 @@ void to_json(nlohmann::json& j, const NetFaults& f) {
     // For people and scripts reading `list --json`; the agent reads scope.
     j["direction"] = f.ingress() ? (f.egress() ? "both" : "ingress") : "egress";
     j["setup_only"] = (f.scope & TARDY_SCOPE_SETUP) != 0;
+    shape_to_json(j, f);
 }
 
 void from_json(const nlohmann::json& j, NetFaults& f) {
@@ -317,6 +328,7 @@ void from_json(const nlohmann::json& j, NetFaults& f) {
     f.loss_ppm = j.value("loss_ppm", uint32_t{0});
     f.flows_ppm = j.value("flows_ppm", uint32_t{0});
     f.scope = j.value("scope", uint32_t{TARDY_SCOPE_EGRESS});
+    shape_from_json(j, f);
 }
 
 }  // namespace tardy

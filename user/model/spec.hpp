@@ -12,6 +12,7 @@
 
 #include "model/error.hpp"
 #include "model/filter.hpp"
+#include "model/net_shape.hpp"
 #include "model/sock_faults.hpp"
 
 namespace tardy {
@@ -23,7 +24,17 @@ struct NetFaults {
     uint32_t flows_ppm = 0;  // --flows: the share of flows hit, sticky per 5-tuple; 0: every flow
     // TARDY_SCOPE_* bits: --direction (egress, ingress or both) and --setup-only
     uint32_t scope = TARDY_SCOPE_EGRESS;
-    bool any() const { return delay_ns || loss_ppm; }
+    // netem's shapes (model/net_shape.hpp): tardy_rule's fields of the same names.
+    uint32_t dist = TARDY_DIST_UNIFORM;  // --distribution: the shape of the jitter
+    uint32_t corr_ppm = 0;               // --correlation
+    // Gilbert-Elliott loss (--loss-burst, --loss-gemodel); ge_p_ppm 0: loss_ppm, independent.
+    // loss_ppm then holds the model's mean loss, for people.
+    uint32_t ge_p_ppm = 0, ge_r_ppm = 0, ge_bad_loss_ppm = 0, ge_good_loss_ppm = 0;
+    uint32_t duplicate_ppm = 0;          // --duplicate
+    uint32_t reorder_ppm = 0;            // --reorder: that share skips the delay
+    uint64_t rate_bytes_per_s = 0;       // --rate
+    bool any() const { return delay_ns || loss_ppm || duplicate_ppm || rate_bytes_per_s; }
+    bool paces() const { return delay_ns || rate_bytes_per_s; }  // sets departure times: needs fq
     bool egress() const { return scope & TARDY_SCOPE_EGRESS; }
     bool ingress() const { return scope & TARDY_SCOPE_INGRESS; }
 };
@@ -72,6 +83,7 @@ struct InjectArgs {
     std::string cgroup, pid, container, pod;  // pid: PIDs joined by ','
     std::string delay, jitter, loss, flows, for_dur, name, netns, path;
     std::string direction;    // --direction egress|ingress|both
+    ShapeArgs shape;          // --distribution, --correlation, --loss-burst, ..., --rate
     bool setup_only = false;  // --setup-only
     std::vector<std::string> devices, fails, stalls;
     FilterArgs filter;  // --peer, --except-peer, --port, --except-port, --proto

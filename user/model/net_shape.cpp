@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "model/net_shape.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "model/spec.hpp"
+#include "model/tardy_abi.hpp"
+#include "model/units.hpp"
+
+namespace tardy {
+namespace {
+
+constexpr std::array<const char*, TARDY_DISTS> kDistNames = {"uniform", "normal", "pareto", "paretonormal"};
+
+std::string shown(std::string_view v) {
+    std::string out;
+    for (char c : v.substr(0, 64)) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+    return out;
+}
+
+// Digits with at most one '.', nothing else: a plain positive decimal.
+bool plain_decimal(std::string_view s, double& out) {
+    if (s.empty() || s.size() > 32 || s.find_first_not_of("0123456789.") != std::string_view::npos ||
+        std::count(s.begin(), s.end(), '.') > 1 || s == ".")
+        return false;
+    out = std::strtod(std::string(s).c_str(), nullptr);
+    return std::isfinite(out);
+}
+
+Result<uint32_t> percent(const std::string& text, const char* flag) {
+    auto p = parse_percent_ppm(text, flag);
+    if (!p) return p.error();
+    if (*p == 0) return Error::user(std::string(flag) + " 0%: nothing to inject; give a positive percentage or leave it out");
+    return *p;
+}
+
+// The standard normal quantile: the x with P(X < x) = q, by bisection on erfc (exact to
+// double precision; the agent computes 4,096 of them once).
+double normal_quantile(double q) {
+    double lo = -12, hi = 12;
+    for (int i = 0; i < 200; i++) {
+        double mid = (lo + hi) / 2;
+        (0.5 * std::erfc(-mid / std::sqrt(2.0)) < q ? lo : hi) = mid;
+    }
+    return (lo + hi) / 2;
+}
+
+int16_t clamp16(long v) { return static_cast<int16_t>(std::clamp<long>(v, -32768, 32767)); }
+
+}  // namespace
+
+bool ShapeArgs::empty() const { return given().empty(); }
+
+std::vector<std::string> ShapeArgs::given() const {
+    std::vector<std::string> g;
+    for (auto [v, name] : {std::pair{&distribution, "--distribution"}, {&correlation, "--correlation"},
+                           {&loss_burst, "--loss-burst"}, {&loss_gemodel, "--loss-gemodel"},
+                           {&duplicate, "--duplicate"}, {&reorder, "--reorder"}, {&rate, "--rate"}})
+        if (!v->empty()) g.push_back(name);
+    return g;
+}
+
+std::string dist_name(uint32_t dist) { return dist < kDistNames.size() ? kDistNames[dist] : "?"; }
+
+std::vector<int16_t> dist_table(uint32_t dist) {
+    // As iproute2's netem/*.c generators define them, entry k of 4,096: the normal's quantile
+    // at (4k + 1/2) / 16384; the pareto's (alpha 3, shifted to mean 0 and scaled by 4/3) at
+    // 1 - k/4096; paretonormal a quarter of the first and three quarters of the second.
+    std::vector<int16_t> t(TARDY_DIST_SIZE);
+    for (int k = 0; k < TARDY_DIST_SIZE; k++) {
+        long normal = std::lrint(normal_quantile((4.0 * k + 0.5) / 16384.0) * TARDY_DIST_SCALE);
+        double u = 1.0 - static_cast<double>(k) / TARDY_DIST_SIZE;
+        long pareto = std::min(32767L, std::lrint((1.0 / std::cbrt(u) - 1.5) * (4.0 / 3.0) * TARDY_DIST_SCALE));
+        switch (dist) {
+        case TARDY_DIST_NORMAL: t[k] = clamp16(normal); break;
+        case TARDY_DIST_PARETO: t[k] = clamp16(pareto); break;
+        case TARDY_DIST_PARETONORMAL: t[k] = clamp16((normal + 3 * pareto) / 4); break;
+        default: t[k] = 0;
+        }
+    }
+    return t;
+}
+
+Result<uint64_t> parse_rate(std::string_view text, std::string_view flag) {
+    struct RateUnit {
+        std::string_view suffix;
+        double bytes;  // bytes per second of one unit
+    };
+    // tc's units: bit-based with "bit", byte-based with "bps"; k/m/g/t decimal, ki/mi/gi/ti binary.
+    static constexpr std::array<RateUnit, 15> kRateUnits{{{"kibit", 1024.0 / 8},
+                                                          {"mibit", 1048576.0 / 8},
+                                                          {"gibit", 1073741824.0 / 8},
+                                                          {"kibps", 1024.0},
+                                                          {"mibps", 1048576.0},
+                                                          {"gibps", 1073741824.0},
+                                                          {"kbit", 1e3 / 8},
+                                                          {"mbit", 1e6 / 8},
+                                                          {"gbit", 1e9 / 8},
+                                                          {"tbit", 1e12 / 8},
+                                                          {"kbps", 1e3},
+                                                          {"mbps", 1e6},
+                                                          {"gbps", 1e9},
+                                                          {"bit", 1.0 / 8},
+                                                          {"bps", 1.0}}};
+    std::string f(flag), t = shown(text), lower(text);
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    for (const auto& u : kRateUnits) {
+        if (lower.size() <= u.suffix.size() || !lower.ends_with(u.suffix)) continue;
+        double v;
+        if (!plain_decimal(std::string_view(lower).substr(0, lower.size() - u.suffix.size()), v)) break;
+        double bytes = v * u.bytes;
+        if (bytes < 8000 || bytes > 12.5e9)
+            return Error::user(f + " " + t + ": use a rate from 64kbit to 100gbit");
+        return static_cast<uint64_t>(std::llround(bytes));
+    }
+    return Error::user(f + " '" + t + "': not a rate; write it as tc does, e.g. 10mbit, 500kbit, 1gbit or 2mbps "
+                                      "(bytes per second)");
+}
+
+std::string format_rate(uint64_t bytes_per_s) {
+    double bits = static_cast<double>(bytes_per_s) * 8;
+    char buf[32];
+    for (auto [unit, div] : {std::pair{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}}) {
+        if (bits >= div) {
+            std::snprintf(buf, sizeof buf, "%.4g%s", bits / div, unit);
+            return buf;
+        }
+    }
+    std::snprintf(buf, sizeof buf, "%.4gbit", bits);
+    return buf;
+}
+
+namespace {
+
+// --loss-gemodel P[,R[,1-H[,1-K]]] with netem's defaults: R = 100% - P, 1-H = 100%, 1-K = 0%.
+Result<void> gemodel(const std::string& spec, NetFaults& net) {
+    std::vector<std::string> parts;
+    size_t start = 0;
+    for (size_t comma; (comma = spec.find(',', start)) != std::string::npos; start = comma + 1)
+        parts.push_back(spec.substr(start, comma - start));
+    parts.push_back(spec.substr(start));
+    if (parts.size() > 4)
+        return Error::user("--loss-gemodel '" + shown(spec) + "': give P[,R[,1-H[,1-K]]], e.g. 1%,30%,100%,0%");
+    std::array<uint32_t, 4> v{};
+    const char* names[] = {"--loss-gemodel P", "--loss-gemodel R", "--loss-gemodel 1-H", "--loss-gemodel 1-K"};
+    for (size_t i = 0; i < parts.size(); i++) {
+        auto p = parse_percent_ppm(parts[i], names[i]);
+        if (!p) return p.error();
+        v[i] = *p;
+    }
+    if (v[0] == 0) return Error::user("--loss-gemodel: P 0% never enters the bad state; give a positive P");
+    if (parts.size() < 2) v[1] = TARDY_PPM - v[0];
+    if (parts.size() < 3) v[2] = TARDY_PPM;
+    if (v[1] == 0) return Error::user("--loss-gemodel: R 0% never leaves the bad state; give a positive R");
+    if (v[2] == 0 && v[3] == 0) return Error::user("--loss-gemodel: 1-H and 1-K both 0% lose nothing");
+    net.ge_p_ppm = v[0];
+    net.ge_r_ppm = v[1];
+    net.ge_bad_loss_ppm = v[2];
+    net.ge_good_loss_ppm = v[3];
+    double bad = static_cast<double>(v[0]) / (v[0] + v[1]);
+    net.loss_ppm = static_cast<uint32_t>(std::llround(bad * v[2] + (1 - bad) * v[3]));
+    if (net.loss_ppm == 0) net.loss_ppm = 1;
+    return ok();
+}
+
+}  // namespace
+
+Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults& net) {
+    if (!a.loss_gemodel.empty()) {
+        if (!loss.empty())
+            return Error::user("--loss-gemodel sets the loss itself; give it instead of --loss (or use --loss PCT "
+                               "--loss-burst N)");
+        if (!a.loss_burst.empty()) return Error::user("--loss-burst shapes --loss; with --loss-gemodel leave it out");
+        TARDY_TRY(gemodel(a.loss_gemodel, net));
+    }
+    if (!a.loss_burst.empty()) {
+        double b;
+        if (loss.empty())
+            return Error::user("--loss-burst N makes --loss come in bursts of N packets on average; give --loss "
+                               "with it, e.g. --loss 5% --loss-burst 4");
+        if (!plain_decimal(a.loss_burst, b) || b < 1 || b > 1e6)
+            return Error::user("--loss-burst '" + shown(a.loss_burst) + "': give the mean burst length in packets, "
+                               "a number from 1, e.g. 4");
+        double l = static_cast<double>(net.loss_ppm) / TARDY_PPM, r = 1 / b, p = l * r / (1 - l);
+        if (net.loss_ppm >= TARDY_PPM || p > 1)
+            return Error::user("--loss " + format_ppm(net.loss_ppm) + " in bursts of " + shown(a.loss_burst) +
+                               " cannot be: the gaps between bursts would be shorter than a packet; use a "
+                               "longer --loss-burst or less --loss");
+        net.ge_r_ppm = static_cast<uint32_t>(std::llround(r * TARDY_PPM));
+        net.ge_p_ppm = std::max<uint32_t>(1, static_cast<uint32_t>(std::llround(p * TARDY_PPM)));
+        net.ge_bad_loss_ppm = TARDY_PPM;
+        net.ge_good_loss_ppm = 0;
+    }
+    if (!a.distribution.empty()) {
+        auto it = std::find(kDistNames.begin(), kDistNames.end(), a.distribution);
+        if (it == kDistNames.end())
+            return Error::user("--distribution '" + shown(a.distribution) + "': use uniform, normal, pareto or "
+                               "paretonormal (netem's)");
+        if (!net.jitter_ns)
+            return Error::user("--distribution shapes the jitter; give --delay and --jitter with it, e.g. --delay "
+                               "100ms --jitter 20ms --distribution normal");
+        net.dist = static_cast<uint32_t>(it - kDistNames.begin());
+        // The tables reach 4 jitters above the delay.
+        if (net.dist != TARDY_DIST_UNIFORM && net.delay_ns + 4 * net.jitter_ns > TARDY_MAX_DELAY_NS)
+            return Error::user("--delay plus 4 x --jitter is over 5s, and a " + a.distribution +
+                               " jitter reaches that far: fq would drop such packets; use less");
+    }
+    if (!a.duplicate.empty()) {
+        auto d = percent(a.duplicate, "--duplicate");
+        if (!d) return d.error();
+        net.duplicate_ppm = *d;
+    }
+    if (!a.reorder.empty()) {
+        auto r = percent(a.reorder, "--reorder");
+        if (!r) return r.error();
+        if (!net.delay_ns)
+            return Error::user("--reorder sends that share of packets at once while the others wait --delay; give "
+                               "--delay with it, e.g. --delay 10ms --reorder 25%");
+        net.reorder_ppm = *r;
+    }
+    if (!a.rate.empty()) {
+        auto r = parse_rate(a.rate, "--rate");
+        if (!r) return r.error();
+        net.rate_bytes_per_s = *r;
+    }
+    if (!a.correlation.empty()) {
+        auto c = percent(a.correlation, "--correlation");
+        if (!c) return c.error();
+        bool independent_loss = net.loss_ppm && !net.ge_p_ppm;
+        if (!net.jitter_ns && !independent_loss && !net.duplicate_ppm && !net.reorder_ppm)
+            return Error::user("--correlation ties each random draw to the one before (netem's); give --jitter, "
+                               "--loss, --duplicate or --reorder with it (burst loss has its own memory)");
+        net.corr_ppm = *c;
+    }
+    return ok();
+}
+
+std::string describe_loss(const NetFaults& f) {
+    if (!f.ge_p_ppm) return "";
+    if (f.ge_bad_loss_ppm == TARDY_PPM && f.ge_good_loss_ppm == 0) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3g", static_cast<double>(TARDY_PPM) / f.ge_r_ppm);
+        return std::string(" in bursts of ") + buf;
+    }
+    return " (gemodel " + format_ppm(f.ge_p_ppm) + "," + format_ppm(f.ge_r_ppm) + "," + format_ppm(f.ge_bad_loss_ppm) +
+           "," + format_ppm(f.ge_good_loss_ppm) + ")";
+}
+
+std::string describe_shape(const NetFaults& f) {
+    std::string s;
+    if (f.duplicate_ppm) s += ", duplicate " + format_ppm(f.duplicate_ppm);
+    if (f.reorder_ppm) s += ", reorder " + format_ppm(f.reorder_ppm);
+    if (f.rate_bytes_per_s) s += ", rate " + format_rate(f.rate_bytes_per_s);
+    if (f.corr_ppm) s += ", correlation " + format_ppm(f.corr_ppm);
+    return s;
+}
+
+void shape_to_json(nlohmann::json& j, const NetFaults& f) {
+    j["dist"] = f.dist;
+    j["distribution"] = dist_name(f.dist);  // for people; the agent reads dist
+    j["corr_ppm"] = f.corr_ppm;
+    j["ge_p_ppm"] = f.ge_p_ppm;
+    j["ge_r_ppm"] = f.ge_r_ppm;
+    j["ge_bad_loss_ppm"] = f.ge_bad_loss_ppm;
+    j["ge_good_loss_ppm"] = f.ge_good_loss_ppm;
+    j["duplicate_ppm"] = f.duplicate_ppm;
+    j["reorder_ppm"] = f.reorder_ppm;
+    j["rate_bytes_per_s"] = f.rate_bytes_per_s;
+}
+
+void shape_from_json(const nlohmann::json& j, NetFaults& f) {
+    f.dist = j.value("dist", uint32_t{TARDY_DIST_UNIFORM});
+    f.corr_ppm = j.value("corr_ppm", uint32_t{0});
+    f.ge_p_ppm = j.value("ge_p_ppm", uint32_t{0});
+    f.ge_r_ppm = j.value("ge_r_ppm", uint32_t{0});
+    f.ge_bad_loss_ppm = j.value("ge_bad_loss_ppm", uint32_t{0});
+    f.ge_good_loss_ppm = j.value("ge_good_loss_ppm", uint32_t{0});
+    f.duplicate_ppm = j.value("duplicate_ppm", uint32_t{0});
+    f.reorder_ppm = j.value("reorder_ppm", uint32_t{0});
+    f.rate_bytes_per_s = j.value("rate_bytes_per_s", uint64_t{0});
+}
+
+}  // namespace tardy
