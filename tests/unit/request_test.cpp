@@ -244,6 +244,11 @@ TEST(RequestValidate, EveryInjectFieldIsChecked) {
         {"/netns", json::array(), "netns"}, {"/netns", nullptr, "netns", true}, {"/devices", 5, "devices"},
         {"/devices", json::array({5}), "devices[0]"}, {"/devices", json::array({""}), "devices[0]"},
         {"/devices", json::array({"a/b"}), "devices[0]"}, {"/devices", json::array({"0123456789abcdef"}), "devices[0]"},
+        {"/net/dist", 4, "net.dist"}, {"/net/dist", "normal", "net.dist"}, {"/net/corr_ppm", 1'000'001, "net.corr_ppm"},
+        {"/net/ge_p_ppm", 1000, "net.ge_r_ppm"}, {"/net/ge_bad_loss_ppm", -1, "net.ge_bad_loss_ppm"},
+        {"/net/duplicate_ppm", 2'000'000, "net.duplicate_ppm"}, {"/net/reorder_ppm", 1'000'001, "net.reorder_ppm"},
+        {"/net/rate_bytes_per_s", 100, "net.rate_bytes_per_s"},
+        {"/net/rate_bytes_per_s", 20'000'000'000ULL, "net.rate_bytes_per_s"},
     };
     ASSERT_TRUE(check(valid_filtered_inject())) << check(valid_filtered_inject()).error().message;
     for (const auto& c : cases) {

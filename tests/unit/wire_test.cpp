@@ -73,7 +73,10 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
     EXPECT_EQ(j["v"], kProtocolVersion);
     EXPECT_EQ(keys(j["cgroup"]), (std::set<std::string>{"path", "rel", "id"}));
     EXPECT_EQ(keys(j["netns"][0]), (std::set<std::string>{"ino", "path"}));
-    EXPECT_EQ(keys(j["net"]), (std::set<std::string>{"delay_ns", "jitter_ns", "loss_ppm", "flows_ppm", "scope", "direction", "setup_only"}));
+    EXPECT_EQ(keys(j["net"]), (std::set<std::string>{"delay_ns", "jitter_ns", "loss_ppm", "flows_ppm", "scope", "direction",
+                                                     "setup_only", "dist", "distribution", "corr_ppm", "ge_p_ppm",
+                                                     "ge_r_ppm", "ge_bad_loss_ppm", "ge_good_loss_ppm", "duplicate_ppm",
+                                                     "reorder_ppm", "rate_bytes_per_s"}));
     EXPECT_EQ(keys(j["stalls"][0]), (std::set<std::string>{"name", "delay_ns", "ppm", "on", "path"}));
     // What the agent accepts, and reads back to the same values.
     auto v = validate_request(j);
@@ -155,7 +158,8 @@ TEST(Wire, RepliesKeysAndRoundTrip) {
                                               "left_ns", "devices", "replaced_qdiscs", "counters", "control",
                                               "observe", "measured", "owner_pid"}));
     EXPECT_EQ(keys(i["counters"]),
-              (std::set<std::string>{"matched", "delayed", "dropped", "bytes", "calls", "failed", "stalled"}));
+              (std::set<std::string>{"matched", "delayed", "dropped", "bytes", "calls", "failed", "stalled", "duplicated",
+                                     "reordered", "paced"}));
     EXPECT_EQ(i["cgroup"], json("a.slice/api.service"));
     EXPECT_EQ(i["counters"]["stalled"], 7);
     EXPECT_EQ(i["replaced_qdiscs"][0], json("netem 8001: on eth0"));
