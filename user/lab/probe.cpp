@@ -51,7 +51,11 @@ Result<sockaddr_storage> make_addr(const std::string& host, int port, socklen_t&
 
 namespace {
 
-std::optional<double> udp_once(int fd, uint32_t seq, int timeout_ms) {
+// An echo of seq. Answers to earlier probes read meanwhile are skipped; those to a probe
+// already answered are counted in *dups (a request the network duplicated: the server
+// answered each copy).
+std::optional<double> udp_once(int fd, uint32_t seq, int timeout_ms, const std::vector<std::optional<double>>& done,
+                               int* dups) {
     double t0 = now_ms();
     if (send(fd, &seq, sizeof seq, 0) != sizeof seq) return std::nullopt;
     for (;;) {
@@ -60,8 +64,10 @@ std::optional<double> udp_once(int fd, uint32_t seq, int timeout_ms) {
         pollfd p{fd, POLLIN, 0};
         if (poll(&p, 1, left) <= 0) return std::nullopt;
         uint32_t got = 0;
-        if (recv(fd, &got, sizeof got, 0) == sizeof got && got == seq) return now_ms() - t0;
-        // an answer to an earlier, timed-out probe: keep waiting for ours
+        bool whole = recv(fd, &got, sizeof got, 0) == sizeof got;
+        if (whole && got == seq) return now_ms() - t0;
+        // an answer to an earlier probe (timed out, or answered before): keep waiting for ours
+        if (whole && got >= 1 && got < seq && done[got - 1]) ++*dups;
     }
 }
 
@@ -166,8 +172,9 @@ Result<ProbeResult> probe(const ProbeArgs& a) {
     for (int i = 0; i < a.count; i++) {
         sleep_until_ms(start + static_cast<double>(i) * a.interval_ms);
         r.sent++;
-        r.rtt_ms.push_back(a.proto == "udp" ? udp_once(udp.get(), static_cast<uint32_t>(i + 1), a.timeout_ms)
-                                            : tcp_once(*ss, len, a.timeout_ms));
+        r.rtt_ms.push_back(a.proto == "udp"
+                               ? udp_once(udp.get(), static_cast<uint32_t>(i + 1), a.timeout_ms, r.rtt_ms, &r.duplicates)
+                               : tcp_once(*ss, len, a.timeout_ms));
     }
     return r;
 }
@@ -199,7 +206,7 @@ int run_probe(const ProbeArgs& a) {
     nlohmann::json rtts = nlohmann::json::array();
     for (const auto& x : r->rtt_ms) rtts.push_back(x ? nlohmann::json(*x) : nlohmann::json(nullptr));
     std::printf("%s\n", nlohmann::json{{"sent", r->sent}, {"answered", r->answered()}, {"rtt_ms", rtts},
-                                       {"stream_mbps", r->stream_mbps}}
+                                       {"stream_mbps", r->stream_mbps}, {"duplicates", r->duplicates}}
                              .dump()
                              .c_str());
     return 0;

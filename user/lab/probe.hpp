@@ -40,6 +40,7 @@ struct ProbeResult {
     int sent = 0;
     std::vector<std::optional<double>> rtt_ms;  // nullopt: no answer within the timeout
     double stream_mbps = 0;  // stream: goodput in Mbit/s
+    int duplicates = 0;      // udp: answers to a probe already answered (the request arrived twice)
     int answered() const;
     double loss_ratio() const;
     std::optional<double> median_ms() const;

@@ -156,6 +156,7 @@ Result<ProbeResult> Sandbox::probe(Cohort c, const std::string& proto, bool ipv6
     for (const auto& x : j["rtt_ms"])
         pr.rtt_ms.push_back(x.is_null() ? std::nullopt : std::optional<double>(x.get<double>()));
     pr.stream_mbps = j.value("stream_mbps", 0.0);
+    pr.duplicates = j.value("duplicates", 0);
     return pr;
 }
 
