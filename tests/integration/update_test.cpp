@@ -134,3 +134,40 @@ TEST_F(Lab, UpdateRefusalsChangeNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+// The shapes change live too: --duplicate 30% -> 0% with burst loss added, the counters kept;
+// a rate cannot appear on an injection without one (it needs fq), refused in one line.
+TEST_F(Lab, UpdateChangesTheShapesLive) {
+    inject({"--duplicate", "30%"}, "shaped");
+    auto before = probe(kExp, "udp", false, 300, 1, 20);
+    EXPECT_GT(before.duplicates, 40) << "no duplicates before the update";
+    auto u = tardy({"update", "shaped", "--duplicate", "0%", "--loss", "20%", "--loss-burst", "5"});
+    ASSERT_EQ(u.status, 0) << u.err;
+    EXPECT_NE(u.err.find("shaped now loss 20% in bursts of 5"), std::string::npos) << u.err;
+    auto after = probe(kExp, "udp", false, 1200, 1, 15);
+    int runs = 0, lost = 0;
+    for (size_t k = 0; k < after.rtt_ms.size(); k++)
+        if (!after.rtt_ms[k]) lost++, runs += k == 0 || after.rtt_ms[k - 1].has_value();
+    double burst = runs ? static_cast<double>(lost) / runs : 0;
+    std::printf("  before: %d of %d answered twice; after: %d duplicates, %.1f%% lost in runs of %.2f\n",
+                before.duplicates, before.answered(), after.duplicates, 100 * after.loss_ratio(), burst);
+    EXPECT_EQ(after.duplicates, 0);
+    EXPECT_NEAR(after.loss_ratio(), 0.2, 0.1);
+    EXPECT_NEAR(burst, 5, 2.2);
+    json i = injection(*this, "shaped", list_json());
+    EXPECT_EQ(i["net"]["duplicate_ppm"], 0);
+    EXPECT_GE(i["counters"]["duplicated"].get<uint64_t>(), 40u) << "the counters were reset";
+    EXPECT_GE(i["counters"]["matched"].get<uint64_t>(), 1500u);
+
+    auto r = tardy({"update", "shaped", "--rate", "1mbit"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("has no rate, and one cannot be added live"), std::string::npos) << r.err;
+    auto b = tardy({"update", "shaped", "--loss-burst", "0.5"});
+    EXPECT_EQ(b.status, 2);
+    EXPECT_NE(b.err.find("--loss-burst"), std::string::npos) << b.err;
+    EXPECT_EQ(injection(*this, "shaped", list_json())["net"]["ge_r_ppm"], 200'000) << "a refused update changed it";
+}
+
+}  // namespace

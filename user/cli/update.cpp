@@ -11,6 +11,7 @@
 #include "agent/client.hpp"
 #include "cli/report.hpp"
 #include "model/sock_faults.hpp"
+#include "model/tardy_abi.hpp"
 #include "model/spec.hpp"
 #include "model/units.hpp"
 #include "model/wire.hpp"
@@ -23,6 +24,13 @@ CLI::App* add_update_command(CLI::App& app, UpdateArgs& a) {
     c->add_option("--loss", a.loss, "New loss, e.g. 10% (0% ends the loss if another packet fault remains)");
     c->add_option("--delay", a.delay, "New delay, e.g. 200ms (an injection with a delay only)");
     c->add_option("--jitter", a.jitter, "New jitter, e.g. 20ms (at most the delay)");
+    c->add_option("--distribution", a.shape.distribution, "New shape of the jitter: uniform, normal, pareto, paretonormal");
+    c->add_option("--correlation", a.shape.correlation, "New correlation of the random draws, e.g. 25% (0% ends it)");
+    c->add_option("--loss-burst", a.shape.loss_burst, "Make the loss come in bursts of N packets on average, e.g. 4");
+    c->add_option("--loss-gemodel", a.shape.loss_gemodel, "New Gilbert-Elliott loss, netem's P[,R[,1-H[,1-K]]]");
+    c->add_option("--duplicate", a.shape.duplicate, "New share of packets sent twice, e.g. 2% (0% ends it)");
+    c->add_option("--reorder", a.shape.reorder, "New share of packets that skip the delay, e.g. 25% (0% ends it)");
+    c->add_option("--rate", a.shape.rate, "New rate, e.g. 5mbit (an injection with a rate only)");
     c->add_option("--fail", a.fails,
                   "New syscall faults, replacing all of them: SYSCALL=ERRNO[:PCT] (repeatable; the same calls "
                   "as before)");
@@ -34,14 +42,42 @@ CLI::App* add_update_command(CLI::App& app, UpdateArgs& a) {
               "  sudo tardy inject --cgroup shop.slice --loss 5% --name lossy\n"
               "  sudo tardy update lossy --loss 20%            # worse, same counters\n"
               "  sudo tardy update slow-db --delay 500ms --jitter 50ms --for 10m\n"
+              "  sudo tardy update lossy --loss 10% --loss-burst 8   # the same share, in longer bursts\n"
+              "  sudo tardy update thin-pipe --rate 2mbit --duplicate 0%\n"
               "  sudo tardy update refusals --fail connect=ECONNREFUSED:50%");
     return c;
 }
 
+namespace {
+
+// The shape flags merged into the injection's packet faults: what is given replaces, 0% ends
+// a share, a new --loss without --loss-burst is independent loss again.
+Result<void> merge_shape(const UpdateArgs& a, const NetFaults& cur, bool new_loss, NetFaults& net) {
+    ShapeArgs s = a.shape;
+    auto ends = [](std::string& v, uint32_t& field) {
+        if (v == "0%") field = 0, v.clear();
+    };
+    ends(s.duplicate, net.duplicate_ppm);
+    ends(s.reorder, net.reorder_ppm);
+    ends(s.correlation, net.corr_ppm);
+    if (!s.rate.empty() && !cur.rate_bytes_per_s)
+        return Error::user("injection '" + a.name + "' has no rate, and one cannot be added live (it needs fq on the "
+                           "devices, set up when an injection starts); stop it and inject anew with --rate");
+    if ((new_loss || !s.loss_gemodel.empty()) && s.loss_burst.empty())
+        net.ge_p_ppm = net.ge_r_ppm = net.ge_bad_loss_ppm = net.ge_good_loss_ppm = 0;
+    std::string loss;  // what --loss-burst shapes: the new loss, else the current one
+    if (!s.loss_burst.empty() && net.loss_ppm) loss = format_ppm(net.loss_ppm);
+    return apply_shape(s, loss, net);
+}
+
+}  // namespace
+
 int cmd_update(const UpdateArgs& a, const Paths& p) {
     if (auto v = validate_name(a.name); !v) return report(v.error());
-    if (a.loss.empty() && a.delay.empty() && a.jitter.empty() && a.fails.empty() && a.for_dur.empty())
-        return report(Error::user("give what to change: --loss, --delay, --jitter, --fail or --for (see tardy update --help)"));
+    if (a.loss.empty() && a.delay.empty() && a.jitter.empty() && a.fails.empty() && a.for_dur.empty() &&
+        a.shape.empty())
+        return report(Error::user("give what to change: --loss, --delay, --jitter, --rate, --duplicate, --fail, --for, "
+                                  "... (see tardy update --help)"));
     // The flags on their own first: a typo is refused before the agent is asked anything.
     std::optional<uint32_t> loss;
     std::optional<uint64_t> delay, jitter, for_ns;
@@ -90,6 +126,7 @@ int cmd_update(const UpdateArgs& a, const Paths& p) {
     if (u.net.jitter_ns > u.net.delay_ns)
         return report(Error::user("--jitter " + format_duration(u.net.jitter_ns) + " exceeds the delay " +
                                   format_duration(u.net.delay_ns) + "; use jitter <= delay"));
+    if (auto s = merge_shape(a, cur->net, loss.has_value(), u.net); !s) return report(s.error());
     if (!a.fails.empty()) {
         auto f = build_sock_faults(a.fails, cur->sock.path);
         if (!f) return report(f.error());

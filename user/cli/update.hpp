@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// `tardy update NAME [--loss P] [--delay D] [--jitter J] [--fail SPEC]... [--for D]`: a live
+// `tardy update NAME [--loss P] [--delay D] [--jitter J] [--rate R] ... [--fail SPEC]... [--for D]`: a live
 // injection's faults changed in place (agent/update.cpp), its counters kept.
 #pragma once
 
@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "model/net_shape.hpp"
 #include "sys/paths.hpp"
 
 namespace tardy {
@@ -15,6 +16,7 @@ namespace tardy {
 struct UpdateArgs {
     std::string name, loss, delay, jitter, for_dur;
     std::vector<std::string> fails;
+    ShapeArgs shape;  // --distribution, --correlation, --loss-burst, --loss-gemodel, --duplicate, --reorder, --rate
 };
 
 // Adds the subcommand, its options and help with examples.
