@@ -95,8 +95,8 @@ std::vector<Check> run_checks() {
         auto a = qdisc_kind_available("fq");
         fq.ok = a && *a;
         fq.detail = !a ? a.error().message
-                       : *a ? "sch_fq available: --delay and --jitter work"
-                            : "no sch_fq in this kernel: --delay/--jitter cannot be enforced; --loss works";
+                       : *a ? "sch_fq available: --delay, --jitter and --rate work"
+                            : "no sch_fq in this kernel: --delay/--jitter/--rate cannot be enforced; --loss works";
     });
     t.join();
     out.push_back(fq);
