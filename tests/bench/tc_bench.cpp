@@ -79,6 +79,7 @@ int main() {
         uint32_t loss_ppm;
         int filtered = 0;  // 1: the rule filters on 8 peers and a port, none of them the packet's;
                            // 8: 8 rules on the cgroup, each on its own port, the last one the packet's
+        void (*shape)(tardy_rule&) = nullptr;  // netem's shapes on the rule (bpf/lib/shape.bpf.h)
     };
     const Case cases[] = {
         {"another cgroup's packet", 0, 0, 0},
@@ -86,6 +87,14 @@ int main() {
         {"target packet, 50 ms delay", cg.leaf_id, 50'000'000, 0},
         {"target, filter misses (8 peers)", cg.leaf_id, 0, 300000, 1},
         {"target, 8 filtered rules, 30% loss", cg.leaf_id, 0, 300000, 8},
+        {"target, loss 5% in bursts of 4", cg.leaf_id, 0, 0, 0,
+         [](tardy_rule& r) { r.ge_p_ppm = 13158, r.ge_r_ppm = 250000, r.ge_bad_loss_ppm = TARDY_PPM; }},
+        {"target, 50ms normal jitter, corr 25%", cg.leaf_id, 50'000'000, 0, 0,
+         [](tardy_rule& r) { r.jitter_ns = 10'000'000, r.dist = TARDY_DIST_NORMAL, r.corr_ppm = 250000; }},
+        {"target, 50ms, reorder 25%", cg.leaf_id, 50'000'000, 0, 0, [](tardy_rule& r) { r.reorder_ppm = 250000; }},
+        {"target, rate 10mbit (queue full)", cg.leaf_id, 0, 0, 0,
+         [](tardy_rule& r) { r.rate_bytes_per_s = 1'250'000; }},
+        {"target, duplicate 1%", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.duplicate_ppm = 10000; }},
     };
     auto pkt = make_packet(Family::V4, Proto::Tcp, 1400);
     int floor_fd = load_floor_prog();
@@ -110,7 +119,9 @@ int main() {
             for (int i = 1; i < rules; i++) (void)(*obj)->put_rule(0xfff0000000ULL + i, rule(i, 0, 0));
             uint64_t own = c.target ? c.target : 0xfff0000000ULL;  // "another cgroup": only foreign rules
             if (c.filtered == 0) {
-                (void)(*obj)->put_rule(own, rule(0, c.delay_ns, c.loss_ppm));
+                tardy_rule r = rule(0, c.delay_ns, c.loss_ppm);
+                if (c.shape) c.shape(r);
+                (void)(*obj)->put_rule(own, r);
             } else {
                 tardy_rule_set set{};
                 for (int k = 0; k < c.filtered; k++) {
