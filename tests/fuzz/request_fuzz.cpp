@@ -56,6 +56,15 @@ void fuzz_inject(std::string_view in) {
         else if (x.starts_with("E:")) a.filter.except_port = v;
         else if (x.starts_with("R:")) a.filter.protos.push_back(v);
         else if (x.starts_with("F:")) a.flows = v;
+        // netem's shapes: D: --distribution, C: --correlation, B: --loss-burst, G: --loss-gemodel,
+        // U: --duplicate, Q: --reorder, T: --rate.
+        else if (x.starts_with("D:")) a.shape.distribution = v;
+        else if (x.starts_with("C:")) a.shape.correlation = v;
+        else if (x.starts_with("B:")) a.shape.loss_burst = v;
+        else if (x.starts_with("G:")) a.shape.loss_gemodel = v;
+        else if (x.starts_with("U:")) a.shape.duplicate = v;
+        else if (x.starts_with("Q:")) a.shape.reorder = v;
+        else if (x.starts_with("T:")) a.shape.rate = v;
         else a.devices.push_back(x);
     }
     auto r = build_inject_request(a);
@@ -80,6 +89,18 @@ void fuzz_inject(std::string_view in) {
     CHECK((fl.port_lo == 0) == (fl.port_hi == 0) && fl.port_lo <= fl.port_hi, "bad port range accepted", in);
     CHECK(fl.protos <= 7, "unknown protocol accepted", in);
     CHECK(r->net.flows_ppm < 1'000'000, "flows over 100% accepted", in);
+    const NetFaults& n = r->net;
+    CHECK(n.dist < TARDY_DISTS && (n.dist == TARDY_DIST_UNIFORM || n.jitter_ns), "a distribution without jitter", in);
+    CHECK(n.dist == TARDY_DIST_UNIFORM || n.delay_ns + 4 * n.jitter_ns <= TARDY_MAX_DELAY_NS, "a table past 5s", in);
+    CHECK(!n.ge_p_ppm || (n.ge_r_ppm && n.ge_p_ppm <= TARDY_PPM && n.ge_r_ppm <= TARDY_PPM &&
+                          n.ge_bad_loss_ppm <= TARDY_PPM && n.ge_good_loss_ppm <= TARDY_PPM && n.loss_ppm),
+          "a burst model that never ends or loses nothing", in);
+    CHECK(!n.reorder_ppm || n.delay_ns, "reorder without a delay", in);
+    CHECK(!n.rate_bytes_per_s || (n.rate_bytes_per_s >= 8000 && n.rate_bytes_per_s <= 12'500'000'000ULL),
+          "a rate out of range", in);
+    CHECK(n.duplicate_ppm <= TARDY_PPM && n.reorder_ppm <= TARDY_PPM && n.corr_ppm <= TARDY_PPM, "a share over 100%",
+          in);
+    CHECK(!n.ingress() || !(n.duplicate_ppm || n.rate_bytes_per_s || n.delay_ns), "an egress shape on ingress", in);
     auto enc = encode(fl);
     CHECK(enc && enc->n_peers == fl.peers.size() && enc->n_except == fl.except_peers.size(),
           "an accepted filter does not encode", in);
@@ -132,6 +153,9 @@ nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
         CHECK(encode(sock, w.filter, 0, 1) && encode_file(sock, 0, 1), "an accepted sock does not encode", in);
         CHECK(w.filter.empty() || (stalls.empty() && !sock.any_file()), "a filter accepted with stalls or file faults", in);
         CHECK(net.flows_ppm < TARDY_PPM, "flows_ppm accepted out of range", in);
+        CHECK(net.dist < TARDY_DISTS && (!net.ge_p_ppm || net.ge_r_ppm) && (!net.reorder_ppm || net.delay_ns) &&
+                  (!net.rate_bytes_per_s || net.rate_bytes_per_s >= 8000),
+              "a shape accepted out of range", in);
         (void)describe(w.filter);
         (void)describe(sock), (void)describe(net), (void)describe(stalls), (void)rel, (void)devices;
     } catch (const std::exception& e) {
@@ -166,9 +190,11 @@ constexpr std::string_view kFilteredDefaults[] = {"50000", "100000", "7",    "1"
                                                   R"("/sys/fs/cgroup/b")", "8", "false"};
 // `tardy update`'s request.
 constexpr std::string_view kUpdateTemplate =
-    R"({"v":6,"op":"update","name":@,"net":{"delay_ns":@,"jitter_ns":@,"loss_ppm":@},)"
+    R"({"v":6,"op":"update","name":@,"net":{"delay_ns":@,"jitter_ns":@,"loss_ppm":@,"dist":@,"corr_ppm":@,)"
+    R"("ge_p_ppm":@,"ge_r_ppm":@,"duplicate_ppm":@,"reorder_ppm":@,"rate_bytes_per_s":@},)"
     R"("sock":{"faults":[{"op":@,"err":@,"ppm":@}]},"for_ns":@})";
-constexpr std::string_view kUpdateDefaults[] = {R"("slow")", "50000000", "1000", "50000", "1", "111", "250000", "0"};
+constexpr std::string_view kUpdateDefaults[] = {R"("slow")", "50000000", "1000", "50000", "1", "250000", "13158",
+                                                "250000", "10000", "100000", "1250000", "1", "111", "250000", "0"};
 constexpr size_t kSlots = std::size(kRequestDefaults);
 constexpr size_t kFilteredSlots = std::size(kFilteredDefaults);
 constexpr size_t kUpdateSlots = std::size(kUpdateDefaults);
