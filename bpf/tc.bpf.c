@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Packet faults of target cgroups, filtered by peer, port, protocol and flow: loss, delay,
- * duplication, reordering and rate at TC egress for what they send, loss at cgroup_skb
- * ingress for what they receive. */
+ * duplication, reordering, rate and DNS errors at TC egress for what they send, loss at
+ * cgroup_skb ingress for what they receive. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -15,6 +15,7 @@
 #include "lib/lose.bpf.h"
 #include "lib/filter.bpf.h"
 #include "lib/shape.bpf.h"
+#include "lib/dns.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -31,6 +32,7 @@ struct tardy_walk {
     __u32 lost;
     __u32 delayed;
     __u32 duplicate; /* send it twice */
+    __u32 dns_slot;  /* slot + 1 of the first rule with a DNS fault that a UDP packet to port 53 met */
     __u32 scope; /* TARDY_SCOPE_EGRESS or TARDY_SCOPE_INGRESS: where the packet is */
 };
 
@@ -132,6 +134,8 @@ static long tardy_rule_step(__u32 i, void *ctx)
         return 0;
     if (!tardy_flow_chosen(r, &w->flow))
         return 0;
+    if (r->dns_rcode && !w->dns_slot && w->flow.proto == TARDY_PROTO_UDP && w->flow.remote_port == TARDY_DNS_PORT)
+        w->dns_slot = slot + 1;
     if (tardy_apply_rule(r, &v, w->now, w->len, w->scope)) {
         w->lost = 1;
         return 1;
@@ -191,6 +195,14 @@ static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
         return TARDY_TC_NEXT;
     if (w.lost)
         return tardy_lose(can_steal);
+    if (w.dns_slot && w.scope == TARDY_SCOPE_EGRESS) {
+        int d = tardy_dns_fault(skb, w.dns_slot - 1);
+
+        if (d == TARDY_DNS_ANSWERED)
+            return TARDY_TC_ACT_REDIRECT;
+        if (d == TARDY_DNS_LOST)
+            return tardy_lose(can_steal);
+    }
     if (!w.delayed) {
         if (w.duplicate) /* the copy carries no socket: our program passes it untouched */
             bpf_clone_redirect(skb, skb->ifindex, 0);

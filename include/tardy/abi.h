@@ -65,6 +65,7 @@ struct tardy_filter {
 /* ---- Packet faults (bpf/tc.bpf.c): TC egress ---- */
 
 #define TARDY_RULES_PER_CGROUP 8 /* injections with packet faults on one cgroup; a power of two */
+#define TARDY_DNS_NAME_MAX 128    /* --dns-name in wire form; a power of two */
 
 /* One injection's packet faults. */
 struct tardy_rule {
@@ -89,8 +90,16 @@ struct tardy_rule {
     __u32 duplicate_ppm;    /* share of packets sent twice */
     __u32 reorder_ppm;      /* share of packets that skip the delay (leave before those sent earlier) */
     __u64 rate_bytes_per_s; /* 0: no rate; else the target's packets are paced to it */
+    /* --dns: the target's DNS queries (UDP to port 53) answered at once with an error, or lost */
+    __u32 dns_rcode;    /* 0: no DNS fault; TARDY_DNS_TIMEOUT: the query is lost; else the answer's RCODE */
+    __u32 dns_ppm;      /* share of matching queries */
+    __u32 dns_name_len; /* 0: any name; else dns_name[0, len) is the suffix a query's name must end in */
+    __u32 dns_pad;
+    __u8 dns_name[TARDY_DNS_NAME_MAX]; /* wire form (length-prefixed labels, the root's 0 last), lower case */
     struct tardy_filter filter;
 };
+
+#define TARDY_DNS_TIMEOUT 256 /* tardy_rule.dns_rcode: no answer at all */
 
 /* Shapes of the jitter (tardy_rule.dist): netem's distribution tables. */
 #define TARDY_DIST_UNIFORM 0      /* uniform in delay ± jitter */
@@ -146,6 +155,7 @@ struct tardy_counters {
     __u64 duplicated; /* packets sent twice */
     __u64 reordered;  /* packets that skipped the delay (--reorder) */
     __u64 paced;      /* packets given a later departure by --rate */
+    __u64 dns;        /* DNS queries answered with an error or lost by --dns */
 };
 
 /* Value of the cgroup cache, keyed by a packet's cgroup id. */

@@ -28,7 +28,7 @@ constexpr uint64_t kMs = 1'000'000;
 json valid_inject() {
     InjectRequest r;
     r.name = "api";
-    r.net = {50 * kMs, 10 * kMs, 50'000};
+    r.net.delay_ns = 50 * kMs, r.net.jitter_ns = 10 * kMs, r.net.loss_ppm = 50'000;
     auto sock = build_sock_faults({"connect=ECONNREFUSED:25%", "bind=EADDRINUSE", "open=EACCES", "read=EIO:1%"},
                                   "/var/lib/app");
     EXPECT_TRUE(sock) << sock.error().message;

@@ -33,7 +33,7 @@ Inject sample_inject() {
     Inject r;
     r.name = "api";
     r.cgroup = {"/sys/fs/cgroup/a.slice/api.service", "a.slice/api.service", 1234};
-    r.net = {50'000'000, 10'000'000, 50'000};
+    r.net.delay_ns = 50'000'000, r.net.jitter_ns = 10'000'000, r.net.loss_ppm = 50'000;
     r.sock.faults = {{TARDY_OP_CONNECT, 111, 250'000, false}};
     r.sock.file_faults = {{TARDY_FOP_READ, 5, 10'000, true}};
     r.sock.path = "/var/lib/app";
@@ -76,7 +76,8 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
     EXPECT_EQ(keys(j["net"]), (std::set<std::string>{"delay_ns", "jitter_ns", "loss_ppm", "flows_ppm", "scope", "direction",
                                                      "setup_only", "dist", "distribution", "corr_ppm", "ge_p_ppm",
                                                      "ge_r_ppm", "ge_bad_loss_ppm", "ge_good_loss_ppm", "duplicate_ppm",
-                                                     "reorder_ppm", "rate_bytes_per_s"}));
+                                                     "reorder_ppm", "rate_bytes_per_s", "dns_rcode", "dns_ppm",
+                                                     "dns_name"}));
     EXPECT_EQ(keys(j["stalls"][0]), (std::set<std::string>{"name", "delay_ns", "ppm", "on", "path"}));
     // What the agent accepts, and reads back to the same values.
     auto v = validate_request(j);
@@ -159,7 +160,7 @@ TEST(Wire, RepliesKeysAndRoundTrip) {
                                               "observe", "measured", "owner_pid"}));
     EXPECT_EQ(keys(i["counters"]),
               (std::set<std::string>{"matched", "delayed", "dropped", "bytes", "calls", "failed", "stalled", "duplicated",
-                                     "reordered", "paced"}));
+                                     "reordered", "paced", "dns"}));
     EXPECT_EQ(i["cgroup"], json("a.slice/api.service"));
     EXPECT_EQ(i["counters"]["stalled"], 7);
     EXPECT_EQ(i["replaced_qdiscs"][0], json("netem 8001: on eth0"));

@@ -65,9 +65,10 @@ struct FaultCounters {
     uint64_t calls = 0, failed = 0, stalled = 0;                  // syscalls
     uint64_t connects_refused = 0;  // of failed: connect() calls failed at once
     uint64_t duplicated = 0, reordered = 0, paced = 0;  // packets (netem's shapes)
+    uint64_t dns = 0;                                   // DNS queries failed (--dns)
     FaultCounters& operator+=(const FaultCounters& o) {
         matched += o.matched, delayed += o.delayed, dropped += o.dropped, bytes += o.bytes;
-        duplicated += o.duplicated, reordered += o.reordered, paced += o.paced;
+        duplicated += o.duplicated, reordered += o.reordered, paced += o.paced, dns += o.dns;
         calls += o.calls, failed += o.failed, stalled += o.stalled, connects_refused += o.connects_refused;
         return *this;
     }

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "agent/log.hpp"
+#include "model/net_shape.hpp"
 #include "sys/qdisc.hpp"
 
 namespace tardy {
@@ -139,7 +140,8 @@ Result<void> TcBackend::add(Injection& inj) {
     if (r) r = env_.tc.put_slot_rule(rule);
     if (r) {
         sets_[inj.cg.id].push_back(
-            {inj.slot, rule.filtered || rule.flows_ppm || (rule.scope & TARDY_SCOPE_SETUP), inj.net.ingress()});
+            {inj.slot, rule.filtered || rule.flows_ppm || (rule.scope & TARDY_SCOPE_SETUP) || rule.dns_rcode,
+             inj.net.ingress()});
         cg_paths_[inj.cg.id] = inj.cg.path;
         r = write_set(inj.cg.id);
     }
@@ -164,7 +166,16 @@ Result<void> TcBackend::update(const Injection& inj, const Injection& next) {
     auto filter = encode(inj.filter);
     if (!filter) return filter.error();
     // Same slot: the hash map's update swaps the whole rule at once (RCU), counters untouched.
-    return env_.tc.put_slot_rule(make_rule(next, *filter));
+    TARDY_TRY(env_.tc.put_slot_rule(make_rule(next, *filter)));
+    // A DNS fault added live needs the packets' headers read: the set says so.
+    if (next.net.dns_rcode && !inj.net.dns_rcode)
+        if (auto it = sets_.find(inj.cg.id); it != sets_.end())
+            for (auto& e : it->second)
+                if (e.slot == inj.slot && !e.parse) {
+                    e.parse = true;
+                    return write_set(inj.cg.id);
+                }
+    return ok();
 }
 
 Result<void> TcBackend::remove(Injection& inj) {
@@ -186,6 +197,7 @@ void TcBackend::count(const Injection& inj, FaultCounters& c) const {
     c.duplicated += t->duplicated;
     c.reordered += t->reordered;
     c.paced += t->paced;
+    c.dns += t->dns;
 }
 
 tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter) {
@@ -208,6 +220,12 @@ tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter
     rule.duplicate_ppm = inj.net.duplicate_ppm;
     rule.reorder_ppm = inj.net.reorder_ppm;
     rule.rate_bytes_per_s = inj.net.rate_bytes_per_s;
+    rule.dns_rcode = inj.net.dns_rcode;
+    rule.dns_ppm = inj.net.dns_ppm;
+    if (auto w = inj.net.dns_name.empty() ? Result<std::string>(std::string()) : dns_wire_name(inj.net.dns_name); w) {
+        rule.dns_name_len = static_cast<uint32_t>(w->size());  // checked by the request validator: it fits
+        std::copy(w->begin(), w->end(), rule.dns_name);
+    }
     rule.filter = filter;
     return rule;
 }

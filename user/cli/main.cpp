@@ -208,6 +208,10 @@ int run(int argc, char** argv) {
     inject->add_option("--rate", ia.shape.rate,
                        "Limit the target's egress to this rate, e.g. 10mbit, 500kbit, 2mbps (bytes/s); paced, needs "
                        "the fq qdisc");
+    inject->add_option("--dns", ia.shape.dns,
+                       "Answer the target's DNS queries (UDP port 53) at once with an error, or never: "
+                       "nxdomain|servfail|refused|timeout[:PCT], e.g. nxdomain:50%; no DNS server involved");
+    inject->add_option("--dns-name", ia.shape.dns_name, "Only --dns queries for this domain and its subdomains");
     inject->add_option("--fail", ia.fails,
                        "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket, "
                        "open (openat), read, write (repeatable), e.g. connect=ECONNREFUSED:25%");
@@ -264,6 +268,7 @@ int run(int argc, char** argv) {
                    "  sudo tardy inject --cgroup shop.slice --loss 5% --loss-burst 4   # bursts of 4 lost packets\n"
                    "  sudo tardy inject --cgroup shop.slice --rate 10mbit --duplicate 1%\n"
                    "  sudo tardy inject --cgroup shop.slice --delay 10ms --reorder 25% --correlation 50%\n"
+                   "  sudo tardy inject --cgroup shop.slice --dns nxdomain --dns-name payments.internal\n"
                    "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"
                    "  sudo tardy inject --cgroup db.slice --stall flush=100ms --path /var/lib/postgresql   # slow disk\n"
                    "  sudo tardy inject --pid 4242 --fail open=EIO:10% --path /var/lib/app   # needs the BPF LSM");

@@ -31,6 +31,8 @@ CLI::App* add_update_command(CLI::App& app, UpdateArgs& a) {
     c->add_option("--duplicate", a.shape.duplicate, "New share of packets sent twice, e.g. 2% (0% ends it)");
     c->add_option("--reorder", a.shape.reorder, "New share of packets that skip the delay, e.g. 25% (0% ends it)");
     c->add_option("--rate", a.shape.rate, "New rate, e.g. 5mbit (an injection with a rate only)");
+    c->add_option("--dns", a.shape.dns, "New DNS fault: nxdomain|servfail|refused|timeout[:PCT]");
+    c->add_option("--dns-name", a.shape.dns_name, "With --dns: only queries for this domain");
     c->add_option("--fail", a.fails,
                   "New syscall faults, replacing all of them: SYSCALL=ERRNO[:PCT] (repeatable; the same calls "
                   "as before)");

@@ -191,7 +191,8 @@ const std::vector<std::string> kFaultKeys = {"delay",     "jitter",      "loss",
                                              "stall",     "on",          "direction",    "setup_only",  "peer",
                                              "except_peer", "port",      "except_port",  "proto",       "path",
                                              "device",    "netns",       "distribution", "correlation", "loss_burst",
-                                             "loss_gemodel", "duplicate", "reorder",     "rate"};
+                                             "loss_gemodel", "duplicate", "reorder",     "rate",
+                                             "dns",       "dns_name"};
 
 MethodStep step(const YAML::Node& n, int i, const CohortTarget& target) {
     std::string where = "method[" + std::to_string(i) + "]";
@@ -216,6 +217,8 @@ MethodStep step(const YAML::Node& n, int i, const CohortTarget& target) {
     one("duplicate", a.shape.duplicate);
     one("reorder", a.shape.reorder);
     one("rate", a.shape.rate);
+    one("dns", a.shape.dns);
+    one("dns_name", a.shape.dns_name);
     many("fail", a.fails);
     many("stall", a.stalls);
     one("on", a.on);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -55,11 +56,50 @@ int16_t clamp16(long v) { return static_cast<int16_t>(std::clamp<long>(v, -32768
 
 bool ShapeArgs::empty() const { return given().empty(); }
 
+Result<std::string> dns_wire_name(const std::string& name) {
+    std::string n = name;
+    while (!n.empty() && n.front() == '.') n.erase(0, 1);
+    while (!n.empty() && n.back() == '.') n.pop_back();
+    std::string bad = "--dns-name '" + shown(name) + "': ";
+    if (n.empty()) return Error::user(bad + "give a domain, e.g. --dns-name example.com (its subdomains match too)");
+    std::string wire;
+    size_t start = 0;
+    for (;;) {
+        size_t dot = n.find('.', start);
+        std::string label = n.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+        if (label.empty() || label.size() > 63)
+            return Error::user(bad + "each label between dots must be 1 to 63 characters");
+        for (char c : label)
+            if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_')
+                return Error::user(bad + "use letters, digits, '-' and '_' between the dots");
+        wire += static_cast<char>(label.size());
+        for (char c : label) wire += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (dot == std::string::npos) break;
+        start = dot + 1;
+    }
+    wire += '\0';
+    if (wire.size() > TARDY_DNS_NAME_MAX)
+        return Error::user(bad + "too long; at most " + std::to_string(TARDY_DNS_NAME_MAX - 2) + " characters");
+    return wire;
+}
+
+namespace {
+constexpr std::array<std::pair<const char*, uint32_t>, 4> kDnsErrors = {
+    {{"nxdomain", 3}, {"servfail", 2}, {"refused", 5}, {"timeout", TARDY_DNS_TIMEOUT}}};
+}
+
+std::string dns_rcode_name(uint32_t rcode) {
+    for (auto [n, r] : kDnsErrors)
+        if (r == rcode) return n;
+    return "rcode " + std::to_string(rcode);
+}
+
 std::vector<std::string> ShapeArgs::given() const {
     std::vector<std::string> g;
     for (auto [v, name] : {std::pair{&distribution, "--distribution"}, {&correlation, "--correlation"},
                            {&loss_burst, "--loss-burst"}, {&loss_gemodel, "--loss-gemodel"},
-                           {&duplicate, "--duplicate"}, {&reorder, "--reorder"}, {&rate, "--rate"}})
+                           {&duplicate, "--duplicate"}, {&reorder, "--reorder"}, {&rate, "--rate"},
+                           {&dns, "--dns"}, {&dns_name, "--dns-name"}})
         if (!v->empty()) g.push_back(name);
     return g;
 }
@@ -227,6 +267,31 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
         if (!r) return r.error();
         net.rate_bytes_per_s = *r;
     }
+    if (!a.dns_name.empty() && a.dns.empty())
+        return Error::user("--dns-name picks the names --dns fails; give --dns with it, e.g. --dns nxdomain --dns-name "
+                           "example.com");
+    if (!a.dns.empty()) {
+        std::string kind = a.dns, pct;
+        if (auto colon = kind.find(':'); colon != std::string::npos) pct = kind.substr(colon + 1), kind.resize(colon);
+        auto it = std::find_if(kDnsErrors.begin(), kDnsErrors.end(), [&](const auto& e) { return kind == e.first; });
+        if (it == kDnsErrors.end())
+            return Error::user("--dns '" + shown(a.dns) + "': use nxdomain, servfail, refused or timeout, with an "
+                               "optional share, e.g. --dns nxdomain:50%");
+        net.dns_rcode = it->second;
+        net.dns_ppm = TARDY_PPM;
+        if (!pct.empty()) {
+            auto p = percent(pct, "--dns");
+            if (!p) return p.error();
+            net.dns_ppm = *p;
+        }
+        if (!a.dns_name.empty()) {
+            auto w = dns_wire_name(a.dns_name);
+            if (!w) return w.error();
+            net.dns_name = a.dns_name;
+            while (!net.dns_name.empty() && net.dns_name.front() == '.') net.dns_name.erase(0, 1);
+            while (!net.dns_name.empty() && net.dns_name.back() == '.') net.dns_name.pop_back();
+        }
+    }
     if (!a.correlation.empty()) {
         auto c = percent(a.correlation, "--correlation");
         if (!c) return c.error();
@@ -256,6 +321,11 @@ std::string describe_shape(const NetFaults& f) {
     if (f.reorder_ppm) s += ", reorder " + format_ppm(f.reorder_ppm);
     if (f.rate_bytes_per_s) s += ", rate " + format_rate(f.rate_bytes_per_s);
     if (f.corr_ppm) s += ", correlation " + format_ppm(f.corr_ppm);
+    if (f.dns_rcode) {
+        s += ", DNS " + dns_rcode_name(f.dns_rcode);
+        if (f.dns_ppm != TARDY_PPM) s += " " + format_ppm(f.dns_ppm);
+        if (!f.dns_name.empty()) s += " for " + f.dns_name;
+    }
     return s;
 }
 
@@ -270,6 +340,10 @@ void shape_to_json(nlohmann::json& j, const NetFaults& f) {
     j["duplicate_ppm"] = f.duplicate_ppm;
     j["reorder_ppm"] = f.reorder_ppm;
     j["rate_bytes_per_s"] = f.rate_bytes_per_s;
+    j["dns_rcode"] = f.dns_rcode;
+    j["dns_ppm"] = f.dns_ppm;
+    j["dns_name"] = f.dns_name;
+    if (f.dns_rcode) j["dns"] = dns_rcode_name(f.dns_rcode);  // for people; the agent reads dns_rcode
 }
 
 void shape_from_json(const nlohmann::json& j, NetFaults& f) {
@@ -282,6 +356,9 @@ void shape_from_json(const nlohmann::json& j, NetFaults& f) {
     f.duplicate_ppm = j.value("duplicate_ppm", uint32_t{0});
     f.reorder_ppm = j.value("reorder_ppm", uint32_t{0});
     f.rate_bytes_per_s = j.value("rate_bytes_per_s", uint64_t{0});
+    f.dns_rcode = j.value("dns_rcode", uint32_t{0});
+    f.dns_ppm = j.value("dns_ppm", uint32_t{0});
+    f.dns_name = j.value("dns_name", std::string());
 }
 
 }  // namespace tardy

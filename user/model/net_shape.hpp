@@ -27,6 +27,8 @@ struct ShapeArgs {
     std::string duplicate;     // --duplicate PCT
     std::string reorder;       // --reorder PCT
     std::string rate;          // --rate RATE, e.g. 10mbit
+    std::string dns;           // --dns nxdomain|servfail|refused|timeout[:PCT]
+    std::string dns_name;      // --dns-name SUFFIX: only queries for names ending in it
     bool empty() const;
     std::vector<std::string> given() const;  // the flags given, e.g. {"--rate"}, for errors
 };
@@ -38,6 +40,11 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
 // "10mbit", "1.5gbit", "800kbit", "1mbps" (bytes), as tc writes rates -> bytes per second.
 Result<uint64_t> parse_rate(std::string_view text, std::string_view flag);
 std::string format_rate(uint64_t bytes_per_s);  // 1250000 -> "10mbit"
+
+// --dns-name: "example.com", ".example.com" or "example.com." -> the DNS wire form in lower
+// case ("\7example\3com\0"), for the program to compare a query's name's tail with.
+Result<std::string> dns_wire_name(const std::string& name);
+std::string dns_rcode_name(uint32_t rcode);  // 3 -> "nxdomain", TARDY_DNS_TIMEOUT -> "timeout"
 
 // The jitter distribution's name and back; names() lists them for errors and help.
 std::string dist_name(uint32_t dist);

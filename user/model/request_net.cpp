@@ -2,6 +2,7 @@
 // The "net" object of an inject or update request: packet faults and their shapes.
 #include "model/request.hpp"
 
+#include "model/net_shape.hpp"
 #include "model/request_fields.hpp"
 #include "model/spec.hpp"
 #include "model/tardy_abi.hpp"
@@ -31,11 +32,24 @@ Result<void> check_shape(const json& n, NetFaults& f) {
     if (!rate) return rate.error();
     if (*rate && *rate < 8000) return bad("net.rate_bytes_per_s", "below 8000 (64kbit); want 0 or 8000 and more");
     f.rate_bytes_per_s = *rate;
+    auto rcode = get_uint(n, "dns_rcode", "net.dns_rcode", 0, TARDY_DNS_TIMEOUT, 0);
+    if (!rcode) return rcode.error();
+    if (*rcode && *rcode != 2 && *rcode != 3 && *rcode != 5 && *rcode != TARDY_DNS_TIMEOUT)
+        return bad("net.dns_rcode", "want 0, 2 (SERVFAIL), 3 (NXDOMAIN), 5 (REFUSED) or 256 (no answer)");
+    f.dns_rcode = static_cast<uint32_t>(*rcode);
+    auto dppm = get_uint(n, "dns_ppm", "net.dns_ppm", f.dns_rcode ? 1 : 0, TARDY_PPM, 0);
+    if (!dppm) return dppm.error();
+    f.dns_ppm = static_cast<uint32_t>(*dppm);
+    auto dname = get_string(n, "dns_name", "net.dns_name", false);
+    if (!dname) return dname.error();
+    if (!dname->empty() && (!f.dns_rcode || !dns_wire_name(*dname)))
+        return bad("net.dns_name", "want a domain such as example.com, with dns_rcode set");
+    f.dns_name = *dname;
     if (f.ge_p_ppm && !f.ge_r_ppm) return bad("net.ge_r_ppm", "0 with ge_p_ppm set: the bad state would never end");
     if (f.reorder_ppm && !f.delay_ns) return bad("net.reorder_ppm", "needs delay_ns: the rest must wait");
     if (f.dist != TARDY_DIST_UNIFORM && f.delay_ns + 4 * f.jitter_ns > TARDY_MAX_DELAY_NS)
         return bad("net", "delay_ns plus 4 x jitter_ns is over 5s");
-    if ((f.scope & TARDY_SCOPE_INGRESS) && (f.duplicate_ppm || f.reorder_ppm || f.rate_bytes_per_s))
+    if ((f.scope & TARDY_SCOPE_INGRESS) && (f.duplicate_ppm || f.reorder_ppm || f.rate_bytes_per_s || f.dns_rcode))
         return bad("net.scope", "ingress takes loss only");
     return ok();
 }

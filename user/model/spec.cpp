@@ -120,8 +120,8 @@ Result<void> scope_net(const InjectArgs& a, NetFaults& net) {
         if (net.ingress() && net.delay_ns)
             return Error::user("--delay applies to the packets the target sends, not to those it receives: use "
                                "--direction egress for the delay (ingress takes --loss)");
-        if (net.ingress() && (net.duplicate_ppm || net.rate_bytes_per_s))
-            return Error::user(std::string(net.rate_bytes_per_s ? "--rate" : "--duplicate") +
+        if (net.ingress() && (net.duplicate_ppm || net.rate_bytes_per_s || net.dns_rcode))
+            return Error::user(std::string(net.dns_rcode ? "--dns" : net.rate_bytes_per_s ? "--rate" : "--duplicate") +
                                " applies to the packets the target sends: use --direction egress for it "
                                "(ingress takes --loss)");
     }
