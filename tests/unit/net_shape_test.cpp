@@ -195,3 +195,51 @@ TEST(ApplyShape, RefusesWhatCannotApplyInOneLine) {
 
 }  // namespace
 }  // namespace tardy
+
+namespace tardy {
+namespace {
+
+TEST(DnsFault, FlagsBecomeTheRuleAndOneLineErrors) {
+    auto r = build_inject_request(shaped({{&ShapeArgs::dns, "nxdomain:50%"}, {&ShapeArgs::dns_name, ".Shop.Test."}}));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->net.dns_rcode, 3u);
+    EXPECT_EQ(r->net.dns_ppm, 500'000u);
+    EXPECT_EQ(r->net.dns_name, "Shop.Test");
+    EXPECT_EQ(describe(r->net), "DNS nxdomain 50% for Shop.Test");
+    EXPECT_TRUE(r->net.any());
+    EXPECT_FALSE(r->net.paces());
+    r = build_inject_request(shaped({{&ShapeArgs::dns, "timeout"}}));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->net.dns_rcode, static_cast<uint32_t>(TARDY_DNS_TIMEOUT));
+    EXPECT_EQ(r->net.dns_ppm, TARDY_PPM);
+    EXPECT_EQ(build_inject_request(shaped({{&ShapeArgs::dns, "servfail"}}))->net.dns_rcode, 2u);
+    EXPECT_EQ(build_inject_request(shaped({{&ShapeArgs::dns, "refused"}}))->net.dns_rcode, 5u);
+    for (auto [dns, name, must] : std::initializer_list<std::tuple<const char*, const char*, const char*>>{
+             {"nope", "", "--dns 'nope'"},
+             {"nxdomain:0%", "", "--dns 0%"},
+             {"nxdomain:x", "", "--dns"},
+             {"", "example.com", "give --dns with it"},
+             {"nxdomain", "a..b", "1 to 63"},
+             {"nxdomain", "bad name.com", "letters, digits"},
+             {"nxdomain", ".", "give a domain"}}) {
+        auto bad = build_inject_request(shaped({{&ShapeArgs::dns, dns}, {&ShapeArgs::dns_name, name}}));
+        ASSERT_FALSE(bad) << dns << " " << name;
+        EXPECT_NE(bad.error().message.find(must), std::string::npos) << bad.error().message;
+    }
+    InjectArgs in = shaped({{&ShapeArgs::dns, "nxdomain"}}, "5%");
+    in.direction = "both";
+    EXPECT_FALSE(build_inject_request(in));
+}
+
+TEST(DnsFault, WireNameIsLowerCaseLabels) {
+    auto w = dns_wire_name("WWW.Example.com.");
+    ASSERT_TRUE(w);
+    EXPECT_EQ(*w, std::string("\3www\7example\3com\0", 17));
+    EXPECT_FALSE(dns_wire_name(std::string(130, 'a')));
+    std::string long_ok;
+    for (int i = 0; i < 4; i++) long_ok += std::string(30, 'a') + ".";
+    EXPECT_TRUE(dns_wire_name(long_ok.substr(0, long_ok.size() - 1)));  // 124 characters: 126 in wire form
+}
+
+}  // namespace
+}  // namespace tardy
