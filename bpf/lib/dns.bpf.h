@@ -120,9 +120,12 @@ static __always_inline bool tardy_dns_name_matches(struct __sk_buff *skb, __u32 
     avail = skb->len - off;
     if (avail > 255)
         avail = 255;
-    asm volatile("" : "+r"(avail)); /* keep the mask below: the verifier bounds the size by it */
-    avail &= 0xff;
-    if (avail < 1 || bpf_skb_load_bytes(skb, off, n->b, avail))
+    /* 1..256 by arithmetic, after a barrier: the compiler keeps the mask, and older verifiers
+     * (6.1) learn no lower bound from a test against 0 */
+    avail -= 1;
+    asm volatile("" : "+r"(avail));
+    avail = (avail & 0xff) + 1;
+    if (bpf_skb_load_bytes(skb, off, n->b, avail))
         return false;
     n->len = avail;
     w.n = n;
