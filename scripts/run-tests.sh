@@ -42,7 +42,7 @@ passed=0 failed=0 skipped=0
 # kernel's verifier judges for itself.
 VM_KERNELS=${TARDY_VM_KERNELS:-6.1 6.12}
 declare -A VM_FILTER=(
-  [6.1]='Vm*:SockLab.ConnectFails*:SockLab.Ipv6*:SockLab.BindAndSocket*:SockLab.NetworkAndSocket*:FaithfulLab.Refusal*:FaithfulLab.ConnectTimeout*:StallScope.OnFiles*:StallScope.Compat*:BlastLab.Stalls*'
+  [6.1]='Vm*:DnsLab.Nx*:SockLab.ConnectFails*:SockLab.Ipv6*:SockLab.BindAndSocket*:SockLab.NetworkAndSocket*:FaithfulLab.Refusal*:FaithfulLab.ConnectTimeout*:StallScope.OnFiles*:StallScope.Compat*:BlastLab.Stalls*'
   [6.12]='VmLab.Delay50ms*:VmLab.SigkilledAgents*:VmCohortLab.*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.OnFiles*:BlastLab.Stalls*-VmFaithfulLab.Tcp*'
 )
 [[ ${TARDY_VM_FULL:-} != 1 ]] || VM_FILTER[6.12]='Vm*:SockLab.*:-VmClsactLab.*'

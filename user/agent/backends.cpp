@@ -56,8 +56,8 @@ Result<void> TcBackend::take_devices(Injection& inj) {
             return ok();
         }));
         if (!available)
-            return Error::user("--delay needs the fq qdisc to enforce departure times, and this kernel has none "
-                               "(sch_fq missing; see `tardy doctor`); --loss works without it");
+            return Error::user("--delay and --rate need the fq qdisc to enforce departure times, and this kernel "
+                               "has none (sch_fq missing; see `tardy doctor`); --loss works without it");
     }
     for (const auto& p : plan) {
         std::string replaced;
