@@ -157,6 +157,47 @@ static long tardy_rule_step_next(__u32 i, void *ctx)
     return tardy_rule_step(i + 1, ctx);
 }
 
+/* The bytes a packet takes on the wire. A GSO packet (a TCP send on a veth or with TSO is
+ * one packet at TC for up to 64 KiB) leaves as gso_segs frames, each with its own headers:
+ * counted as qdisc_pkt_len_init() counts it for tbf and fq. Without this --rate let TCP
+ * through 4% above the rate (9.97 Mbit/s of payload at 10mbit against tbf's 9.48). */
+static __always_inline __u32 tardy_wire_len(struct __sk_buff *skb)
+{
+    __u32 segs = skb->gso_segs, len = skb->len, protocol = skb->protocol, hdr = 0, l4;
+    __u16 eth_proto;
+    __u8 b;
+
+    /* each field read once, as a value: the compiler would otherwise address the context
+     * with an offset, which the verifier refuses */
+    asm volatile("" : "+r"(protocol), "+r"(len));
+    if (segs <= 1)
+        return len;
+    if (!bpf_skb_load_bytes(skb, 12, &eth_proto, 2) && eth_proto == protocol)
+        hdr = 14;
+    if (protocol == bpf_htons(TARDY_ETH_P_IP)) {
+        if (bpf_skb_load_bytes_relative(skb, 0, &b, 1, BPF_HDR_START_NET))
+            return len;
+        l4 = (b & 0xf) * 4;
+        if (bpf_skb_load_bytes_relative(skb, 9, &b, 1, BPF_HDR_START_NET))
+            return len;
+    } else if (protocol == bpf_htons(TARDY_ETH_P_IPV6)) {
+        l4 = 40;
+        if (bpf_skb_load_bytes_relative(skb, 6, &b, 1, BPF_HDR_START_NET))
+            return len;
+    } else {
+        return len;
+    }
+    hdr += l4;
+    if (b == 6) { /* TCP: its header's own length */
+        if (bpf_skb_load_bytes_relative(skb, l4 + 12, &b, 1, BPF_HDR_START_NET))
+            return len;
+        hdr += (b >> 4) * 4;
+    } else {
+        hdr += 8; /* UDP */
+    }
+    return len + (segs - 1) * hdr;
+}
+
 /* A packet goes through every live rule of its cgroup's set whose scope (direction, setup)
  * and filter (and flow draw) it matches, in order, as through stages in series: each counts
  * it, a loss in any loses it, and the delays of the rules it passes add up to one departure
@@ -175,7 +216,7 @@ static __always_inline bool tardy_walk_rules(struct __sk_buff *skb, struct tardy
     w->now = bpf_ktime_get_ns();
     if (!tardy_lease_valid(c, w->now))
         return false;
-    w->len = skb->len;
+    w->len = tardy_wire_len(skb);
     w->scope = scope;
     if (w->set->parse)
         tardy_parse(skb, &w->flow, scope == TARDY_SCOPE_INGRESS);
