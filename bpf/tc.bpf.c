@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Packet faults of target cgroups, filtered by peer, port, protocol and flow: loss, delay,
- * duplication, reordering, rate and DNS errors at TC egress for what they send, loss at
+ * duplication, reordering, rate, DNS errors and TCP resets at TC egress for what they send, loss at
  * cgroup_skb ingress for what they receive. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +16,7 @@
 #include "lib/filter.bpf.h"
 #include "lib/shape.bpf.h"
 #include "lib/dns.bpf.h"
+#include "lib/reset.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -33,6 +34,7 @@ struct tardy_walk {
     __u32 delayed;
     __u32 duplicate; /* send it twice */
     __u32 dns_slot;  /* slot + 1 of the first rule with a DNS fault that a UDP packet to port 53 met */
+    __u32 reset_slot; /* slot + 1 of the first rule with --reset the packet met */
     __u32 scope; /* TARDY_SCOPE_EGRESS or TARDY_SCOPE_INGRESS: where the packet is */
 };
 
@@ -147,6 +149,8 @@ static long tardy_rule_step(__u32 i, void *ctx)
         return 0;
     if (r->dns_rcode && !w->dns_slot && w->flow.proto == TARDY_PROTO_UDP && w->flow.remote_port == TARDY_DNS_PORT)
         w->dns_slot = slot + 1;
+    if (r->reset_ppm && !w->reset_slot)
+        w->reset_slot = slot + 1;
     if (tardy_apply_rule(r, &v, w->now, w->len, w->scope)) {
         w->lost = 1;
         return 1;
@@ -247,6 +251,14 @@ static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
         return TARDY_TC_NEXT;
     if (w.lost)
         return tardy_lose(can_steal);
+    if (w.reset_slot) {
+        int d = tardy_reset_fault(skb, w.reset_slot - 1);
+
+        if (d == TARDY_RESET_SENT)
+            return TARDY_TC_ACT_REDIRECT;
+        if (d == TARDY_RESET_DROP)
+            return tardy_lose(can_steal);
+    }
     if (w.dns_slot && w.scope == TARDY_SCOPE_EGRESS) {
         int d = tardy_dns_fault(skb, w.dns_slot - 1);
 

@@ -94,7 +94,7 @@ struct tardy_rule {
     __u32 dns_rcode;    /* 0: no DNS fault; TARDY_DNS_TIMEOUT: the query is lost; else the answer's RCODE */
     __u32 dns_ppm;      /* share of matching queries */
     __u32 dns_name_len; /* 0: any name; else dns_name[0, len) is the suffix a query's name must end in */
-    __u32 dns_pad;
+    __u32 reset_ppm;    /* --reset: share of the target's TCP connections reset (a sticky draw per connection) */
     __u8 dns_name[TARDY_DNS_NAME_MAX]; /* wire form (length-prefixed labels, the root's 0 last), lower case */
     struct tardy_filter filter;
 };
@@ -156,6 +156,7 @@ struct tardy_counters {
     __u64 reordered;  /* packets that skipped the delay (--reorder) */
     __u64 paced;      /* packets given a later departure by --rate */
     __u64 dns;        /* DNS queries answered with an error or lost by --dns */
+    __u64 resets;     /* TCP connections reset by --reset (one per segment turned into resets) */
 };
 
 /* Value of the cgroup cache, keyed by a packet's cgroup id. */

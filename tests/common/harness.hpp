@@ -5,6 +5,8 @@
 #pragma once
 
 #include <bpf/bpf.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <net/if.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -14,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -68,6 +71,12 @@ inline int count_our_programs() {
     return n;
 }
 
+// A file's whole text ("" when it cannot be read).
+inline std::string read_all(const std::string& path) {
+    std::ifstream f(path);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
 class Lab : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -89,6 +98,7 @@ protected:
     }
 
     void TearDown() override {
+        stop_servers();
         if (!lab_) return;
         double t0 = mono_ms();
         auto k = tardy({"kill"});
@@ -180,7 +190,43 @@ protected:
             ms, 1);
     }
 
+    // A shell command run as a member of cohort c in namespace -a (joins the cgroup first:
+    // `ip netns exec` remounts /sys). `cmd` goes inside single quotes.
+    CmdResult in_cohort(Sandbox::Cohort c, const std::string& cmd) {
+        std::string sh = "echo $$ > " + lab_->cgroup(c) + "/cgroup.procs && exec ip netns exec " +
+                         lab_->netns_a_name() + " sh -c '" + cmd + "'";
+        auto r = run_cmd({"sh", "-c", sh});
+        return r ? *r : CmdResult{};
+    }
+
+    // A server started in namespace -b, its output dropped; killed by TearDown.
+    void serve(const std::vector<std::string>& argv) {
+        pid_t p = fork();
+        if (p == 0) {
+            std::vector<std::string> a{"ip", "netns", "exec", lab_->netns_b_name()};
+            a.insert(a.end(), argv.begin(), argv.end());
+            std::vector<char*> v;
+            for (auto& x : a) v.push_back(x.data());
+            v.push_back(nullptr);
+            int null = open("/dev/null", O_RDWR);
+            dup2(null, 1);
+            dup2(null, 2);
+            execvp(v[0], v.data());
+            _exit(127);
+        }
+        servers_.push_back(p);
+    }
+
+    void stop_servers() {
+        for (pid_t p : servers_) {
+            kill(p, SIGKILL);
+            waitpid(p, nullptr, 0);
+        }
+        servers_.clear();
+    }
+
     std::string name_, run_dir_, bpffs_;
+    std::vector<pid_t> servers_;
     std::unique_ptr<Sandbox> lab_;
     std::pair<std::string, uint32_t> qdisc_before_;
 };

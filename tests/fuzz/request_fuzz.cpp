@@ -57,7 +57,7 @@ void fuzz_inject(std::string_view in) {
         else if (x.starts_with("R:")) a.filter.protos.push_back(v);
         else if (x.starts_with("F:")) a.flows = v;
         // netem's shapes: D: --distribution, C: --correlation, B: --loss-burst, G: --loss-gemodel,
-        // U: --duplicate, Q: --reorder, T: --rate.
+        // U: --duplicate, Q: --reorder, T: --rate, Z: --reset.
         else if (x.starts_with("D:")) a.shape.distribution = v;
         else if (x.starts_with("C:")) a.shape.correlation = v;
         else if (x.starts_with("B:")) a.shape.loss_burst = v;
@@ -65,6 +65,7 @@ void fuzz_inject(std::string_view in) {
         else if (x.starts_with("U:")) a.shape.duplicate = v;
         else if (x.starts_with("Q:")) a.shape.reorder = v;
         else if (x.starts_with("T:")) a.shape.rate = v;
+        else if (x.starts_with("Z:")) a.shape.reset = v;
         else a.devices.push_back(x);
     }
     auto r = build_inject_request(a);
@@ -100,7 +101,10 @@ void fuzz_inject(std::string_view in) {
           "a rate out of range", in);
     CHECK(n.duplicate_ppm <= TARDY_PPM && n.reorder_ppm <= TARDY_PPM && n.corr_ppm <= TARDY_PPM, "a share over 100%",
           in);
-    CHECK(!n.ingress() || !(n.duplicate_ppm || n.rate_bytes_per_s || n.delay_ns), "an egress shape on ingress", in);
+    CHECK(!n.ingress() || !(n.duplicate_ppm || n.rate_bytes_per_s || n.delay_ns || n.reset_ppm),
+          "an egress shape on ingress", in);
+    CHECK(n.reset_ppm <= TARDY_PPM && !(n.reset_ppm && (n.scope & TARDY_SCOPE_SETUP)), "a reset out of range or on setup",
+          in);
     auto enc = encode(fl);
     CHECK(enc && enc->n_peers == fl.peers.size() && enc->n_except == fl.except_peers.size(),
           "an accepted filter does not encode", in);
@@ -191,10 +195,11 @@ constexpr std::string_view kFilteredDefaults[] = {"50000", "100000", "7",    "1"
 // `tardy update`'s request.
 constexpr std::string_view kUpdateTemplate =
     R"({"v":6,"op":"update","name":@,"net":{"delay_ns":@,"jitter_ns":@,"loss_ppm":@,"dist":@,"corr_ppm":@,)"
-    R"("ge_p_ppm":@,"ge_r_ppm":@,"duplicate_ppm":@,"reorder_ppm":@,"rate_bytes_per_s":@},)"
+    R"("ge_p_ppm":@,"ge_r_ppm":@,"duplicate_ppm":@,"reorder_ppm":@,"rate_bytes_per_s":@,"reset_ppm":@},)"
     R"("sock":{"faults":[{"op":@,"err":@,"ppm":@}]},"for_ns":@})";
 constexpr std::string_view kUpdateDefaults[] = {R"("slow")", "50000000", "1000", "50000", "1", "250000", "13158",
-                                                "250000", "10000", "100000", "1250000", "1", "111", "250000", "0"};
+                                                "250000", "10000", "100000", "1250000", "100000", "1", "111", "250000",
+                                                "0"};
 constexpr size_t kSlots = std::size(kRequestDefaults);
 constexpr size_t kFilteredSlots = std::size(kFilteredDefaults);
 constexpr size_t kUpdateSlots = std::size(kUpdateDefaults);

@@ -53,39 +53,6 @@ protected:
         auto j = nlohmann::json::parse(r.out, nullptr, false);
         return j.is_discarded() ? nlohmann::json::object() : j;
     }
-    // A shell command run as a member of cohort c in namespace -a (joins the cgroup first:
-    // `ip netns exec` remounts /sys).
-    CmdResult in_cohort(Sandbox::Cohort c, const std::string& cmd) {
-        std::string sh = "echo $$ > " + lab_->cgroup(c) + "/cgroup.procs && exec ip netns exec " +
-                         lab_->netns_a_name() + " sh -c '" + cmd + "'";
-        auto r = run_cmd({"sh", "-c", sh});
-        return r ? *r : CmdResult{};
-    }
-    // A server started in namespace -b; killed by TearDown.
-    void serve(const std::vector<std::string>& argv) {
-        pid_t p = fork();
-        if (p == 0) {
-            std::vector<std::string> a{"ip", "netns", "exec", lab_->netns_b_name()};
-            a.insert(a.end(), argv.begin(), argv.end());
-            std::vector<char*> v;
-            for (auto& x : a) v.push_back(x.data());
-            v.push_back(nullptr);
-            int null = open("/dev/null", O_RDWR);
-            dup2(null, 1);
-            dup2(null, 2);
-            execvp(v[0], v.data());
-            _exit(127);
-        }
-        servers_.push_back(p);
-    }
-    void TearDown() override {
-        for (pid_t p : servers_) {
-            kill(p, SIGKILL);
-            waitpid(p, nullptr, 0);
-        }
-        Lab::TearDown();
-    }
-    std::vector<pid_t> servers_;
 };
 
 // Programs attached to the cgroup itself at cgroup_skb egress: the per-packet cost of a

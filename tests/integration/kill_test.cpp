@@ -21,11 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_all(const std::string& path) {
-    std::ifstream f(path);
-    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
 // Processes whose environment names this run directory and whose command line is an agent.
 std::vector<pid_t> agents_of(const std::string& run_dir) {
     std::vector<pid_t> out;

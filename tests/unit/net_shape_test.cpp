@@ -231,6 +231,32 @@ TEST(DnsFault, FlagsBecomeTheRuleAndOneLineErrors) {
     EXPECT_FALSE(build_inject_request(in));
 }
 
+TEST(ResetFault, FlagBecomesTheRuleAndOneLineErrors) {
+    auto r = build_inject_request(shaped({{&ShapeArgs::reset, "10%"}}));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->net.reset_ppm, 100'000u);
+    EXPECT_EQ(describe(r->net), "reset 10% of TCP connections");
+    EXPECT_TRUE(r->net.any());
+    EXPECT_FALSE(r->net.paces());
+    for (auto [pct, must] : std::initializer_list<std::pair<const char*, const char*>>{
+             {"0%", "--reset 0%"}, {"x", "--reset"}, {"101%", "--reset"}, {"10", "--reset"}}) {
+        auto bad = build_inject_request(shaped({{&ShapeArgs::reset, pct}}));
+        ASSERT_FALSE(bad) << pct;
+        EXPECT_NE(bad.error().message.find(must), std::string::npos) << bad.error().message;
+    }
+    InjectArgs in = shaped({{&ShapeArgs::reset, "10%"}}, "5%");
+    in.direction = "both";
+    auto both = build_inject_request(in);
+    ASSERT_FALSE(both);
+    EXPECT_NE(both.error().message.find("--reset applies to the packets the target sends"), std::string::npos)
+        << both.error().message;
+    InjectArgs setup = shaped({{&ShapeArgs::reset, "10%"}});
+    setup.setup_only = true;
+    auto s = build_inject_request(setup);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("two injections"), std::string::npos) << s.error().message;
+}
+
 TEST(DnsFault, WireNameIsLowerCaseLabels) {
     auto w = dns_wire_name("WWW.Example.com.");
     ASSERT_TRUE(w);

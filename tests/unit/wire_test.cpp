@@ -77,7 +77,7 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
                                                      "setup_only", "dist", "distribution", "corr_ppm", "ge_p_ppm",
                                                      "ge_r_ppm", "ge_bad_loss_ppm", "ge_good_loss_ppm", "duplicate_ppm",
                                                      "reorder_ppm", "rate_bytes_per_s", "dns_rcode", "dns_ppm",
-                                                     "dns_name"}));
+                                                     "dns_name", "reset_ppm"}));
     EXPECT_EQ(keys(j["stalls"][0]), (std::set<std::string>{"name", "delay_ns", "ppm", "on", "path"}));
     // What the agent accepts, and reads back to the same values.
     auto v = validate_request(j);
@@ -160,7 +160,7 @@ TEST(Wire, RepliesKeysAndRoundTrip) {
                                               "observe", "measured", "owner_pid"}));
     EXPECT_EQ(keys(i["counters"]),
               (std::set<std::string>{"matched", "delayed", "dropped", "bytes", "calls", "failed", "stalled", "duplicated",
-                                     "reordered", "paced", "dns"}));
+                                     "reordered", "paced", "dns", "resets"}));
     EXPECT_EQ(i["cgroup"], json("a.slice/api.service"));
     EXPECT_EQ(i["counters"]["stalled"], 7);
     EXPECT_EQ(i["replaced_qdiscs"][0], json("netem 8001: on eth0"));

@@ -66,9 +66,10 @@ struct FaultCounters {
     uint64_t connects_refused = 0;  // of failed: connect() calls failed at once
     uint64_t duplicated = 0, reordered = 0, paced = 0;  // packets (netem's shapes)
     uint64_t dns = 0;                                   // DNS queries failed (--dns)
+    uint64_t resets = 0;                                // TCP connections reset (--reset)
     FaultCounters& operator+=(const FaultCounters& o) {
         matched += o.matched, delayed += o.delayed, dropped += o.dropped, bytes += o.bytes;
-        duplicated += o.duplicated, reordered += o.reordered, paced += o.paced, dns += o.dns;
+        duplicated += o.duplicated, reordered += o.reordered, paced += o.paced, dns += o.dns, resets += o.resets;
         calls += o.calls, failed += o.failed, stalled += o.stalled, connects_refused += o.connects_refused;
         return *this;
     }

@@ -198,6 +198,7 @@ void TcBackend::count(const Injection& inj, FaultCounters& c) const {
     c.reordered += t->reordered;
     c.paced += t->paced;
     c.dns += t->dns;
+    c.resets += t->resets;
 }
 
 tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter) {
@@ -222,6 +223,7 @@ tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter
     rule.rate_bytes_per_s = inj.net.rate_bytes_per_s;
     rule.dns_rcode = inj.net.dns_rcode;
     rule.dns_ppm = inj.net.dns_ppm;
+    rule.reset_ppm = inj.net.reset_ppm;
     if (auto w = inj.net.dns_name.empty() ? Result<std::string>(std::string()) : dns_wire_name(inj.net.dns_name); w) {
         rule.dns_name_len = static_cast<uint32_t>(w->size());  // checked by the request validator: it fits
         std::copy(w->begin(), w->end(), rule.dns_name);

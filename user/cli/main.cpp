@@ -212,6 +212,9 @@ int run(int argc, char** argv) {
                        "Answer the target's DNS queries (UDP port 53) at once with an error, or never: "
                        "nxdomain|servfail|refused|timeout[:PCT], e.g. nxdomain:50%; no DNS server involved");
     inject->add_option("--dns-name", ia.shape.dns_name, "Only --dns queries for this domain and its subdomains");
+    inject->add_option("--reset", ia.shape.reset,
+                       "Reset this share of the target's TCP connections (chosen per connection) at their next "
+                       "segment: both ends get a RST, the target's calls fail with ECONNRESET, e.g. 10%");
     inject->add_option("--fail", ia.fails,
                        "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket, "
                        "open (openat), read, write (repeatable), e.g. connect=ECONNREFUSED:25%");
@@ -269,6 +272,7 @@ int run(int argc, char** argv) {
                    "  sudo tardy inject --cgroup shop.slice --rate 10mbit --duplicate 1%\n"
                    "  sudo tardy inject --cgroup shop.slice --delay 10ms --reorder 25% --correlation 50%\n"
                    "  sudo tardy inject --cgroup shop.slice --dns nxdomain --dns-name payments.internal\n"
+                   "  sudo tardy inject --cgroup shop.slice --reset 10% --port 6379   # a tenth of redis links die\n"
                    "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"
                    "  sudo tardy inject --cgroup db.slice --stall flush=100ms --path /var/lib/postgresql   # slow disk\n"
                    "  sudo tardy inject --pid 4242 --fail open=EIO:10% --path /var/lib/app   # needs the BPF LSM");

@@ -33,6 +33,7 @@ CLI::App* add_update_command(CLI::App& app, UpdateArgs& a) {
     c->add_option("--rate", a.shape.rate, "New rate, e.g. 5mbit (an injection with a rate only)");
     c->add_option("--dns", a.shape.dns, "New DNS fault: nxdomain|servfail|refused|timeout[:PCT]");
     c->add_option("--dns-name", a.shape.dns_name, "With --dns: only queries for this domain");
+    c->add_option("--reset", a.shape.reset, "New share of TCP connections reset, e.g. 20% (0% ends it)");
     c->add_option("--fail", a.fails,
                   "New syscall faults, replacing all of them: SYSCALL=ERRNO[:PCT] (repeatable; the same calls "
                   "as before)");
@@ -61,6 +62,7 @@ Result<void> merge_shape(const UpdateArgs& a, const NetFaults& cur, bool new_los
     };
     ends(s.duplicate, net.duplicate_ppm);
     ends(s.reorder, net.reorder_ppm);
+    ends(s.reset, net.reset_ppm);
     ends(s.correlation, net.corr_ppm);
     if (!s.rate.empty() && !cur.rate_bytes_per_s)
         return Error::user("injection '" + a.name + "' has no rate, and one cannot be added live (it needs fq on the "

@@ -99,7 +99,7 @@ std::vector<std::string> ShapeArgs::given() const {
     for (auto [v, name] : {std::pair{&distribution, "--distribution"}, {&correlation, "--correlation"},
                            {&loss_burst, "--loss-burst"}, {&loss_gemodel, "--loss-gemodel"},
                            {&duplicate, "--duplicate"}, {&reorder, "--reorder"}, {&rate, "--rate"},
-                           {&dns, "--dns"}, {&dns_name, "--dns-name"}})
+                           {&dns, "--dns"}, {&dns_name, "--dns-name"}, {&reset, "--reset"}})
         if (!v->empty()) g.push_back(name);
     return g;
 }
@@ -267,6 +267,11 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
         if (!r) return r.error();
         net.rate_bytes_per_s = *r;
     }
+    if (!a.reset.empty()) {
+        auto r = percent(a.reset, "--reset");
+        if (!r) return r.error();
+        net.reset_ppm = *r;
+    }
     if (!a.dns_name.empty() && a.dns.empty())
         return Error::user("--dns-name picks the names --dns fails; give --dns with it, e.g. --dns nxdomain --dns-name "
                            "example.com");
@@ -321,6 +326,7 @@ std::string describe_shape(const NetFaults& f) {
     if (f.reorder_ppm) s += ", reorder " + format_ppm(f.reorder_ppm);
     if (f.rate_bytes_per_s) s += ", rate " + format_rate(f.rate_bytes_per_s);
     if (f.corr_ppm) s += ", correlation " + format_ppm(f.corr_ppm);
+    if (f.reset_ppm) s += ", reset " + format_ppm(f.reset_ppm) + " of TCP connections";
     if (f.dns_rcode) {
         s += ", DNS " + dns_rcode_name(f.dns_rcode);
         if (f.dns_ppm != TARDY_PPM) s += " " + format_ppm(f.dns_ppm);
@@ -343,6 +349,7 @@ void shape_to_json(nlohmann::json& j, const NetFaults& f) {
     j["dns_rcode"] = f.dns_rcode;
     j["dns_ppm"] = f.dns_ppm;
     j["dns_name"] = f.dns_name;
+    j["reset_ppm"] = f.reset_ppm;
     if (f.dns_rcode) j["dns"] = dns_rcode_name(f.dns_rcode);  // for people; the agent reads dns_rcode
 }
 
@@ -359,6 +366,7 @@ void shape_from_json(const nlohmann::json& j, NetFaults& f) {
     f.dns_rcode = j.value("dns_rcode", uint32_t{0});
     f.dns_ppm = j.value("dns_ppm", uint32_t{0});
     f.dns_name = j.value("dns_name", std::string());
+    f.reset_ppm = j.value("reset_ppm", uint32_t{0});
 }
 
 }  // namespace tardy

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // netem's packet faults beyond plain loss and delay: the jitter's distribution, correlated
-// draws, burst loss (Gilbert-Elliott), duplication, reordering and rate. Parsed from the
+// draws, burst loss (Gilbert-Elliott), duplication, reordering and rate; and beyond netem, DNS
+// errors and TCP resets. Parsed from the
 // flags of `tardy inject` into NetFaults; docs/faults.md has the semantics, with netem's
 // behaviour as the reference.
 #pragma once
@@ -29,6 +30,7 @@ struct ShapeArgs {
     std::string rate;          // --rate RATE, e.g. 10mbit
     std::string dns;           // --dns nxdomain|servfail|refused|timeout[:PCT]
     std::string dns_name;      // --dns-name SUFFIX: only queries for names ending in it
+    std::string reset;         // --reset PCT: share of TCP connections reset
     bool empty() const;
     std::vector<std::string> given() const;  // the flags given, e.g. {"--rate"}, for errors
 };

@@ -120,8 +120,11 @@ Result<void> scope_net(const InjectArgs& a, NetFaults& net) {
         if (net.ingress() && net.delay_ns)
             return Error::user("--delay applies to the packets the target sends, not to those it receives: use "
                                "--direction egress for the delay (ingress takes --loss)");
-        if (net.ingress() && (net.duplicate_ppm || net.rate_bytes_per_s || net.dns_rcode))
-            return Error::user(std::string(net.dns_rcode ? "--dns" : net.rate_bytes_per_s ? "--rate" : "--duplicate") +
+        if (net.ingress() && (net.duplicate_ppm || net.rate_bytes_per_s || net.dns_rcode || net.reset_ppm))
+            return Error::user(std::string(net.reset_ppm      ? "--reset"
+                                           : net.dns_rcode        ? "--dns"
+                                           : net.rate_bytes_per_s ? "--rate"
+                                                                  : "--duplicate") +
                                " applies to the packets the target sends: use --direction egress for it "
                                "(ingress takes --loss)");
     }
@@ -129,6 +132,9 @@ Result<void> scope_net(const InjectArgs& a, NetFaults& net) {
         if (!net.any())
             return Error::user("--setup-only limits packet faults to TCP connection setup; give --delay or --loss "
                                "with it");
+        if (net.reset_ppm)
+            return Error::user("--reset acts on established connections and --setup-only on their setup; put "
+                               "them in two injections");
         net.scope |= TARDY_SCOPE_SETUP;
     }
     return ok();

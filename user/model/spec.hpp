@@ -36,7 +36,8 @@ struct NetFaults {
     uint32_t dns_rcode = 0;              // --dns: 0 none, an RCODE, or TARDY_DNS_TIMEOUT
     uint32_t dns_ppm = 0;
     std::string dns_name;                // --dns-name as given (normalised: no dots at the ends)
-    bool any() const { return delay_ns || loss_ppm || duplicate_ppm || rate_bytes_per_s || dns_rcode; }
+    uint32_t reset_ppm = 0;              // --reset: share of TCP connections reset
+    bool any() const { return delay_ns || loss_ppm || duplicate_ppm || rate_bytes_per_s || dns_rcode || reset_ppm; }
     bool paces() const { return delay_ns || rate_bytes_per_s; }  // sets departure times: needs fq
     bool egress() const { return scope & TARDY_SCOPE_EGRESS; }
     bool ingress() const { return scope & TARDY_SCOPE_INGRESS; }

@@ -117,6 +117,7 @@ struct Counters {
     uint64_t calls = 0, failed = 0, stalled = 0;                  // syscalls
     uint64_t duplicated = 0, reordered = 0, paced = 0;            // packets: --duplicate, --reorder, --rate
     uint64_t dns = 0;                                             // DNS queries failed by --dns
+    uint64_t resets = 0;                                          // TCP connections reset by --reset
 };
 
 // One active injection. `tardy list --json` prints these as they are.
@@ -161,7 +162,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Stats, name, raw)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Update, name, net, sock, for_ns)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectReply, name, devices)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, matched, delayed, dropped, bytes, calls, failed, stalled,
-                                                duplicated, reordered, paced, dns)
+                                                duplicated, reordered, paced, dns, resets)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, filter, stalls, faults,
                                                 left_ns, devices, replaced_qdiscs, counters, control, observe, measured, owner_pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ListReply, injections, agent_pid)
