@@ -95,6 +95,7 @@ int main() {
         {"target, rate 10mbit (queue full)", cg.leaf_id, 0, 0, 0,
          [](tardy_rule& r) { r.rate_bytes_per_s = 1'250'000; }},
         {"target, duplicate 1%", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.duplicate_ppm = 10000; }},
+        {"target, reset 10% (headers read)", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.reset_ppm = 100000; }},
     };
     auto pkt = make_packet(Family::V4, Proto::Tcp, 1400);
     int floor_fd = load_floor_prog();

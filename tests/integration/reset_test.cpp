@@ -89,6 +89,14 @@ TEST_F(ResetLab, RedisCliSeesItsConnectionsResetAndTheServerKeepsNone) {
     EXPECT_EQ(count(redis(kCtl, "198.18.0.2", 30), "PONG"), 30);
     EXPECT_TRUE(eventually([&] { return redis_clients() == 1; }, 3000, 100))
         << "the server kept connections the clients no longer have: " << redis_clients();
+    // Changed live: every connection now, the counter going on from where it was.
+    uint64_t before = list_json()["injections"][0]["counters"]["resets"].get<uint64_t>();
+    EXPECT_GE(before, static_cast<uint64_t>(reset));
+    auto u = tardy({"update", "resets", "--reset", "100%"});
+    ASSERT_EQ(u.status, 0) << u.err;
+    auto all = redis(kExp, "198.18.0.2", 20);
+    EXPECT_EQ(count(all, "reset by peer"), 20) << all;
+    EXPECT_EQ(list_json()["injections"][0]["counters"]["resets"].get<uint64_t>(), before + 20);
 }
 
 // A connection opened before the injection (redis-cli -r: one connection, a PING every 0.2 s)
