@@ -17,11 +17,8 @@ namespace {
 
 constexpr std::array<const char*, TARDY_DISTS> kDistNames = {"uniform", "normal", "pareto", "paretonormal"};
 
-std::string shown(std::string_view v) {
-    std::string out;
-    for (char c : v.substr(0, 64)) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
-    return out;
-}
+// What the user typed, at most 64 characters of it, for a one-line message.
+std::string shown64(std::string_view v) { return shown(v.substr(0, 64)); }
 
 // Digits with at most one '.', nothing else: a plain positive decimal.
 bool plain_decimal(std::string_view s, double& out) {
@@ -60,7 +57,7 @@ Result<std::string> dns_wire_name(const std::string& name) {
     std::string n = name;
     while (!n.empty() && n.front() == '.') n.erase(0, 1);
     while (!n.empty() && n.back() == '.') n.pop_back();
-    std::string bad = "--dns-name '" + shown(name) + "': ";
+    std::string bad = "--dns-name '" + shown64(name) + "': ";
     if (n.empty()) return Error::user(bad + "give a domain, e.g. --dns-name example.com (its subdomains match too)");
     std::string wire;
     size_t start = 0;
@@ -146,7 +143,7 @@ Result<uint64_t> parse_rate(std::string_view text, std::string_view flag) {
                                                           {"gbps", 1e9},
                                                           {"bit", 1.0 / 8},
                                                           {"bps", 1.0}}};
-    std::string f(flag), t = shown(text), lower(text);
+    std::string f(flag), t = shown64(text), lower(text);
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
     for (const auto& u : kRateUnits) {
         if (lower.size() <= u.suffix.size() || !lower.ends_with(u.suffix)) continue;
@@ -184,7 +181,7 @@ Result<void> gemodel(const std::string& spec, NetFaults& net) {
         parts.push_back(spec.substr(start, comma - start));
     parts.push_back(spec.substr(start));
     if (parts.size() > 4)
-        return Error::user("--loss-gemodel '" + shown(spec) + "': give P[,R[,1-H[,1-K]]], e.g. 1%,30%,100%,0%");
+        return Error::user("--loss-gemodel '" + shown64(spec) + "': give P[,R[,1-H[,1-K]]], e.g. 1%,30%,100%,0%");
     std::array<uint32_t, 4> v{};
     const char* names[] = {"--loss-gemodel P", "--loss-gemodel R", "--loss-gemodel 1-H", "--loss-gemodel 1-K"};
     for (size_t i = 0; i < parts.size(); i++) {
@@ -223,11 +220,11 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
             return Error::user("--loss-burst N makes --loss come in bursts of N packets on average; give --loss "
                                "with it, e.g. --loss 5% --loss-burst 4");
         if (!plain_decimal(a.loss_burst, b) || b < 1 || b > 1e6)
-            return Error::user("--loss-burst '" + shown(a.loss_burst) + "': give the mean burst length in packets, "
+            return Error::user("--loss-burst '" + shown64(a.loss_burst) + "': give the mean burst length in packets, "
                                "a number from 1, e.g. 4");
         double l = static_cast<double>(net.loss_ppm) / TARDY_PPM, r = 1 / b, p = l * r / (1 - l);
         if (net.loss_ppm >= TARDY_PPM || p > 1)
-            return Error::user("--loss " + format_ppm(net.loss_ppm) + " in bursts of " + shown(a.loss_burst) +
+            return Error::user("--loss " + format_ppm(net.loss_ppm) + " in bursts of " + shown64(a.loss_burst) +
                                " cannot be: the gaps between bursts would be shorter than a packet; use a "
                                "longer --loss-burst or less --loss");
         net.ge_r_ppm = static_cast<uint32_t>(std::llround(r * TARDY_PPM));
@@ -238,7 +235,7 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
     if (!a.distribution.empty()) {
         auto it = std::find(kDistNames.begin(), kDistNames.end(), a.distribution);
         if (it == kDistNames.end())
-            return Error::user("--distribution '" + shown(a.distribution) + "': use uniform, normal, pareto or "
+            return Error::user("--distribution '" + shown64(a.distribution) + "': use uniform, normal, pareto or "
                                "paretonormal (netem's)");
         if (!net.jitter_ns)
             return Error::user("--distribution shapes the jitter; give --delay and --jitter with it, e.g. --delay "
@@ -280,7 +277,7 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
         if (auto colon = kind.find(':'); colon != std::string::npos) pct = kind.substr(colon + 1), kind.resize(colon);
         auto it = std::find_if(kDnsErrors.begin(), kDnsErrors.end(), [&](const auto& e) { return kind == e.first; });
         if (it == kDnsErrors.end())
-            return Error::user("--dns '" + shown(a.dns) + "': use nxdomain, servfail, refused or timeout, with an "
+            return Error::user("--dns '" + shown64(a.dns) + "': use nxdomain, servfail, refused or timeout, with an "
                                "optional share, e.g. --dns nxdomain:50%");
         net.dns_rcode = it->second;
         net.dns_ppm = TARDY_PPM;

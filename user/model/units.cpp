@@ -60,16 +60,15 @@ uint64_t pow10(int n) {
     return p;
 }
 
-// Control characters in a value the user typed would break the one-line message.
+constexpr uint64_t kMaxDurationNs = 1000ULL * 3'600'000'000'000ULL;  // 1000h
+
+}  // namespace
+
 std::string shown(std::string_view v) {
     std::string out;
     for (char c : v) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
     return out;
 }
-
-constexpr uint64_t kMaxDurationNs = 1000ULL * 3'600'000'000'000ULL;  // 1000h
-
-}  // namespace
 
 Result<uint64_t> parse_duration_ns(std::string_view text, std::string_view flag) {
     std::string f(flag);

@@ -10,6 +10,9 @@
 
 namespace tardy {
 
+// A value the user typed, fit for a one-line message: control characters become '?'.
+std::string shown(std::string_view v);
+
 // "250us", "1.5s", "5m", "100ns", "20ms". A bare number is refused: the unit is the point.
 Result<uint64_t> parse_duration_ns(std::string_view text, std::string_view flag);
 
