@@ -196,10 +196,10 @@ constexpr std::string_view kFilteredDefaults[] = {"50000", "100000", "7",    "1"
 constexpr std::string_view kUpdateTemplate =
     R"({"v":6,"op":"update","name":@,"net":{"delay_ns":@,"jitter_ns":@,"loss_ppm":@,"dist":@,"corr_ppm":@,)"
     R"("ge_p_ppm":@,"ge_r_ppm":@,"duplicate_ppm":@,"reorder_ppm":@,"rate_bytes_per_s":@,"reset_ppm":@},)"
-    R"("sock":{"faults":[{"op":@,"err":@,"ppm":@}]},"for_ns":@})";
+    R"("sock":{"faults":[{"op":@,"err":@,"ppm":@}]},"for_ns":@,"revision":@})";
 constexpr std::string_view kUpdateDefaults[] = {R"("slow")", "50000000", "1000", "50000", "1", "250000", "13158",
                                                 "250000", "10000", "100000", "1250000", "100000", "1", "111", "250000",
-                                                "0"};
+                                                "0", "4"};
 constexpr size_t kSlots = std::size(kRequestDefaults);
 constexpr size_t kFilteredSlots = std::size(kFilteredDefaults);
 constexpr size_t kUpdateSlots = std::size(kUpdateDefaults);

@@ -171,3 +171,36 @@ TEST_F(Lab, UpdateChangesTheShapesLive) {
 }
 
 }  // namespace
+
+// Two `tardy update`s at once, each changing a different fault, both land: each reads the
+// faults, merges its flag in, and the agent refuses a merge made on faults that changed since
+// (then the client merges again). Without that, the later one wrote back the value the
+// earlier one had just changed.
+TEST_F(Lab, RacingUpdatesOfDifferentFaultsBothLand) {
+    inject({"--loss", "1%", "--duplicate", "1%"}, "racy");
+    for (int round = 2; round <= 13; round++) {
+        std::string loss = std::to_string(round) + "%", dup = std::to_string(round + 20) + "%";
+        pid_t a = fork();
+        if (a == 0) {
+            execl((build_dir() + "/tardy").c_str(), "tardy", "update", "racy", "--loss", loss.c_str(),
+                  static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        pid_t b = fork();
+        if (b == 0) {
+            execl((build_dir() + "/tardy").c_str(), "tardy", "update", "racy", "--duplicate", dup.c_str(),
+                  static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        int sa = 0, sb = 0;
+        waitpid(a, &sa, 0);
+        waitpid(b, &sb, 0);
+        EXPECT_EQ(sa, 0) << "round " << round;
+        EXPECT_EQ(sb, 0) << "round " << round;
+        auto i = list_json()["injections"][0];
+        EXPECT_EQ(i["net"]["loss_ppm"].get<uint32_t>(), static_cast<uint32_t>(round * 10000)) << "round " << round;
+        EXPECT_EQ(i["net"]["duplicate_ppm"].get<uint32_t>(), static_cast<uint32_t>((round + 20) * 10000))
+            << "round " << round;
+        EXPECT_EQ(i["revision"].get<uint64_t>(), static_cast<uint64_t>(2 * (round - 1))) << "round " << round;
+    }
+}

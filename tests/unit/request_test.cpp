@@ -163,6 +163,15 @@ TEST(RequestValidate, Update) {
     j = u;
     j["for_ns"] = "soon";
     EXPECT_TRUE(IsUserError(check(j).error(), {"for_ns"}));
+    EXPECT_EQ(u.get<wire::Update>().revision, -1) << "no revision: the update applies to whatever is there";
+    j = u;
+    j["revision"] = 3;
+    EXPECT_TRUE(check(j));
+    EXPECT_EQ(j.get<wire::Update>().revision, 3);
+    for (json bad : {json(-1), json("3"), json(1.5)}) {
+        j["revision"] = bad;
+        EXPECT_TRUE(IsUserError(check(j).error(), {"revision"})) << bad.dump();
+    }
     j = u;
     j["sock"]["faults"][0]["op"] = 99;
     EXPECT_TRUE(IsUserError(check(j).error(), {"op"}));

@@ -157,7 +157,7 @@ TEST(Wire, RepliesKeysAndRoundTrip) {
     const json& i = j["injections"][0];
     EXPECT_EQ(keys(i), (std::set<std::string>{"name", "cgroup", "cgroup_id", "net", "sock", "filter", "stalls", "faults",
                                               "left_ns", "devices", "replaced_qdiscs", "counters", "control",
-                                              "observe", "measured", "owner_pid"}));
+                                              "observe", "measured", "owner_pid", "revision"}));
     EXPECT_EQ(keys(i["counters"]),
               (std::set<std::string>{"matched", "delayed", "dropped", "bytes", "calls", "failed", "stalled", "duplicated",
                                      "reordered", "paced", "dns", "resets"}));

@@ -237,6 +237,7 @@ json Agent::list() {
         for (const auto& k : inj.cohorts)
             if (k.role == "control") i.control = k.cg.rel;
         i.observe = inj.observe;
+        i.revision = inj.revision;
         i.measured = inj.measured;
         i.owner_pid = inj.owner_pid;
         if (inj.observe) {

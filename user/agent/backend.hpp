@@ -37,6 +37,7 @@ struct Injection {
     uint64_t for_ns = 0;
     uint32_t slot = 0;
     uint32_t flow_seed = 0;  // tc: the --flows draw's seed, kept by an update
+    uint64_t revision = 0;   // updates so far: the base a client merged its change into
     bool force = false;  // --force: may replace a configured root qdisc
     // Filled in by the backends:
     std::vector<std::string> replaced_qdiscs;  // e.g. "netem 8001: on eth0", restored at the end

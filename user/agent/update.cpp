@@ -16,6 +16,8 @@ json Agent::update(const json& line) {
         return error_reply(Error::user("no active injection named '" + req.name + "'; see `tardy list`"));
     Injection& inj = it->second;
     if (inj.observe) return error_reply(Error::user("'" + req.name + "' is an observation: it has no fault to change"));
+    if (req.revision >= 0 && static_cast<uint64_t>(req.revision) != inj.revision)
+        return error_reply(Error::user("injection '" + req.name + "' " + wire::kStaleUpdate + "; run the update again"));
     // What the backends read from an injection, with the new faults and deadline.
     Injection next;
     next.name = inj.name;
@@ -55,6 +57,7 @@ json Agent::update(const json& line) {
     inj.sock = next.sock;
     inj.for_ns = next.for_ns;
     inj.expires_ns = next.expires_ns;
+    inj.revision++;
     log("injection " + inj.name + " updated: " + describe(inj.net) + " " + describe(inj.sock) +
         (req.for_ns ? " for " + format_duration(req.for_ns) + " from now" : std::string()));
     last_activity_ns = now;

@@ -74,6 +74,30 @@ Result<void> merge_shape(const UpdateArgs& a, const NetFaults& cur, bool new_los
     return apply_shape(s, loss, net);
 }
 
+// The flags merged into the injection's current faults (as `list` showed them, at its revision).
+Result<wire::Update> merge(const UpdateArgs& a, const wire::InjectionInfo& cur, std::optional<uint32_t> loss,
+                           std::optional<uint64_t> delay, std::optional<uint64_t> jitter,
+                           std::optional<uint64_t> for_ns) {
+    wire::Update u{a.name, cur.net, cur.sock, for_ns.value_or(0), static_cast<int64_t>(cur.revision)};
+    if (loss) u.net.loss_ppm = *loss;
+    if (delay) u.net.delay_ns = *delay;
+    if (jitter) u.net.jitter_ns = *jitter;
+    if ((delay || jitter) && cur.net.delay_ns == 0)
+        return Error::user("injection '" + a.name + "' has no delay, and one cannot be added live (it needs fq on "
+                           "the devices, set up when an injection starts); stop it and inject anew with --delay");
+    if (u.net.jitter_ns > u.net.delay_ns)
+        return Error::user("--jitter " + format_duration(u.net.jitter_ns) + " exceeds the delay " +
+                           format_duration(u.net.delay_ns) + "; use jitter <= delay");
+    if (auto s = merge_shape(a, cur.net, loss.has_value(), u.net); !s) return s.error();
+    if (!a.fails.empty()) {
+        auto f = build_sock_faults(a.fails, cur.sock.path);
+        if (!f) return f.error();
+        u.sock.faults = f->faults;
+        u.sock.file_faults = f->file_faults;
+    }
+    return u;
+}
+
 }  // namespace
 
 int cmd_update(const UpdateArgs& a, const Paths& p) {
@@ -110,37 +134,29 @@ int cmd_update(const UpdateArgs& a, const Paths& p) {
     for (const auto& spec : a.fails)  // each on its own; together, with the injection's --path, below
         if (auto f = parse_fail(spec); !f) return report(f.error());
     if (geteuid() != 0) return report(Error::user("tardy update needs root; run it with sudo"));
-    auto rep = agent_call(p, wire::request(wire::List{}));
-    if (!rep) return report(Error::user("no agent is running, so no injection named '" + a.name + "'"));
-    auto r = reply_or_error(*rep);
-    if (!r) return report(r.error());
-    auto list = wire::read_reply<wire::ListReply>(*r);
-    if (!list) return report(list.error());
-    const wire::InjectionInfo* cur = nullptr;
-    for (const auto& i : list->injections)
-        if (i.name == a.name) cur = &i;
-    if (!cur) return report(Error::user("no active injection named '" + a.name + "'; see tardy list"));
-    wire::Update u{a.name, cur->net, cur->sock, for_ns.value_or(0)};
-    if (loss) u.net.loss_ppm = *loss;
-    if (delay) u.net.delay_ns = *delay;
-    if (jitter) u.net.jitter_ns = *jitter;
-    if ((delay || jitter) && cur->net.delay_ns == 0)
-        return report(Error::user("injection '" + a.name + "' has no delay, and one cannot be added live (it needs fq on "
-                                  "the devices, set up when an injection starts); stop it and inject anew with --delay"));
-    if (u.net.jitter_ns > u.net.delay_ns)
-        return report(Error::user("--jitter " + format_duration(u.net.jitter_ns) + " exceeds the delay " +
-                                  format_duration(u.net.delay_ns) + "; use jitter <= delay"));
-    if (auto s = merge_shape(a, cur->net, loss.has_value(), u.net); !s) return report(s.error());
-    if (!a.fails.empty()) {
-        auto f = build_sock_faults(a.fails, cur->sock.path);
-        if (!f) return report(f.error());
-        u.sock.faults = f->faults;
-        u.sock.file_faults = f->file_faults;
+    // Read, merge, send with the revision merged into; another update in between makes the
+    // agent refuse it (wire::kStaleUpdate), and the merge is done again on the new faults.
+    wire::Update u;
+    for (int attempt = 0;; attempt++) {
+        auto rep = agent_call(p, wire::request(wire::List{}));
+        if (!rep) return report(Error::user("no agent is running, so no injection named '" + a.name + "'"));
+        auto r = reply_or_error(*rep);
+        if (!r) return report(r.error());
+        auto list = wire::read_reply<wire::ListReply>(*r);
+        if (!list) return report(list.error());
+        const wire::InjectionInfo* cur = nullptr;
+        for (const auto& i : list->injections)
+            if (i.name == a.name) cur = &i;
+        if (!cur) return report(Error::user("no active injection named '" + a.name + "'; see tardy list"));
+        auto merged = merge(a, *cur, loss, delay, jitter, for_ns);
+        if (!merged) return report(merged.error());
+        u = *merged;
+        auto done = agent_call(p, wire::request(u));
+        if (!done) return report(done.error());
+        auto d = reply_or_error(*done);
+        if (d) break;
+        if (attempt >= 20 || d.error().message.find(wire::kStaleUpdate) == std::string::npos) return report(d.error());
     }
-    auto done = agent_call(p, wire::request(u));
-    if (!done) return report(done.error());
-    auto d = reply_or_error(*done);
-    if (!d) return report(d.error());
     std::fprintf(stderr, "tardy: %s now %s%s%s%s\n", a.name.c_str(), describe(u.net).c_str(),
                  u.net.any() && (u.sock.any() || u.sock.any_file()) ? "; " : "", describe(u.sock).c_str(),
                  for_ns ? (", for " + format_duration(*for_ns) + " from now").c_str() : "");

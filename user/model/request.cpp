@@ -264,6 +264,10 @@ Result<void> check_update(const json& req) {
     if (!net) return net.error();
     auto sock = check_sock(req);
     if (!sock) return sock.error();
+    if (member(req, "revision")) {
+        auto rev = get_uint(req, "revision", "revision", 0, INT64_MAX);
+        if (!rev) return rev.error();
+    }
     if (!member(req, "for_ns")) return ok();
     auto for_ns = get_uint(req, "for_ns", "for_ns", 0, kMaxForNs);
     return for_ns ? ok() : Result<void>(for_ns.error());

@@ -88,14 +88,18 @@ struct Stop {
 // {"op":"update"}: a live injection's faults changed in place (`tardy update`): the whole new
 // net and sock faults (the client merges its flags into what `list` showed), with the same
 // kinds as before; for_ns, if not 0, a new deadline counted from now. Slot, counters, filter,
-// devices and links stay.
+// devices and links stay. revision, when not -1, is the injection's revision that the client
+// merged into (`list` shows it): the agent refuses the update, with kStaleUpdate, if another
+// update came in between, and the client merges again; two racing updates then both land.
 struct Update {
     std::string name;
     NetFaults net;
     SockFaults sock;
     uint64_t for_ns = 0;
+    int64_t revision = -1;
     static constexpr const char* kOp = "update";
 };
+inline constexpr const char* kStaleUpdate = "changed by another update since it was read";
 
 struct List {
     static constexpr const char* kOp = "list";
@@ -138,6 +142,7 @@ struct InjectionInfo {
     bool observe = false;
     bool measured = false;
     int64_t owner_pid = 0;  // bound: the process whose exit ends it
+    uint64_t revision = 0;  // updates so far (Update.revision)
 };
 
 struct ListReply {
@@ -159,12 +164,13 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CohortWire, role, cgroup)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Inject, name, cgroup, net, sock, filter, stalls, for_ns, netns, devices, force,
                                                 cohorts, observe, measure, bound)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Stats, name, raw)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Update, name, net, sock, for_ns)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Update, name, net, sock, for_ns, revision)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectReply, name, devices)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, matched, delayed, dropped, bytes, calls, failed, stalled,
                                                 duplicated, reordered, paced, dns, resets)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, filter, stalls, faults,
-                                                left_ns, devices, replaced_qdiscs, counters, control, observe, measured, owner_pid)
+                                                left_ns, devices, replaced_qdiscs, counters, control, observe, measured, owner_pid,
+                                                revision)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ListReply, injections, agent_pid)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StopReply, stopped)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PingReply, pid)
