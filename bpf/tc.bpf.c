@@ -63,7 +63,9 @@ __noinline int tardy_apply_rule(const struct tardy_rule *r, struct tardy_verdict
         cnt->matched++;
         cnt->bytes += len;
     }
-    st = tardy_state_of(r);
+    /* Only the shapes that remember something read the shared state: a plain rule skips the
+     * lookup (every user of st takes NULL as "no memory"). */
+    st = r->corr_ppm || r->ge_p_ppm || r->rate_bytes_per_s ? tardy_state_of(r) : NULL;
     if (tardy_loses(r, st)) {
         if (cnt)
             cnt->dropped++;

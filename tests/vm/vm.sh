@@ -530,7 +530,9 @@ prepare_vm() {
 		fi
 	} >"$CTL/run.sh"
 
-	local append="console=ttyS0 panic=-1 quiet"
+	# A soft lockup panics the guest at once (a hung guest would otherwise sit out --timeout),
+	# with its backtrace on the console (loglevel 5: the trace is printed at the default level).
+	local append="console=ttyS0 panic=-1 quiet loglevel=5 softlockup_panic=1"
 	[[ "${VERBOSE:-0}" != 1 ]] || append+=" tardy.verbose=1"
 	local p9=(security_model=none)
 	local -a bios=()
@@ -708,6 +710,10 @@ vm_verdict() {
 				tail -n 30 "$CTL/console.log" | tr -d '\r'
 			} >&2
 		fi
+		# The whole console outlives the run directory, for the post-mortem.
+		local keep
+		keep="$(mktemp /tmp/tardy-vm-console.XXXXXX.log)" && cp "$CTL/console.log" "$keep" &&
+			log "guest console saved in $keep"
 		log "$msg"
 		exit "$VM_FAIL"
 	fi
