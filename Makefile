@@ -91,6 +91,8 @@ $(BUILD)/syscall_bench: $(BUILD)/tests/bench/syscall_bench.o $(BUILD)/libtardy.a
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 $(BUILD)/metrics_bench: $(BUILD)/tests/bench/metrics_bench.o $(BUILD)/libtardy.a
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
+$(BUILD)/bystander_bench: $(BUILD)/tests/bench/bystander_bench.o $(BUILD)/libtardy.a
+	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 
 $(BUILD):
 	$(Q)mkdir -p $@
@@ -121,6 +123,7 @@ bench: deps
 	$(Q)$(BUILD)/tc_bench
 	$(Q)$(BUILD)/syscall_bench
 	$(Q)$(BUILD)/metrics_bench
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/bystander_bench && $(BUILD)/bystander_bench
 
 # An OCI image of the tardy binary (buildah, from scratch; deploy/kubernetes/, docs/kubernetes.md)
 image: $(BUILD)/tardy
