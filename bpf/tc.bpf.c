@@ -15,6 +15,7 @@
 #include "lib/lose.bpf.h"
 #include "lib/filter.bpf.h"
 #include "lib/shape.bpf.h"
+#include "lib/turn.bpf.h"
 #include "lib/dns.bpf.h"
 #include "lib/reset.bpf.h"
 

@@ -10,7 +10,6 @@
  * sum as it was). */
 #pragma once
 
-#define TARDY_TC_ACT_REDIRECT 7 /* TC_ACT_REDIRECT, and TCX_REDIRECT */
 #define TARDY_DNS_PORT 53
 
 /* What tardy_dns_fault() did. */
@@ -147,18 +146,6 @@ static __always_inline bool tardy_dns_name_matches(struct __sk_buff *skb, __u32 
     return !c.differ;
 }
 
-/* Swaps two equal-sized fields of the packet (addresses, ports, MACs). */
-static __always_inline int tardy_swap(struct __sk_buff *skb, __u32 a, __u32 b, const __u32 size)
-{
-    __u8 x[16], y[16];
-
-    if (bpf_skb_load_bytes(skb, a, x, size) || bpf_skb_load_bytes(skb, b, y, size))
-        return -1;
-    if (bpf_skb_store_bytes(skb, a, y, size, 0) || bpf_skb_store_bytes(skb, b, x, size, 0))
-        return -1;
-    return 0;
-}
-
 /* The DNS fault of the rule in slot on a packet the target sends (a global function: checked
  * once by the verifier, whatever its caller). */
 __noinline int tardy_dns_fault(struct __sk_buff *skb, __u32 slot)
@@ -166,35 +153,17 @@ __noinline int tardy_dns_fault(struct __sk_buff *skb, __u32 slot)
     const struct tardy_rule *r = bpf_map_lookup_elem(&tardy_rule_of_slot, &slot);
     struct tardy_counters *cnt;
     struct tardy_dns_hdr h;
-    __u16 eth_proto, dport, flags;
-    __u32 l4, dns, addr_off;
+    struct tardy_l4_at at;
+    __u16 dport, flags;
+    __u32 l4, dns;
     bool v4;
 
     if (!skb || !r || !r->dns_rcode)
         return TARDY_DNS_PASS;
-    /* An Ethernet header in front (veth, physical devices, lo): the answer needs one to be
-     * received on the device. */
-    if (bpf_skb_load_bytes(skb, 12, &eth_proto, 2) || eth_proto != skb->protocol)
+    if (!tardy_l4_of(skb, 17, &at))
         return TARDY_DNS_PASS;
-    v4 = skb->protocol == bpf_htons(TARDY_ETH_P_IP);
-    if (v4) {
-        struct iphdr ip;
-
-        if (bpf_skb_load_bytes(skb, 14, &ip, sizeof(ip)) || ip.version != 4 || ip.protocol != 17 ||
-            (ip.frag_off & bpf_htons(0x3fff)))
-            return TARDY_DNS_PASS;
-        l4 = 14 + ip.ihl * 4;
-        addr_off = 14 + 12;
-    } else if (skb->protocol == bpf_htons(TARDY_ETH_P_IPV6)) {
-        struct ipv6hdr ip6;
-
-        if (bpf_skb_load_bytes(skb, 14, &ip6, sizeof(ip6)) || ip6.nexthdr != 17)
-            return TARDY_DNS_PASS;
-        l4 = 14 + sizeof(ip6);
-        addr_off = 14 + 8;
-    } else {
-        return TARDY_DNS_PASS;
-    }
+    l4 = at.l4;
+    v4 = at.v4;
     if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2) || dport != bpf_htons(TARDY_DNS_PORT))
         return TARDY_DNS_PASS;
     dns = l4 + 8;
@@ -223,8 +192,7 @@ __noinline int tardy_dns_fault(struct __sk_buff *skb, __u32 slot)
         if (bpf_skb_store_bytes(skb, dns + 2, &answer, 2, 0))
             return TARDY_DNS_LOST;
     }
-    if ((v4 ? tardy_swap(skb, addr_off, addr_off + 4, 4) : tardy_swap(skb, addr_off, addr_off + 16, 16)) ||
-        tardy_swap(skb, l4, l4 + 2, 2) || tardy_swap(skb, 0, 6, 6))
+    if (tardy_turn_around(skb, &at))
         return TARDY_DNS_LOST; /* half turned around: it can be neither query nor answer */
     bpf_redirect(skb->ifindex, BPF_F_INGRESS);
     return TARDY_DNS_ANSWERED;

@@ -57,41 +57,21 @@ __noinline int tardy_reset_fault(struct __sk_buff *skb, __u32 slot)
     const struct tardy_rule *r = bpf_map_lookup_elem(&tardy_rule_of_slot, &slot);
     struct tardy_counters *cnt;
     struct tardy_tcp_head th;
-    __u32 addrs[8] = {}, l4, addr_off, hdr_len;
-    __u16 eth_proto, flags_old, flags_new;
+    struct tardy_l4_at at;
+    __u32 addrs[8] = {}, l4, hdr_len;
+    __u16 flags_old, flags_new;
     int words;
     bool v4;
 
     if (!skb || !r || !r->reset_ppm)
         return TARDY_RESET_PASS;
-    /* An Ethernet header in front: the copy for the target is received on the device. */
-    if (bpf_skb_load_bytes(skb, 12, &eth_proto, 2) || eth_proto != skb->protocol)
+    if (!tardy_l4_of(skb, 6, &at))
         return TARDY_RESET_PASS;
-    v4 = skb->protocol == bpf_htons(TARDY_ETH_P_IP);
-    if (v4) {
-        struct iphdr ip;
-
-        if (bpf_skb_load_bytes(skb, 14, &ip, sizeof(ip)) || ip.version != 4 || ip.protocol != 6 ||
-            (ip.frag_off & bpf_htons(0x3fff)))
-            return TARDY_RESET_PASS;
-        l4 = 14 + ip.ihl * 4;
-        addr_off = 14 + 12;
-        addrs[0] = ip.saddr;
-        addrs[1] = ip.daddr;
-        words = 2;
-    } else if (skb->protocol == bpf_htons(TARDY_ETH_P_IPV6)) {
-        struct ipv6hdr ip6;
-
-        if (bpf_skb_load_bytes(skb, 14, &ip6, sizeof(ip6)) || ip6.nexthdr != 6)
-            return TARDY_RESET_PASS;
-        l4 = 14 + sizeof(ip6);
-        addr_off = 14 + 8;
-        if (bpf_skb_load_bytes(skb, addr_off, addrs, 32))
-            return TARDY_RESET_PASS;
-        words = 8;
-    } else {
+    l4 = at.l4;
+    v4 = at.v4;
+    words = v4 ? 2 : 8;
+    if (v4 ? bpf_skb_load_bytes(skb, at.addr_off, addrs, 8) : bpf_skb_load_bytes(skb, at.addr_off, addrs, 32))
         return TARDY_RESET_PASS;
-    }
     if (l4 > 14 + 60 || bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
         return TARDY_RESET_PASS;
     flags_old = th.doff_flags;
@@ -135,8 +115,7 @@ __noinline int tardy_reset_fault(struct __sk_buff *skb, __u32 slot)
     /* The peer's reset leaves as it is, a copy without a socket (our program passes it). */
     bpf_clone_redirect(skb, skb->ifindex, 0);
     /* The target's: the same segment, turned around. */
-    if ((v4 ? tardy_swap(skb, addr_off, addr_off + 4, 4) : tardy_swap(skb, addr_off, addr_off + 16, 16)) ||
-        tardy_swap(skb, l4, l4 + 2, 2) || tardy_swap(skb, l4 + 4, l4 + 8, 4) || tardy_swap(skb, 0, 6, 6))
+    if (tardy_turn_around(skb, &at) || tardy_swap(skb, l4 + 4, l4 + 8, 4))
         return TARDY_RESET_DROP; /* the peer got its reset; this half-turned copy must not leave */
     bpf_redirect(skb->ifindex, BPF_F_INGRESS);
     return TARDY_RESET_SENT;

@@ -35,24 +35,7 @@ std::vector<uint8_t> dns_query(Family f, const std::string& name, uint16_t dport
     return pkt;
 }
 
-size_t l4_off(Family f) { return 14 + (f == Family::V4 ? 20 : 40); }
-
-// The UDP checksum over the pseudo header and the datagram (the field itself included: a
-// valid datagram sums to 0xffff).
-uint16_t udp_sum(Family f, const std::vector<uint8_t>& p) {
-    uint32_t sum = 0;
-    auto add = [&](const uint8_t* b, size_t n) {
-        for (size_t i = 0; i + 1 < n; i += 2) sum += (b[i] << 8) | b[i + 1];
-        if (n % 2) sum += b[n - 1] << 8;
-    };
-    size_t l4 = l4_off(f), len = p.size() - l4;
-    if (f == Family::V4) add(&p[14 + 12], 8);
-    else add(&p[14 + 8], 32);
-    sum += 17 + static_cast<uint32_t>(len);
-    add(&p[l4], len);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<uint16_t>(sum);
-}
+uint16_t udp_sum(Family f, const std::vector<uint8_t>& p) { return l4_sum(f, p, 17); }
 
 void set_udp_checksum(Family f, std::vector<uint8_t>& p) {
     size_t c = l4_off(f) + 6;

@@ -14,8 +14,6 @@ namespace {
 constexpr uint32_t kRedirect = 7;
 constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAck = 0x10;
 
-size_t l4_off(Family f) { return 14 + (f == Family::V4 ? 20 : 40); }
-
 uint32_t be32(const std::vector<uint8_t>& p, size_t at) {
     return (uint32_t{p[at]} << 24) | (uint32_t{p[at + 1]} << 16) | (uint32_t{p[at + 2]} << 8) | p[at + 3];
 }
@@ -24,21 +22,7 @@ void put32(std::vector<uint8_t>& p, size_t at, uint32_t v) {
     for (int i = 0; i < 4; i++) p[at + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
 }
 
-// The ones' complement sum of the TCP pseudo header and segment (0xffff when valid).
-uint16_t tcp_sum(Family f, const std::vector<uint8_t>& p) {
-    uint32_t sum = 0;
-    auto add = [&](const uint8_t* b, size_t n) {
-        for (size_t i = 0; i + 1 < n; i += 2) sum += (b[i] << 8) | b[i + 1];
-        if (n % 2) sum += b[n - 1] << 8;
-    };
-    size_t l4 = l4_off(f), len = p.size() - l4;
-    if (f == Family::V4) add(&p[14 + 12], 8);
-    else add(&p[14 + 8], 32);
-    sum += 6 + static_cast<uint32_t>(len);
-    add(&p[l4], len);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<uint16_t>(sum);
-}
+uint16_t tcp_sum(Family f, const std::vector<uint8_t>& p) { return l4_sum(f, p, 6); }
 
 // A segment of the connection sport -> 7007 with these flags and numbers, checksum valid.
 std::vector<uint8_t> segment(Family f, uint8_t flags, uint32_t seq, uint32_t ack, size_t payload = 100,

@@ -68,6 +68,26 @@ inline std::vector<uint8_t> make_packet(Family f, Proto p, size_t payload = 64, 
     return pkt;
 }
 
+// Where the L4 header of make_packet()'s packets starts.
+inline size_t l4_off(Family f) { return 14 + (f == Family::V4 ? 20 : 40); }
+
+// The ones' complement sum of the pseudo header and the L4 segment (protocol `proto`, 6 or 17)
+// of a make_packet() packet, its checksum field included: 0xffff when the checksum is valid.
+inline uint16_t l4_sum(Family f, const std::vector<uint8_t>& p, uint8_t proto) {
+    uint32_t sum = 0;
+    auto add = [&](const uint8_t* b, size_t n) {
+        for (size_t i = 0; i + 1 < n; i += 2) sum += (b[i] << 8) | b[i + 1];
+        if (n % 2) sum += b[n - 1] << 8;
+    };
+    size_t l4 = l4_off(f), len = p.size() - l4;
+    if (f == Family::V4) add(&p[14 + 12], 8);
+    else add(&p[14 + 8], 32);
+    sum += proto + static_cast<uint32_t>(len);
+    add(&p[l4], len);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<uint16_t>(sum);
+}
+
 inline std::string describe(Family f, Proto p) {
     return std::string(f == Family::V4 ? "IPv4" : "IPv6") + (p == Proto::Udp ? "/UDP" : "/TCP");
 }
