@@ -213,8 +213,8 @@ int run(int argc, char** argv) {
                        "nxdomain|servfail|refused|timeout[:PCT], e.g. nxdomain:50%; no DNS server involved");
     inject->add_option("--dns-name", ia.shape.dns_name, "Only --dns queries for this domain and its subdomains");
     inject->add_option("--reset", ia.shape.reset,
-                       "Reset this share of the target's TCP connections (chosen per connection) at their next "
-                       "segment: both ends get a RST, the target's calls fail with ECONNRESET, e.g. 10%");
+                       "Reset this share of the target's TCP connections (chosen per connection) when the target "
+                       "next sends data on them: both ends get a RST, its calls fail with ECONNRESET, e.g. 10%");
     inject->add_option("--fail", ia.fails,
                        "Fail a syscall: SYSCALL=ERRNO[:PCT], SYSCALL one of connect, sendmsg (sendto), bind, socket, "
                        "open (openat), read, write (repeatable), e.g. connect=ECONNREFUSED:25%");
