@@ -113,6 +113,16 @@ static __always_inline __u32 tardy_mix(__u32 h, __u32 x)
     return h ^ (h >> 15);
 }
 
+/* murmur3's finaliser: every input bit reaches every output bit (the sticky draws per flow). */
+static __always_inline __u32 tardy_fmix(__u32 h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    return h ^ (h >> 16);
+}
+
 /* --flows: whether the rule applies to this flow, decided by a hash of the 5-tuple and the
  * injection's seed, so every packet of a connection gets the same answer for its life. */
 static __always_inline bool tardy_flow_chosen(const struct tardy_rule *r, const struct tardy_flow *a)
@@ -127,12 +137,7 @@ static __always_inline bool tardy_flow_chosen(const struct tardy_rule *r, const 
     }
     h = tardy_mix(h, ((__u32)a->remote_port << 16) | a->local_port);
     h = tardy_mix(h, a->proto);
-    h ^= h >> 16; /* murmur3's finaliser: every input bit reaches every output bit */
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h % TARDY_PPM < r->flows_ppm;
+    return tardy_fmix(h) % TARDY_PPM < r->flows_ppm;
 }
 
 #define TARDY_ETH_P_IP 0x0800

@@ -2,7 +2,8 @@
 /* --reset: a share of the target's established TCP connections reset, as a crashed peer or a
  * middlebox does. The connection is chosen once, by a hash of its addresses and ports (so
  * every packet of it gets the same answer); the next segment the target sends on it with
- * data or a FIN (not a pure ACK: the handshake's last one is one) becomes two resets: one to the peer (the segment itself, RST set, its sequence
+ * data or a FIN (not a pure ACK: the handshake's last one is one) becomes two resets: one
+ * to the peer (the segment itself, RST set, its sequence
  * number the one the peer expects next), and one to the target (a copy turned around:
  * addresses, ports, MACs and the sequence and acknowledgment numbers swapped, so its
  * sequence number is the one the target's socket expects), redirected to the device's
@@ -42,12 +43,7 @@ static __always_inline bool tardy_reset_chosen(const struct tardy_rule *r, const
         if (i < words)
             h = tardy_mix(h, addrs[i]);
     h = tardy_mix(h, ports);
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h % TARDY_PPM < r->reset_ppm;
+    return tardy_fmix(h) % TARDY_PPM < r->reset_ppm;
 }
 
 /* The reset fault of the rule in slot on a packet the target sends (a global function:

@@ -64,19 +64,6 @@ protected:
         ASSERT_TRUE(obj_->put_slot_rule(r));
         ASSERT_TRUE(obj_->put_rules(leaf_id_, set));
     }
-    // Runs the packet; returns the verdict and the packet as the program left it.
-    uint32_t run_out(std::vector<uint8_t>& pkt) {
-        std::vector<uint8_t> out(pkt.size() + 64);
-        __sk_buff ctx{};
-        LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = out.data(),
-                    .data_size_in = static_cast<__u32>(pkt.size()), .data_size_out = static_cast<__u32>(out.size()),
-                    .ctx_in = &ctx, .ctx_out = nullptr, .ctx_size_in = sizeof ctx, .ctx_size_out = 0, .retval = 0,
-                    .repeat = 1);
-        EXPECT_EQ(bpf_prog_test_run_opts(prog_fd(), &o), 0) << strerror(errno);
-        out.resize(o.data_size_out);
-        pkt = out;
-        return o.retval;
-    }
 };
 
 TEST_F(TcDns, QueryBecomesAnErrorAnswerFromTheServer) {

@@ -90,6 +90,23 @@ protected:
         return {o.retval, ctx_out.tstamp, o.duration};
     }
 
+    // Runs the packet and leaves it as the program left it (a rewrite, a turned-around
+    // answer); returns the verdict. gso_segs/gso_size make it a GSO packet.
+    uint32_t run_out(std::vector<uint8_t>& pkt, uint32_t gso_segs = 0, uint32_t gso_size = 0) {
+        std::vector<uint8_t> out(pkt.size() + 64);
+        __sk_buff ctx{};
+        ctx.gso_segs = gso_segs;
+        ctx.gso_size = gso_size;
+        LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = out.data(),
+                    .data_size_in = static_cast<__u32>(pkt.size()), .data_size_out = static_cast<__u32>(out.size()),
+                    .ctx_in = &ctx, .ctx_out = nullptr, .ctx_size_in = sizeof ctx, .ctx_size_out = 0, .retval = 0,
+                    .repeat = 1);
+        EXPECT_EQ(bpf_prog_test_run_opts(prog_fd(), &o), 0) << strerror(errno);
+        out.resize(o.data_size_out);
+        pkt = out;
+        return o.retval;
+    }
+
     tardy_counters counters(uint32_t slot) {
         auto c = obj_->counters(slot);
         EXPECT_TRUE(c);
