@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Packet faults of target cgroups, filtered by peer, port, protocol and flow: loss, delay,
  * duplication, reordering, rate, DNS errors and TCP resets at TC egress for what they send, loss at
- * cgroup_skb ingress for what they receive. */
+ * cgroup_skb ingress for what they receive, delay at TC ingress (through an ifb) for it too. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 #include "tardy/abi.h"
 #include "lib/control.bpf.h"
 #include "lib/rng.bpf.h"
@@ -60,6 +61,15 @@ __noinline int tardy_apply_rule(const struct tardy_rule *r, struct tardy_verdict
     if (!r || !v)
         return 0;
     cnt = tardy_counters_of(r);
+    if (scope & TARDY_SCOPE_TC_INGRESS) { /* the delay only: the cgroup hook counts and loses */
+        if (!r->delay_ns)
+            return 0;
+        v->delay = tardy_shaped_delay(r, r->corr_ppm ? tardy_state_of(r) : NULL);
+        v->delayed = 1;
+        if (cnt)
+            cnt->delayed++;
+        return 0;
+    }
     if (cnt) {
         cnt->matched++;
         cnt->bytes += len;
@@ -309,6 +319,128 @@ SEC("tc")
 int tardy_tc_egress_cls(struct __sk_buff *skb)
 {
     return tardy_egress(skb, true);
+}
+
+/* The cgroup of a socket found by a lookup, or 0. A TC program may not call
+ * bpf_sk_cgroup_id(), and the BTF casts (bpf_skc_to_tcp_sock() and the like) cover TCP and
+ * IPv6 UDP but not IPv4 UDP; so the socket's address is taken as a number (read back from
+ * the stack by bpf_probe_read_kernel(), which the agent's CAP_PERFMON allows) and the fields
+ * are read with CO-RE through bpf_probe_read_kernel(), which cannot fault. The caller holds
+ * the lookup's reference while this runs. */
+static __always_inline struct cgroup *tardy_sock_cgroup(struct bpf_sock *sk)
+{
+    struct bpf_sock *slot[1] = {sk};
+    struct sock *raw = NULL;
+
+    if (bpf_probe_read_kernel(&raw, sizeof(raw), slot) || !raw)
+        return NULL;
+    return BPF_CORE_READ(raw, sk_cgrp_data.cgroup);
+}
+
+/* The rule cgroup of the socket that will receive a packet (its own cgroup or the nearest
+ * ancestor with rules), found by a socket lookup in the receiving device's network namespace;
+ * 0 for none. TCP and UDP only: a packet for no socket, or for a raw or ping socket, is not
+ * delayed. A SYN finds its listener, the handshake's last ACK the listener too (the lookup
+ * returns full sockets). Cached by cgroup id as at egress. */
+static __always_inline __u64 tardy_receiver_rule_cgid(struct __sk_buff *skb, const struct tardy_flow *f,
+                                                      const struct tardy_control *c)
+{
+    struct bpf_sock_tuple t = {};
+    struct tardy_cg_match *m, fresh = {};
+    struct cgroup *cg;
+    struct bpf_sock *sk;
+    __u64 cgid, found = 0;
+    __u32 size;
+
+    if (f->family == TARDY_AF_INET) {
+        t.ipv4.saddr = f->remote_be[0];
+        t.ipv4.daddr = f->local_be[0];
+        t.ipv4.sport = bpf_htons(f->remote_port);
+        t.ipv4.dport = bpf_htons(f->local_port);
+        size = sizeof(t.ipv4);
+    } else if (f->family == TARDY_AF_INET6) {
+        __builtin_memcpy(t.ipv6.saddr, f->remote_be, 16);
+        __builtin_memcpy(t.ipv6.daddr, f->local_be, 16);
+        t.ipv6.sport = bpf_htons(f->remote_port);
+        t.ipv6.dport = bpf_htons(f->local_port);
+        size = sizeof(t.ipv6);
+    } else {
+        return 0;
+    }
+    if (f->proto == TARDY_PROTO_TCP)
+        sk = bpf_sk_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    else if (f->proto == TARDY_PROTO_UDP)
+        sk = bpf_sk_lookup_udp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    else
+        return 0;
+    if (!sk)
+        return 0;
+    cg = tardy_sock_cgroup(sk);
+    cgid = cg ? BPF_CORE_READ(cg, kn, id) : 0;
+    m = cgid ? bpf_map_lookup_elem(&tardy_cg_cache, &cgid) : NULL;
+    if (m && m->generation == c->generation) {
+        found = m->rule_cgid;
+    } else if (cgid) {
+        /* up from the socket's cgroup: the first with rules is the deepest, as at egress */
+        for (int level = 0; level < TARDY_MAX_CGROUP_LEVEL && cg; level++) {
+            __u64 id = BPF_CORE_READ(cg, kn, id);
+
+            if (bpf_map_lookup_elem(&tardy_rules, &id)) {
+                found = id;
+                break;
+            }
+            cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent); /* self is a cgroup's first member */
+        }
+        fresh.generation = c->generation;
+        fresh.rule_cgid = found;
+        bpf_map_update_elem(&tardy_cg_cache, &cgid, &fresh, BPF_ANY);
+    }
+    bpf_sk_release(sk);
+    return found;
+}
+
+/* On the devices of a target's network namespace where an injection delays what the target
+ * receives (--direction ingress|both with --delay): the packets for the sockets of a cgroup
+ * with such a rule are stamped with their departure and handed to the namespace's ifb, whose
+ * fq holds each until then (TARDY_IFB_IFINDEX); everything else passes. Attached as a clsact
+ * ingress filter that is NOT direct-action, with act_mirred as its action: 0 is "no match",
+ * the packet goes on; 1 is a match, and mirred redirects it to the ifb's egress (a
+ * bpf_redirect() reaches an ifb only from Linux 6.4). The ifb hands the packet back to this
+ * device's ingress marked to skip TC, so it is seen once; its departure stamp is a
+ * CLOCK_MONOTONIC delivery time, which the redirect keeps. */
+#define TARDY_CLS_NO_MATCH 0
+#define TARDY_CLS_MATCH (-1) /* the filter's own class: its actions run */
+
+SEC("tc")
+int tardy_tc_ingress(struct __sk_buff *skb)
+{
+    struct tardy_control *c = tardy_armed_control();
+    struct tardy_walk w = {};
+    __u64 rule_cgid, t;
+
+    if (!c)
+        return TARDY_CLS_NO_MATCH;
+    tardy_parse(skb, &w.flow, true);
+    rule_cgid = tardy_receiver_rule_cgid(skb, &w.flow, c);
+    if (!rule_cgid)
+        return TARDY_CLS_NO_MATCH;
+    w.set = bpf_map_lookup_elem(&tardy_rules, &rule_cgid);
+    if (!w.set)
+        return TARDY_CLS_NO_MATCH;
+    w.now = bpf_ktime_get_ns();
+    if (!tardy_lease_valid(c, w.now))
+        return TARDY_CLS_NO_MATCH;
+    w.len = skb->len;
+    w.scope = TARDY_SCOPE_INGRESS | TARDY_SCOPE_TC_INGRESS;
+    if (tardy_rule_step(0, &w) == 0 && w.set->n > 1)
+        bpf_loop(TARDY_RULES_PER_CGROUP - 1, tardy_rule_step_next, &w, 0);
+    if (!w.delay)
+        return TARDY_CLS_NO_MATCH;
+    t = tardy_departure(w.now, w.now, w.delay);
+    if (!t) /* beyond the horizon: never, the agent caps delays far below it */
+        return TARDY_CLS_NO_MATCH;
+    bpf_skb_set_tstamp(skb, t, 1); /* BPF_SKB_TSTAMP_DELIVERY_MONO */
+    return TARDY_CLS_MATCH;
 }
 
 /* Attached to the target cgroups with ingress rules (one link per topmost such cgroup), so

@@ -134,6 +134,17 @@ struct tardy_rule_state {
 #define TARDY_SCOPE_EGRESS 1u  /* packets the target sends (TC egress) */
 #define TARDY_SCOPE_INGRESS 2u /* packets for the target's sockets (cgroup_skb ingress): loss only */
 #define TARDY_SCOPE_SETUP 4u   /* TCP connection setup only: packets with SYN set (SYN, SYN-ACK) */
+/* Never in a rule: the stage of a walk at TC ingress, where an ingress rule's delay is applied
+ * (its loss and counts stay with the cgroup hook, which every such packet meets afterwards). */
+#define TARDY_SCOPE_TC_INGRESS 8u
+
+/* Ingress delay: TC ingress redirects a delayed packet, stamped with its departure, to the
+ * egress of an ifb device, whose fq holds it until then and which hands it back to the
+ * receiving device's ingress. The agent creates one ifb in each network namespace that needs
+ * it, always under this index (an ifindex is unique per namespace only, and a TC program
+ * cannot tell namespaces apart), so bpf_redirect() finds the ifb of the packet's own one. */
+#define TARDY_IFB_IFINDEX 0x7a4d1 /* 500945: far above the indexes the kernel hands out */
+#define TARDY_IFB_NAME "tardy-ifb"
 
 /* Value of the rules map, keyed by the target's cgroup id (__u64): the packet faults of
  * every injection on that cgroup, as the slots of their rules (the rules map by slot holds

@@ -166,8 +166,17 @@ TEST(Direction, EgressIngressOrBothForLoss) {
     a.direction = "in";
     EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--direction 'in'", "egress", "ingress", "both"}));
     a.direction = "ingress";
-    a.delay = "50ms";
-    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--delay", "--direction egress"}));
+    a.delay = "50ms";  // through the ifb (bpf/tc.bpf.c tardy_tc_ingress)
+    r = build_inject_request(a);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_TRUE(r->net.ingress_delay());
+    EXPECT_FALSE(r->net.egress_fq()) << "an ingress delay puts no fq on the devices' egress";
+    EXPECT_EQ(describe(r->net), "delay 50ms, loss 20% on ingress");
+    a.devices = {"eth0"};  // where the delay waits for packets
+    EXPECT_TRUE(build_inject_request(a));
+    a.devices.clear();
+    a.shape.duplicate = "5%";
+    EXPECT_TRUE(FailsWithUserError(build_inject_request(a), {"--duplicate", "--direction egress"}));
     a = on_cgroup();
     a.direction = "ingress";
     a.fails = {"connect=ECONNREFUSED"};

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The journal's undo_all(): what a new agent or `tardy kill` runs over what a dead agent left.
 #include "journal_fixture.hpp"
+#include "model/tardy_abi.hpp"
 
 namespace tardy {
 namespace {
@@ -252,6 +253,38 @@ TEST_F(JournalTest, UndoAllInALiveNamespaceKeepsFailuresOpen) {
     kill(child, SIGKILL);
     waitpid(child, nullptr, 0);
     if (!have_ns) GTEST_SKIP() << "cannot make a network namespace (not root?)";
+}
+
+// Ingress delay's entries: the ifb is deleted when it is ours (kind ifb, our name, our
+// index), a device of someone else's at that index is left alone, and the ingress filter's
+// entry undoes like the egress one's. In a namespace made here, with `ip`.
+TEST_F(JournalTest, UndoDeletesOurIfbAndNothingElse) {
+    std::string ns = "tardy-ut-ifb-" + std::to_string(getpid());
+    if (std::system(("ip netns add " + ns + " 2>/dev/null").c_str()) != 0) GTEST_SKIP() << "cannot make a netns";
+    auto in_ns = [&](const std::string& cmd) { return std::system(("ip netns exec " + ns + " " + cmd).c_str()); };
+    struct stat st{};
+    ASSERT_EQ(stat(("/run/netns/" + ns).c_str(), &st), 0);
+    uint64_t ino = st.st_ino;
+    bool have_ifb = in_ns(std::string("ip link add ") + TARDY_IFB_NAME + " index " + std::to_string(TARDY_IFB_IFINDEX) +
+                          " type ifb 2>/dev/null") == 0;
+    if (have_ifb) {
+        ASSERT_TRUE(j.record({0, "ifb", ino, TARDY_IFB_IFINDEX, TARDY_IFB_NAME, "ifb"}));
+        ASSERT_TRUE(j.record({0, "clsact-in", ino, 1, "lo", "7a7d:c000:0"}));  // no such filter: nothing to do
+        auto s = undo_all(j);
+        for (const auto& p : s.problems) ADD_FAILURE() << p;
+        ASSERT_EQ(s.undone.size(), 2u);
+        EXPECT_EQ(s.undone[0], "deleted the ifb device tardy-ifb");
+        EXPECT_NE(in_ns(std::string("ip link show ") + TARDY_IFB_NAME + " >/dev/null 2>&1"), 0) << "the ifb survived the undo";
+        EXPECT_TRUE(j.open_entries().empty());
+        // Someone else's device at that index: not ours to delete.
+        ASSERT_EQ(in_ns("ip link add other index " + std::to_string(TARDY_IFB_IFINDEX) + " type ifb"), 0);
+        ASSERT_TRUE(j.record({0, "ifb", ino, TARDY_IFB_IFINDEX, TARDY_IFB_NAME, "ifb"}));
+        s = undo_all(j);
+        EXPECT_TRUE(s.problems.empty());
+        EXPECT_EQ(in_ns("ip link show other >/dev/null"), 0) << "a device that is not tardy's was deleted";
+    }
+    (void)std::system(("ip netns del " + ns).c_str());
+    if (!have_ifb) GTEST_SKIP() << "no ifb in this kernel";
 }
 
 }  // namespace

@@ -237,7 +237,7 @@ TEST(RequestValidate, EveryInjectFieldIsChecked) {
         {"/filter/port_lo", 0, "filter.port_lo"}, {"/filter/except_port_hi", 1, "filter.except_port_lo"},
         {"/filter/protos", 8, "filter.protos"}, {"/filter", 5, "filter"}, {"/net/flows_ppm", 1'000'000, "net.flows_ppm"},
         {"/net/scope", 0, "net.scope"}, {"/net/scope", 8, "net.scope"}, {"/net/scope", "egress", "net.scope"},
-        {"/net/scope", TARDY_SCOPE_SETUP, "net.scope"}, {"/net/scope", TARDY_SCOPE_INGRESS, "net.scope"},
+        {"/net/scope", TARDY_SCOPE_SETUP, "net.scope"}, {"/net/scope", TARDY_SCOPE_TC_INGRESS | 1, "net.scope"},
         {"/sock/path", "rel", "sock.path"},
         {"/sock/path", "/" + std::string(300, 'x'), "sock.path"}, {"/sock/path", 5, "sock.path"},
         {"/stalls", json::object(), "stalls"}, {"/stalls", json::array({5}), "stalls[0]"},

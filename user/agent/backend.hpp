@@ -42,6 +42,7 @@ struct Injection {
     // Filled in by the backends:
     std::vector<std::string> replaced_qdiscs;  // e.g. "netem 8001: on eth0", restored at the end
     std::vector<DeviceKey> devices;       // tc: the devices it holds
+    std::vector<DeviceKey> in_devices;    // tc: the devices where it delays ingress
     std::vector<std::string> device_names;
     std::vector<CgroupLink> links;        // sock: programs on the target cgroup
     // Cohort metrics: the target is the experiment cohort; a control, or the cgroups of an

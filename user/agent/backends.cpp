@@ -46,8 +46,8 @@ Result<void> TcBackend::take_devices(Injection& inj) {
     if (plan.empty())
         return Error::user("the target's network namespace has no device but loopback; choose one with --device lo");
 
-    bool need_fq = inj.net.paces();
-    if (need_fq) {
+    bool need_fq = inj.net.egress_fq();
+    if (need_fq || inj.net.ingress_delay()) {
         bool available = false;
         TARDY_TRY(in_netns(plan.front().nsfd, [&]() -> Result<void> {
             auto a = qdisc_kind_available("fq");
@@ -60,23 +60,36 @@ Result<void> TcBackend::take_devices(Injection& inj) {
                                "has none (sch_fq missing; see `tardy doctor`); --loss works without it");
     }
     for (const auto& p : plan) {
-        std::string replaced;
-        if (auto r = devices_.acquire(p.key, p.nsfd, p.ifname, need_fq, inj.force, &replaced); !r) {
-            release_devices(inj);
-            return r;
+        if (inj.net.egress()) {
+            std::string replaced;
+            if (auto r = devices_.acquire(p.key, p.nsfd, p.ifname, need_fq, inj.force, &replaced); !r) {
+                release_devices(inj);
+                return r;
+            }
+            if (!replaced.empty()) inj.replaced_qdiscs.push_back(replaced);
+            inj.devices.push_back(p.key);
         }
-        if (!replaced.empty()) inj.replaced_qdiscs.push_back(replaced);
-        inj.devices.push_back(p.key);
+        if (inj.net.ingress_delay()) {
+            if (auto r = devices_.acquire_ingress(p.key, p.nsfd, p.ifname); !r) {
+                release_devices(inj);
+                return r;
+            }
+            inj.in_devices.push_back(p.key);
+        }
         inj.device_names.push_back(p.ifname);
     }
     return ok();
 }
 
 void TcBackend::release_devices(Injection& inj) {
-    bool had_fq = inj.net.paces();
+    bool had_fq = inj.net.egress_fq();
+    for (auto d = inj.in_devices.rbegin(); d != inj.in_devices.rend(); ++d) {
+        if (auto r = devices_.release_ingress(*d); !r) log("release " + devices_.ifname(*d) + ": " + r.error().message);
+    }
     for (auto d = inj.devices.rbegin(); d != inj.devices.rend(); ++d) {
         if (auto r = devices_.release(*d, had_fq); !r) log("release " + devices_.ifname(*d) + ": " + r.error().message);
     }
+    inj.in_devices.clear();
     inj.devices.clear();
     inj.replaced_qdiscs.clear();
 }
@@ -127,8 +140,9 @@ Result<void> TcBackend::add(Injection& inj) {
                            " injections with packet faults; stop one first");
     auto filter = encode(inj.filter);
     if (!filter) return filter.error();
-    // Ingress loss acts on the target's sockets at a cgroup hook: it needs no device.
-    if (inj.net.egress()) TARDY_TRY(take_devices(inj));
+    // Ingress loss acts on the target's sockets at a cgroup hook: it needs no device; an
+    // ingress delay needs the devices' TC ingress and an ifb.
+    if (inj.net.egress() || inj.net.ingress_delay()) TARDY_TRY(take_devices(inj));
     // A seed per injection: two injections with --flows pick their flows independently. With
     // --rng-seed (tests) the sequence is reproducible.
     inj.flow_seed = static_cast<uint32_t>((env_.rng_seed ? env_.rng_seed : mono_ns()) * 0x9E3779B97F4A7C15ull >> 32) +
@@ -158,7 +172,7 @@ Result<void> TcBackend::add(Injection& inj) {
 
 Result<void> TcBackend::update(const Injection& inj, const Injection& next) {
     // fq is put on the devices when the injection starts, for a delay: it cannot come or go.
-    if (next.net.paces() != inj.net.paces())
+    if (next.net.egress_fq() != inj.net.egress_fq() || next.net.ingress_delay() != inj.net.ingress_delay())
         return Error::user(inj.net.paces() ? "a delay or rate can change live but not end (it holds fq on the devices); "
                                              "give it a new value, or stop the injection"
                                            : "a delay or rate cannot be added live (it needs fq on the devices, set up "

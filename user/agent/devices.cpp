@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "agent/log.hpp"
+#include "sys/ifb.hpp"
 #include "sys/qdisc.hpp"
 
 namespace tardy {
@@ -46,7 +47,7 @@ Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::str
             return ok();
         });
         if (!r) {
-            if (d.refs == 0) devices_.erase(k);
+            if (d.unused()) devices_.erase(k);
             return r;
         }
         if (installed_fq) log("installed fq as root qdisc of " + ifname + (replaced && !replaced->empty() ? " (replacing " + *replaced + ", --force)" : ""));
@@ -79,7 +80,7 @@ Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::str
         if (!r) {
             if (old) d.attachment.emplace(std::move(*old));  // keep serving the loss rules
             if (need_fq && d.fq_refs == 0) (void)restore_fq(d);
-            if (d.refs == 0) devices_.erase(k);
+            if (d.unused()) devices_.erase(k);
             return r;
         }
         if (old) (void)old->detach();  // a TCX link: closing its fd detaches it
@@ -133,7 +134,111 @@ Result<void> DeviceManager::release(const DeviceKey& k, bool had_fq) {
                 log("detached egress program from " + d.ifname);
             }
         }
-        if (d.fq_refs == 0) devices_.erase(it);
+        if (d.unused()) devices_.erase(it);
+    }
+    return result;
+}
+
+Result<void> DeviceManager::take_ifb(uint64_t netns, int nsfd) {
+    Ifb& b = ifbs_[netns];
+    if (b.refs > 0) {
+        b.refs++;
+        return ok();
+    }
+    // Journaled before it exists: a kill after a crash here finds it (or nothing) to delete.
+    auto jid = journal_.record({0, "ifb", netns, TARDY_IFB_IFINDEX, TARDY_IFB_NAME, "ifb"});
+    if (!jid) {
+        ifbs_.erase(netns);
+        return jid.error();
+    }
+    bool created = false;
+    auto r = in_netns(nsfd, [&] { return create_ifb(&created); });
+    if (!r) {
+        (void)journal_.done(*jid);
+        ifbs_.erase(netns);
+        return r;
+    }
+    log(std::string(created ? "created " : "took over ") + TARDY_IFB_NAME + " (ifindex " +
+        std::to_string(TARDY_IFB_IFINDEX) + ", fq) for ingress delay");
+    b.jid = *jid;
+    b.refs = 1;
+    return ok();
+}
+
+void DeviceManager::drop_ifb(uint64_t netns, int nsfd) {
+    auto it = ifbs_.find(netns);
+    if (it == ifbs_.end() || --it->second.refs > 0) return;
+    auto r = in_netns(nsfd, [&]() -> Result<void> {
+        auto d = delete_ifb();
+        return d ? ok() : Result<void>(d.error());
+    });
+    if (r) {
+        (void)journal_.done(it->second.jid);
+        log(std::string("deleted ") + TARDY_IFB_NAME);
+    } else {
+        log(std::string("delete ") + TARDY_IFB_NAME + ": " + r.error().message + " (left in the journal for kill)");
+    }
+    ifbs_.erase(it);
+}
+
+Result<void> DeviceManager::acquire_ingress(const DeviceKey& k, int nsfd, const std::string& ifname) {
+    Device& d = devices_[k];
+    if (!d.nsfd.valid()) {
+        d.nsfd = Fd(fcntl(nsfd, F_DUPFD_CLOEXEC, 0));
+        d.ifname = ifname;
+    }
+    if (d.in_refs == 0) {
+        // The ifb first: the filter redirects to it.
+        if (auto r = take_ifb(k.netns, d.nsfd.get()); !r) {
+            if (d.unused()) devices_.erase(k);
+            return r;
+        }
+        auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+            auto a = TcAttachment::attach_ingress_delay(
+                obj_, k.ifindex, [&](uint32_t h, uint32_t prio, bool created) -> Result<void> {
+                    char data[64];
+                    std::snprintf(data, sizeof data, "%x:%x:%d", h, prio, created ? 1 : 0);
+                    auto jid = journal_.record({0, "clsact-in", k.netns, k.ifindex, ifname, data});
+                    if (!jid) return jid.error();
+                    d.in_attach_jid = *jid;
+                    return ok();
+                });
+            if (!a) {
+                if (d.in_attach_jid) (void)journal_.done(std::exchange(d.in_attach_jid, 0));
+                return a.error();
+            }
+            d.in_attachment.emplace(std::move(*a));
+            return ok();
+        });
+        if (!r) {
+            drop_ifb(k.netns, d.nsfd.get());
+            if (d.unused()) devices_.erase(k);
+            return r;
+        }
+        log("attached ingress delay program to " + ifname + " (clsact filter)");
+    }
+    d.in_refs++;
+    return ok();
+}
+
+Result<void> DeviceManager::release_ingress(const DeviceKey& k) {
+    auto it = devices_.find(k);
+    if (it == devices_.end() || it->second.in_refs == 0) return ok();
+    Device& d = it->second;
+    Result<void> result = ok();
+    if (--d.in_refs == 0) {
+        if (d.in_attachment) {
+            auto r = in_netns(d.nsfd.get(), [&] { return d.in_attachment->detach(); });
+            if (r && d.in_attach_jid) (void)journal_.done(std::exchange(d.in_attach_jid, 0));
+            if (r)
+                log("detached ingress delay program from " + d.ifname);
+            else
+                log("detach ingress delay from " + d.ifname + ": " + (result = r).error().message);
+            d.in_attachment.reset();
+        }
+        // After the filter: no packet is redirected to a device that is gone.
+        drop_ifb(k.netns, d.nsfd.get());
+        if (d.unused()) devices_.erase(it);
     }
     return result;
 }

@@ -23,6 +23,10 @@ public:
     Result<void> acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq, bool force = false,
                          std::string* replaced = nullptr);
     Result<void> release(const DeviceKey& k, bool had_fq);
+    // Ingress delay on a device: the namespace's ifb (sys/ifb.hpp) and the TC ingress program
+    // as a clsact filter, both journaled; shared by the injections that delay there.
+    Result<void> acquire_ingress(const DeviceKey& k, int nsfd, const std::string& ifname);
+    Result<void> release_ingress(const DeviceKey& k);
     std::string ifname(const DeviceKey& k) const;
 
 private:
@@ -34,12 +38,23 @@ private:
         int refs = 0;
         int fq_refs = 0;
         uint64_t qdisc_jid = 0;   // journal entry of the replaced root qdisc, 0 when fq was there
+        std::optional<TcAttachment> in_attachment;  // the ingress delay filter
+        uint64_t in_attach_jid = 0;
+        int in_refs = 0;
+        bool unused() const { return refs == 0 && fq_refs == 0 && in_refs == 0; }
+    };
+    struct Ifb {
+        int refs = 0;
+        uint64_t jid = 0;
     };
     Result<void> restore_fq(Device& d);
+    Result<void> take_ifb(uint64_t netns, int nsfd);
+    void drop_ifb(uint64_t netns, int nsfd);
 
     TcObject& obj_;
     Journal& journal_;
     std::map<DeviceKey, Device> devices_;
+    std::map<uint64_t, Ifb> ifbs_;  // by network namespace
 };
 
 }  // namespace tardy

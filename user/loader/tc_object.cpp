@@ -101,6 +101,7 @@ int TcObject::link_tcx_egress(int ifindex) const {
 #endif
 }
 int TcObject::egress_cls_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress_cls); }
+int TcObject::ingress_delay_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_ingress); }
 
 Result<CgroupLink> TcObject::attach_ingress(const std::string& cgroup_path) const {
     return CgroupLink::attach(skel_->progs.tardy_cg_ingress, cgroup_path);
@@ -175,11 +176,23 @@ Result<TcAttachment> TcAttachment::attach_egress(const TcObject& obj, int ifinde
         if (e != EINVAL && e != EOPNOTSUPP && e != 524 /* ENOTSUPP */)
             return Error::sys("attach TCX egress program to ifindex " + std::to_string(ifindex), e);
     }
-    int prog_fd = obj.egress_cls_prog_fd();
+    return attach_clsact(obj.egress_cls_prog_fd(), ifindex, false, before_filter);
+}
 
-    // Kernel without TCX: a clsact qdisc and a direct-action filter over netlink.
+Result<TcAttachment> TcAttachment::attach_ingress_delay(const TcObject& obj, int ifindex,
+                                                        const BeforeFilter& before_filter) {
+    return attach_clsact(obj.ingress_delay_prog_fd(), ifindex, true, before_filter);
+}
+
+// A clsact qdisc and a direct-action filter over netlink (kernels without TCX, and delays).
+Result<TcAttachment> TcAttachment::attach_clsact(int prog_fd, int ifindex, bool ingress,
+                                                 const BeforeFilter& before_filter) {
+    const char* dir = ingress ? "ingress" : "egress";
+    TcAttachment a;
+    a.ifindex_ = ifindex;
+    a.ingress_ = ingress;
     a.kind_ = Kind::Clsact;
-    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
     int err = bpf_tc_hook_create(&hook);
     if (err && err != -EEXIST) return Error::sys("create clsact qdisc on ifindex " + std::to_string(ifindex), -err);
     a.created_hook_ = (err == 0);
@@ -191,12 +204,21 @@ Result<TcAttachment> TcAttachment::attach_egress(const TcObject& obj, int ifinde
         undo_hook();
         return r.error();
     }
-    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = 0, .prog_id = 0, .handle = kClsactHandle,
-                .priority = kClsactPriority);
-    err = bpf_tc_attach(&hook, &opts);
-    if (err) {
-        undo_hook();
-        return Error::sys("attach clsact egress filter to ifindex " + std::to_string(ifindex), -err);
+    if (ingress) {
+        auto r = add_ingress_redirect_filter(ifindex, prog_fd, "tardy_tc_ingress", kClsactHandle, kClsactPriority,
+                                             TARDY_IFB_IFINDEX);
+        if (!r) {
+            undo_hook();
+            return r.error();
+        }
+    } else {
+        LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = 0, .prog_id = 0, .handle = kClsactHandle,
+                    .priority = kClsactPriority);
+        err = bpf_tc_attach(&hook, &opts);
+        if (err) {
+            undo_hook();
+            return Error::sys(std::string("attach clsact ") + dir + " filter to ifindex " + std::to_string(ifindex), -err);
+        }
     }
     a.handle_ = kClsactHandle;
     a.priority_ = kClsactPriority;
@@ -208,7 +230,7 @@ Result<void> TcAttachment::detach() {
         link_.reset();
         return ok();
     }
-    return detach_clsact(ifindex_, handle_, priority_, created_hook_);
+    return detach_clsact(ifindex_, handle_, priority_, created_hook_, ingress_);
 }
 
 }  // namespace tardy

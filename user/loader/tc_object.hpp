@@ -33,6 +33,7 @@ public:
     // ENOTSUPP when the kernel has no TCX).
     int link_tcx_egress(int ifindex) const;
     int egress_cls_prog_fd() const;  // for clsact filters: delays without TCP small queues
+    int ingress_delay_prog_fd() const;  // TC ingress: delays what the target receives, through the ifb
     // The ingress loss program on a cgroup: it runs for the packets that the sockets of the
     // cgroup and its descendants receive.
     Result<CgroupLink> attach_ingress(const std::string& cgroup_path) const;
@@ -72,6 +73,10 @@ public:
     enum class Mode { Auto, Clsact };
     static Result<TcAttachment> attach_egress(const TcObject& obj, int ifindex, Mode mode,
                                               const BeforeFilter& before_filter);
+    // The ingress delay program as a clsact ingress filter, on every kernel: its redirects to
+    // the ifb need no verdict TCX lacks, but one kind of attachment is less to undo.
+    static Result<TcAttachment> attach_ingress_delay(const TcObject& obj, int ifindex,
+                                                     const BeforeFilter& before_filter);
 
     Kind kind() const { return kind_; }
     uint32_t handle() const { return handle_; }
@@ -82,7 +87,10 @@ public:
     Result<void> detach();
 
 private:
+    static Result<TcAttachment> attach_clsact(int prog_fd, int ifindex, bool ingress, const BeforeFilter& before_filter);
+
     Kind kind_ = Kind::Tcx;
+    bool ingress_ = false;
     int ifindex_ = 0;
     Fd link_;
     uint32_t handle_ = 0, priority_ = 0;

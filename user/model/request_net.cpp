@@ -52,7 +52,7 @@ Result<void> check_shape(const json& n, NetFaults& f) {
         return bad("net", "delay_ns plus 4 x jitter_ns is over 5s");
     if ((f.scope & TARDY_SCOPE_INGRESS) &&
         (f.duplicate_ppm || f.reorder_ppm || f.rate_bytes_per_s || f.dns_rcode || f.reset_ppm))
-        return bad("net.scope", "ingress takes loss only");
+        return bad("net.scope", "ingress takes loss and delay only");
     if ((f.scope & TARDY_SCOPE_SETUP) && f.reset_ppm) return bad("net.reset_ppm", "not with a setup-only scope");
     return ok();
 }
@@ -84,7 +84,6 @@ Result<NetFaults> check_net(const json& req) {
     f.scope = static_cast<uint32_t>(*scope);
     if (!(f.scope & (TARDY_SCOPE_EGRESS | TARDY_SCOPE_INGRESS)))
         return bad("net.scope", "names no direction; set bit 1 (egress), 2 (ingress) or both");
-    if ((f.scope & TARDY_SCOPE_INGRESS) && f.delay_ns) return bad("net.scope", "ingress takes no delay_ns");
     TARDY_TRY(check_shape(*n, f));
     return f;
 }

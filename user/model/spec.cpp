@@ -115,18 +115,14 @@ Result<void> scope_net(const InjectArgs& a, NetFaults& net) {
             return Error::user("--direction '" + a.direction + "': use egress (packets the target sends), ingress "
                                "(packets it receives) or both");
         if (!net.any())
-            return Error::user("--direction says which packets the packet faults hit; give --loss (or --delay, "
-                               "egress only) with it");
-        if (net.ingress() && net.delay_ns)
-            return Error::user("--delay applies to the packets the target sends, not to those it receives: use "
-                               "--direction egress for the delay (ingress takes --loss)");
+            return Error::user("--direction says which packets the packet faults hit; give --loss or --delay with it");
         if (net.ingress() && (net.duplicate_ppm || net.rate_bytes_per_s || net.dns_rcode || net.reset_ppm))
             return Error::user(std::string(net.reset_ppm      ? "--reset"
                                            : net.dns_rcode        ? "--dns"
                                            : net.rate_bytes_per_s ? "--rate"
                                                                   : "--duplicate") +
                                " applies to the packets the target sends: use --direction egress for it "
-                               "(ingress takes --loss)");
+                               "(ingress takes --loss and --delay)");
     }
     if (a.setup_only) {
         if (!net.any())
@@ -267,9 +263,9 @@ Result<InjectRequest> build_inject_request(const InjectArgs& a) {
     if (!r.net.any() && (!a.devices.empty() || !a.netns.empty()))
         return Error::user("--device and --netns choose where packet faults apply; give --delay, --loss, --rate or "
                            "--duplicate, or leave them out");
-    if (!r.net.egress() && (!a.devices.empty() || !a.netns.empty()))
-        return Error::user("--device and --netns choose where egress faults apply; ingress loss acts on the packets "
-                           "the target's sockets receive, on any device: leave them out");
+    if (!r.net.egress() && !r.net.delay_ns && (!a.devices.empty() || !a.netns.empty()))
+        return Error::user("--device and --netns choose where egress faults and delays apply; ingress loss acts on "
+                           "the packets the target's sockets receive, on any device: leave them out");
     if (!a.for_dur.empty()) {
         auto f = parse_duration_ns(a.for_dur, "--for");
         if (!f) return f.error();

@@ -41,6 +41,8 @@ struct NetFaults {
     bool paces() const { return delay_ns || rate_bytes_per_s; }  // sets departure times: needs fq
     bool egress() const { return scope & TARDY_SCOPE_EGRESS; }
     bool ingress() const { return scope & TARDY_SCOPE_INGRESS; }
+    bool egress_fq() const { return egress() && paces(); }        // fq on the devices
+    bool ingress_delay() const { return ingress() && delay_ns; }  // the ifb and TC ingress
 };
 
 // --stall NAME=DUR[:PCT], scoped by the injection's --on and --path (same in every stall).

@@ -18,7 +18,7 @@ namespace tardy {
 
 struct JournalEntry {
     uint64_t id = 0;
-    std::string kind;       // "clsact" or "qdisc"
+    std::string kind;       // "clsact" (egress filter), "clsact-in" (ingress filter), "qdisc" or "ifb"
     uint64_t netns_ino = 0;
     int ifindex = 0;
     std::string ifname;

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "sys/journal.hpp"
+#include "sys/ifb.hpp"
 #include "sys/journal_detail.hpp"
 #include "sys/netns.hpp"
 #include "sys/qdisc.hpp"
@@ -38,7 +39,8 @@ Result<ClsactData> decode_clsact(const JournalEntry& e) {
 
 // Whether the entry can ever be undone; what does not decode now never will.
 Result<void> check_decodes(const JournalEntry& e) {
-    if (e.kind == "clsact") {
+    if (e.kind == "ifb") return ok();
+    if (e.kind == "clsact" || e.kind == "clsact-in") {
         auto c = decode_clsact(e);
         return c ? ok() : Result<void>(c.error());
     }
@@ -48,10 +50,16 @@ Result<void> check_decodes(const JournalEntry& e) {
 
 // Undoes one entry in the calling thread's namespace; *device_gone when there was nothing left.
 Result<void> undo_here(const JournalEntry& e, bool* device_gone) {
-    if (e.kind == "clsact") {
+    if (e.kind == "clsact" || e.kind == "clsact-in") {
         auto c = decode_clsact(e);
         if (!c) return c.error();
-        return detach_clsact(e.ifindex, c->handle, c->prio, c->created != 0);
+        return detach_clsact(e.ifindex, c->handle, c->prio, c->created != 0, e.kind == "clsact-in");
+    }
+    if (e.kind == "ifb") {  // what it holds goes with it, never delivered: a loss, not a delay
+        auto d = delete_ifb();
+        if (!d) return d.error();
+        if (!*d && device_gone) *device_gone = true;
+        return ok();
     }
     auto snap = decode(e.data);
     if (!snap) return snap.error();
@@ -108,10 +116,14 @@ private:
 enum class Outcome : uint8_t { Failed, Undone, DeviceGone, NetnsGone, Rejected };
 
 std::string undone_line(const JournalEntry& e, Outcome o) {
-    std::string what = e.kind == "qdisc" ? "the root qdisc of " + e.ifname : "the clsact filter on " + e.ifname;
+    std::string what = e.kind == "qdisc" ? "the root qdisc of " + e.ifname
+                       : e.kind == "ifb" ? "the ifb device " + e.ifname
+                                         : "the clsact filter on " + e.ifname;
     if (o == Outcome::NetnsGone) return "nothing to undo for " + what + ": its network namespace is gone";
     if (o == Outcome::DeviceGone) return "nothing to undo for " + what + ": the device is gone";
-    return e.kind == "qdisc" ? "restored the root qdisc of " + e.ifname : "removed the clsact filter from " + e.ifname;
+    return e.kind == "qdisc" ? "restored the root qdisc of " + e.ifname
+           : e.kind == "ifb" ? "deleted the ifb device " + e.ifname
+                             : "removed the clsact filter from " + e.ifname;
 }
 
 // kill prints every line: past this many, counts per kind instead of a line per entry.

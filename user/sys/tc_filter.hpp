@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "model/error.hpp"
 
@@ -38,6 +39,14 @@ Result<bool> remove_clsact_if_empty(int ifindex);
 
 // Removes the filter (calling thread's network namespace); with destroy_hook, also the
 // clsact qdisc tardy created, but only once no filter of anyone's is left on it.
-Result<void> detach_clsact(int ifindex, uint32_t handle, uint32_t priority, bool destroy_hook);
+// A BPF filter on the device's clsact ingress hook that is not direct-action: where the
+// program returns non-zero (a match), the packet is redirected by act_mirred to the egress
+// of target_ifindex (the ifb). mirred, not bpf_redirect(): a redirect from BPF reaches an
+// ifb only from Linux 6.4 on (before, ifb drops it as not redirected). Undone by
+// detach_clsact(..., ingress true) with the same handle and priority.
+Result<void> add_ingress_redirect_filter(int ifindex, int prog_fd, const std::string& prog_name, uint32_t handle,
+                                         uint32_t priority, int target_ifindex);
+
+Result<void> detach_clsact(int ifindex, uint32_t handle, uint32_t priority, bool destroy_hook, bool ingress = false);
 
 }  // namespace tardy

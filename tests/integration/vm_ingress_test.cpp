@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+// Delay on what the target receives (--direction ingress|both with --delay): TC ingress
+// stamps the packets for the experiment cohort's sockets and sends them through the
+// namespace's ifb, whose fq holds them (bpf/tc.bpf.c tardy_tc_ingress). Needs sch_fq and
+// ifb: run in the VM (scripts/run-tests.sh, `Vm*`).
+#include <signal.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "../common/harness.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+
+namespace {
+
+class VmIngressLab : public Lab {
+protected:
+    void SetUp() override {
+        auto fq = qdisc_kind_available("fq");
+        ASSERT_TRUE(fq && *fq) << "the VM suite needs sch_fq (run it with `make vmtest`)";
+        Lab::SetUp();
+        if (HasFatalFailure() || IsSkipped()) return;
+        base_ = median(rtts(kCtl, "udp", false, 20));
+        std::printf("  baseline UDP RTT median (control): %.2f ms\n", base_);
+    }
+    static double median(std::vector<double> v) {
+        if (v.empty()) return -1;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    }
+    std::vector<double> rtts(Sandbox::Cohort c, const std::string& proto, bool v6, int count = 30) {
+        auto r = probe(c, proto, v6, count, 10, 2000);
+        std::vector<double> v;
+        for (const auto& x : r.rtt_ms)
+            if (x) v.push_back(*x);
+        EXPECT_EQ(static_cast<int>(v.size()), count) << proto << (v6 ? "/IPv6" : "/IPv4") << ": unexpected loss";
+        return v;
+    }
+    // Both cohorts at once, so the emulator's noise is the same for both.
+    std::pair<double, double> both(const std::string& proto, bool v6) {
+        double e = 0, k = 0;
+        std::thread ctl([&] { k = median(rtts(kCtl, proto, v6)); });
+        e = median(rtts(kExp, proto, v6));
+        ctl.join();
+        std::printf("  %s%s: experiment median %.2f ms, control %.2f ms\n", proto.c_str(), v6 ? "/IPv6" : "/IPv4", e,
+                    k);
+        return {e, k};
+    }
+    CmdResult in_a(const std::string& cmd) {
+        auto r = run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "sh", "-c", cmd});
+        return r ? *r : CmdResult{-1, "", r.error().message};
+    }
+    bool ifb_present() { return in_a("ip -o link show tardy-ifb").status == 0; }
+    std::string ingress_filters() { return in_a("tc filter show dev " + lab_->device_a() + " ingress").out; }
+    double base_ = 0;
+};
+
+// The bounds for egress delay, here for what the target receives: the experiment's
+// round trips take the delay more, over UDP and TCP (connect waits for the SYN-ACK), v4 and
+// v6; the control cohort in the same namespace does not; the egress qdisc is left alone.
+TEST_F(VmIngressLab, DelayOnIngressHitsOnlyTheExperimentCohort) {
+    auto before = root_qdisc_a();
+    inject({"--delay", "100ms", "--direction", "ingress"}, "slow-in");
+    EXPECT_TRUE(ifb_present()) << "no tardy-ifb in the target's namespace";
+    EXPECT_NE(ingress_filters().find("tardy_tc_ingres"), std::string::npos) << ingress_filters();
+    EXPECT_EQ(root_qdisc_a(), before) << "an ingress delay changed the device's egress qdisc";
+    for (bool v6 : {false, true}) {
+        for (const char* proto : {"udp", "tcp"}) {
+            auto [e, k] = both(proto, v6);
+            double noise = std::max(k, base_);
+            EXPECT_GE(e, 100) << proto << (v6 ? "/IPv6" : "/IPv4");
+            EXPECT_LE(e, 105 + noise) << proto << (v6 ? "/IPv6" : "/IPv4");
+            EXPECT_LT(k, 5 + base_) << "the control cohort was slowed: " << proto << (v6 ? "/IPv6" : "/IPv4");
+        }
+    }
+    if (HasFailure())
+        std::printf("%s%s", in_a("ip -s link show tardy-ifb; tc -s qdisc show dev tardy-ifb").out.c_str(),
+                    in_a("nstat -az | grep -iE 'drop|discard|InErr|NoPorts'").out.c_str());
+    auto j = list_json()["injections"][0];
+    std::printf("  list --json: %s\n", j.dump().c_str());
+    EXPECT_GT(j["counters"]["delayed"].get<uint64_t>(), 100u);
+    EXPECT_EQ(tardy({"stop", "slow-in"}).status, 0);
+    EXPECT_FALSE(ifb_present()) << "tardy-ifb outlived the injection";
+    EXPECT_EQ(ingress_filters().find("tardy_tc_ingres"), std::string::npos) << ingress_filters();
+    EXPECT_LT(median(rtts(kExp, "udp", false, 10)), 50) << "the delay outlived stop";
+}
+
+// --direction both: each way takes the delay, so a round trip takes it twice.
+TEST_F(VmIngressLab, BothDirectionsAddUp) {
+    inject({"--delay", "50ms", "--direction", "both"});
+    auto [e, k] = both("udp", false);
+    EXPECT_GE(e, 100);
+    EXPECT_LE(e, 105 + std::max(k, base_));
+    EXPECT_LT(k, 5 + base_);
+}
+
+// The agent SIGKILLed: the lease ends the delay within a second (the program passes all once
+// the lease lapses), and `tardy kill` removes the filter and the ifb from the journal.
+TEST_F(VmIngressLab, KillAfterASigkilledAgentRemovesTheIfbAndTheFilter) {
+    inject({"--delay", "100ms", "--direction", "ingress"});
+    ASSERT_TRUE(ifb_present());
+    ASSERT_EQ(kill(agent_pid(), SIGKILL), 0);
+    EXPECT_TRUE(eventually(
+        [&] {
+            auto r = probe(kExp, "udp", false, 1, 1, 1000);
+            return r.answered() == 1 && r.median_ms().value_or(999) < 50;
+        },
+        1500, 1))
+        << "the ingress delay outlived the agent's lease";
+    EXPECT_TRUE(ifb_present()) << "the ifb is the journal's to remove, not the dead agent's";
+    auto k = tardy({"kill"});
+    EXPECT_EQ(k.status, 0) << k.err;
+    std::printf("%s", k.out.c_str());
+    EXPECT_NE(k.out.find("deleted the ifb device tardy-ifb"), std::string::npos);
+    EXPECT_FALSE(ifb_present()) << "tardy-ifb outlived kill";
+    EXPECT_EQ(ingress_filters().find("tardy_tc_ingres"), std::string::npos) << ingress_filters();
+}
+
+}  // namespace
