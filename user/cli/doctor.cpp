@@ -5,11 +5,13 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "sys/cgroup.hpp"
@@ -35,6 +37,33 @@ bool mounted(const std::string& fstype, std::string* where) {
         }
     }
     return false;
+}
+
+// Whether a kernel feature is there: a module loaded, built in or installed for this kernel
+// (modprobe loads it on first use), or its CONFIG_ option set in the kernel's config file.
+// nullopt when this machine keeps none of that information.
+std::optional<bool> kernel_has(const std::string& module, const std::string& config) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::exists("/sys/module/" + module, ec)) return true;
+    utsname u{};
+    if (uname(&u) != 0) return std::nullopt;
+    bool known = false;
+    std::string dir = std::string("/lib/modules/") + u.release;
+    for (const char* index : {"/modules.builtin", "/modules.dep"}) {
+        std::ifstream in(dir + index);
+        known |= in.is_open();
+        for (std::string line; std::getline(in, line);) {
+            std::string path = line.substr(0, line.find(':'));
+            std::string file = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
+            if (file.starts_with(module + ".ko")) return true;
+        }
+    }
+    std::ifstream cfg(std::string("/boot/config-") + u.release);
+    known |= cfg.is_open();
+    for (std::string line; std::getline(cfg, line);)
+        if (line == config + "=y" || line == config + "=m") return true;
+    return known ? std::optional<bool>(false) : std::nullopt;
 }
 
 // Attach the egress program to loopback in a throwaway namespace: TCX or clsact?
@@ -123,6 +152,15 @@ std::vector<Check> run_checks() {
     bool can_loss = obj && attached;
     out.push_back({"fault: loss", can_loss, can_loss ? "supported" : "needs the TC program to load and attach"});
     out.push_back({"fault: delay", can_loss && fq.ok, can_loss && fq.ok ? "supported" : "needs sch_fq and the TC program"});
+    // Ingress delay holds packets in an ifb device, redirected there by act_mirred.
+    auto ifb = kernel_has("ifb", "CONFIG_IFB"), mirred = kernel_has("act_mirred", "CONFIG_NET_ACT_MIRRED");
+    auto word = [](const std::optional<bool>& b) { return !b ? " (cannot tell)" : *b ? " (present)" : " (missing)"; };
+    bool in_ok = can_loss && fq.ok && ifb.value_or(true) && mirred.value_or(true);
+    out.push_back({"fault: ingress delay", in_ok,
+                   in_ok && ifb && mirred
+                       ? "supported (--delay with --direction ingress|both: an ifb with fq per namespace)"
+                       : std::string("needs sch_fq, the TC program, the ifb device") + word(ifb) + " and act_mirred" +
+                             word(mirred)});
     out.push_back({"fault: --fail", sock.ok(), sock ? "connect, sendmsg, bind, socket" : "needs the socket hooks"});
     // The real programs, not a stand-in: a newer verifier can refuse one that a probe passes
     // (6.12 checks the range of an LSM program's return value).
@@ -150,7 +188,9 @@ int run_doctor(bool as_json) {
         std::printf("%s\n", nlohmann::json{{"checks", j}}.dump(2).c_str());
         return 0;
     }
-    for (const auto& c : checks) std::printf("%-4s %-14s %s\n", c.ok ? "ok" : "NO", c.name.c_str(), c.detail.c_str());
+    int w = 14;
+    for (const auto& c : checks) w = std::max(w, static_cast<int>(c.name.size()));
+    for (const auto& c : checks) std::printf("%-4s %-*s %s\n", c.ok ? "ok" : "NO", w, c.name.c_str(), c.detail.c_str());
     return 0;
 }
 

@@ -189,7 +189,7 @@ int run(int argc, char** argv) {
                        "Target a container by id (full or unique prefix; docker, podman, containerd, CRI-O); with "
                        "--pod, one container of that pod");
     inject->add_option("--pod", ia.pod, "Target a Kubernetes pod by UID (full or unique prefix), on its node");
-    inject->add_option("--delay", ia.delay, "Delay egress packets, e.g. 50ms (needs the fq qdisc)");
+    inject->add_option("--delay", ia.delay, "Delay packets, e.g. 50ms: what the target sends, or receives with --direction ingress|both (needs the fq qdisc; ingress also the ifb device)");
     inject->add_option("--jitter", ia.jitter, "Vary the delay uniformly by +-DUR (needs --delay); see --distribution");
     inject->add_option("--distribution", ia.shape.distribution,
                        "Shape of the jitter, as netem's: uniform (default), normal, pareto or paretonormal (jitter is "
@@ -227,7 +227,7 @@ int run(int argc, char** argv) {
                        "life or never, e.g. 10%");
     inject->add_option("--direction", ia.direction,
                        "Packet faults on what the target sends (egress, the default), receives (ingress: --loss "
-                       "only) or both");
+                       "and --delay) or both");
     inject->add_flag("--setup-only", ia.setup_only,
                      "Packet faults on TCP connection setup only (SYN, SYN-ACK): --delay 300ms makes connect() "
                      "slower and leaves the connection fast");
@@ -267,6 +267,7 @@ int run(int argc, char** argv) {
                    "  sudo tardy inject --cgroup shop.slice --loss 100% --flows 10%   # one connection in ten dead\n"
                    "  sudo tardy inject --cgroup shop.slice --loss 20% --direction both --peer 10.0.0.7\n"
                    "  sudo tardy inject --cgroup shop.slice --delay 300ms --setup-only --port 443   # slow connects\n"
+                   "  sudo tardy inject --cgroup shop.slice --delay 80ms --direction ingress --peer 10.0.0.5   # slow answers\n"
                    "  sudo tardy inject --cgroup shop.slice --delay 100ms --jitter 20ms --distribution normal\n"
                    "  sudo tardy inject --cgroup shop.slice --loss 5% --loss-burst 4   # bursts of 4 lost packets\n"
                    "  sudo tardy inject --cgroup shop.slice --rate 10mbit --duplicate 1%\n"
