@@ -7,7 +7,10 @@
 // (SCHED_CLS, `r0 = TC_NEXT; exit`) run the same way. It is what BPF_PROG_TEST_RUN and the
 // program call cost on this machine, so "x floor" compares across machines where raw
 // nanoseconds do not.
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <linux/bpf.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,6 +69,8 @@ tardy_rule rule(uint32_t slot, uint64_t delay_ns, uint32_t loss_ppm) {
 
 }  // namespace
 
+void ingress_rule(tardy_rule& r) { r.scope = TARDY_SCOPE_INGRESS; }
+
 int main() {
     SelfInCgroup cg("tardy-bench");
     if (!cg.ok()) {
@@ -80,6 +85,8 @@ int main() {
         int filtered = 0;  // 1: the rule filters on 8 peers and a port, none of them the packet's;
                            // 8: 8 rules on the cgroup, each on its own port, the last one the packet's
         void (*shape)(tardy_rule&) = nullptr;  // netem's shapes on the rule (bpf/lib/shape.bpf.h)
+        int ingress = 0;  // 1: the ingress delay program (tardy_tc_ingress) on a UDP packet to a
+                          // socket of this process; 2: the same to a port no socket has
     };
     const Case cases[] = {
         {"another cgroup's packet", 0, 0, 0},
@@ -96,7 +103,23 @@ int main() {
          [](tardy_rule& r) { r.rate_bytes_per_s = 1'250'000; }},
         {"target, duplicate 1%", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.duplicate_ppm = 10000; }},
         {"target, reset 10% (headers read)", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.reset_ppm = 100000; }},
+        {"ingress: packet for no socket", cg.leaf_id, 50'000'000, 0, 0, ingress_rule, 2},
+        {"ingress: another cgroup's socket", 0, 50'000'000, 0, 0, ingress_rule, 1},
+        {"ingress: target socket, 50 ms delay", cg.leaf_id, 50'000'000, 0, 0, ingress_rule, 1},
     };
+    // The ingress cases' socket: UDP on 127.0.0.1, in this process's (the target's) cgroup.
+    int usock = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in ua{};
+    ua.sin_family = AF_INET;
+    ua.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t ulen = sizeof ua;
+    if (usock < 0 || bind(usock, reinterpret_cast<sockaddr*>(&ua), ulen) != 0 ||
+        getsockname(usock, reinterpret_cast<sockaddr*>(&ua), &ulen) != 0) {
+        std::fprintf(stderr, "tc_bench: a UDP socket on loopback: %s\n", std::strerror(errno));
+        return 1;
+    }
+    auto in_pkt = make_packet(Family::V4, Proto::Udp, 1400, "127.0.0.1", ntohs(ua.sin_port));
+    auto in_miss = make_packet(Family::V4, Proto::Udp, 1400, "127.0.0.1", static_cast<uint16_t>(ntohs(ua.sin_port) + 1));
     auto pkt = make_packet(Family::V4, Proto::Tcp, 1400);
     int floor_fd = load_floor_prog();
     if (floor_fd < 0) {
@@ -146,16 +169,19 @@ int main() {
                 (void)(*obj)->put_rules(own, set);
             }
             std::vector<uint32_t> v;
+            int fd = c.ingress ? (*obj)->ingress_delay_prog_fd() : (*obj)->egress_prog_fd();
+            const auto& p = c.ingress == 1 ? in_pkt : c.ingress == 2 ? in_miss : pkt;
             for (int r = 0; r < kRounds; r++) {
                 floor_runs.push_back(run_ns(floor_fd, pkt));
-                v.push_back(run_ns((*obj)->egress_prog_fd(), pkt));
+                v.push_back(run_ns(fd, p));
             }
             med[ci][variant] = median(v);
         }
     }
     close(floor_fd);
+    close(usock);
     const double fl = std::max(1.0, median(floor_runs));
-    std::printf("TC egress program (TCX variant), ns per packet (median of %d rounds x %d runs, "
+    std::printf("TC egress program (TCX variant; the ingress rows: the ingress delay program), ns per packet (median of %d rounds x %d runs, "
                 "BPF_PROG_TEST_RUN)\n", kRounds, kRepeat);
     std::printf("floor: an empty SCHED_CLS program run the same way, %zu rounds: %.0f ns\n", floor_runs.size(), fl);
     std::printf("%-36s %8s %8s %12s %8s %8s\n", "case", "1 rule", "x floor", "10000 rules", "x floor",

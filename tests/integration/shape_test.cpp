@@ -28,8 +28,9 @@ std::pair<double, int> loss_runs(const ProbeResult& r) {
 TEST_F(Lab, DuplicatedRequestsAreAnsweredTwiceByTheServer) {
     inject({"--duplicate", "30%"}, "twice");
     for (bool v6 : {false, true}) {
-        auto exp = probe(kExp, "udp", v6, 400, 1, 40);
-        auto ctl = probe(kCtl, "udp", v6, 200, 1, 40);
+        // 250 ms to answer: once 26 of 400 IPv6 echoes missed a 40 ms limit on a busy host.
+        auto exp = probe(kExp, "udp", v6, 400, 1, 250);
+        auto ctl = probe(kCtl, "udp", v6, 200, 1, 250);
         double share = static_cast<double>(exp.duplicates) / std::max(1, exp.answered());
         std::printf("  %s: %d of %d echoes answered twice (%.1f%%); control %d\n", v6 ? "IPv6" : "IPv4",
                     exp.duplicates, exp.answered(), 100 * share, ctl.duplicates);
