@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "../common/harness.hpp"
+#include "model/tardy_abi.hpp"
 
 using namespace tardy;
 using namespace tardy::test;
@@ -118,6 +119,37 @@ TEST_F(VmIngressLab, KillAfterASigkilledAgentRemovesTheIfbAndTheFilter) {
     EXPECT_NE(k.out.find("deleted the ifb device tardy-ifb"), std::string::npos);
     EXPECT_FALSE(ifb_present()) << "tardy-ifb outlived kill";
     EXPECT_EQ(ingress_filters().find("tardy_tc_ingres"), std::string::npos) << ingress_filters();
+}
+
+// Two injections with ingress delays in one namespace share its ifb: it stays while either
+// lives and goes with the last.
+TEST_F(VmIngressLab, InjectionsShareTheIfbUntilTheLastEnds) {
+    inject({"--delay", "50ms", "--direction", "ingress"}, "one");
+    auto r = tardy({"inject", "--cgroup", lab_->cgroup_rel(kCtl), "--delay", "20ms", "--direction", "both", "--name",
+                    "two"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(tardy({"stop", "one"}).status, 0);
+    EXPECT_TRUE(ifb_present()) << "the ifb went while an injection still delays through it";
+    EXPECT_NE(ingress_filters().find("tardy_tc_ingres"), std::string::npos);
+    EXPECT_EQ(tardy({"stop", "two"}).status, 0);
+    EXPECT_FALSE(ifb_present());
+    EXPECT_EQ(ingress_filters().find("tardy_tc_ingres"), std::string::npos) << ingress_filters();
+}
+
+// Someone else's device at the ifb's index: a one-line error naming it, exit 2, and nothing
+// of tardy's left on the device (no filter, no clsact, no journal entry open).
+TEST_F(VmIngressLab, AnIndexTakenBySomeoneElseIsRefusedAndNothingIsLeft) {
+    ASSERT_EQ(in_a("ip link add squatter index " + std::to_string(TARDY_IFB_IFINDEX) + " type dummy").status, 0);
+    auto before = in_a("tc qdisc show dev " + lab_->device_a()).out;
+    auto r = tardy({"inject", "--cgroup", lab_->cgroup_rel(kExp), "--delay", "50ms", "--direction", "ingress"});
+    std::printf("  %s", r.err.c_str());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("squatter"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line";
+    EXPECT_EQ(in_a("tc qdisc show dev " + lab_->device_a()).out, before) << "a clsact or qdisc was left";
+    EXPECT_EQ(ingress_filters().find("tardy_tc_ingres"), std::string::npos);
+    EXPECT_EQ(in_a("ip link show squatter").status, 0) << "someone else's device was removed";
+    (void)in_a("ip link del squatter");
 }
 
 }  // namespace
