@@ -16,6 +16,20 @@ std::string DeviceManager::ifname(const DeviceKey& k) const {
     return it == devices_.end() ? std::string() : it->second.ifname;
 }
 
+// Journals a clsact filter (kind "clsact" egress, "clsact-in" ingress) once its hook exists
+// and before it is added: data handle:priority:created_hook (sys/journal_undo.cpp).
+TcAttachment::BeforeFilter DeviceManager::journaled(const char* kind, const DeviceKey& k, const std::string& ifname,
+                                                    uint64_t* jid_out) {
+    return [this, kind, k, ifname, jid_out](uint32_t h, uint32_t prio, bool created) -> Result<void> {
+        char data[64];
+        std::snprintf(data, sizeof data, "%x:%x:%d", h, prio, created ? 1 : 0);
+        auto jid = journal_.record({0, kind, k.netns, k.ifindex, ifname, data});
+        if (!jid) return jid.error();
+        *jid_out = *jid;
+        return ok();
+    };
+}
+
 Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::string& ifname, bool need_fq, bool force,
                                    std::string* replaced) {
     Device& d = devices_[k];
@@ -62,14 +76,7 @@ Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::str
         auto mode = need_fq ? TcAttachment::Mode::Clsact : TcAttachment::Mode::Auto;
         auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
             auto a = TcAttachment::attach_egress(
-                obj_, k.ifindex, mode, [&](uint32_t h, uint32_t prio, bool created) -> Result<void> {
-                    char data[64];
-                    std::snprintf(data, sizeof data, "%x:%x:%d", h, prio, created ? 1 : 0);
-                    auto jid = journal_.record({0, "clsact", k.netns, k.ifindex, ifname, data});
-                    if (!jid) return jid.error();
-                    d.attach_jid = *jid;
-                    return ok();
-                });
+                obj_, k.ifindex, mode, journaled("clsact", k, ifname, &d.attach_jid));
             if (!a) {
                 if (d.attach_jid) (void)journal_.done(std::exchange(d.attach_jid, 0));
                 return a.error();
@@ -195,14 +202,7 @@ Result<void> DeviceManager::acquire_ingress(const DeviceKey& k, int nsfd, const 
         }
         auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
             auto a = TcAttachment::attach_ingress_delay(
-                obj_, k.ifindex, [&](uint32_t h, uint32_t prio, bool created) -> Result<void> {
-                    char data[64];
-                    std::snprintf(data, sizeof data, "%x:%x:%d", h, prio, created ? 1 : 0);
-                    auto jid = journal_.record({0, "clsact-in", k.netns, k.ifindex, ifname, data});
-                    if (!jid) return jid.error();
-                    d.in_attach_jid = *jid;
-                    return ok();
-                });
+                obj_, k.ifindex, journaled("clsact-in", k, ifname, &d.in_attach_jid));
             if (!a) {
                 if (d.in_attach_jid) (void)journal_.done(std::exchange(d.in_attach_jid, 0));
                 return a.error();

@@ -48,6 +48,8 @@ private:
         uint64_t jid = 0;
     };
     Result<void> restore_fq(Device& d);
+    TcAttachment::BeforeFilter journaled(const char* kind, const DeviceKey& k, const std::string& ifname,
+                                         uint64_t* jid_out);
     Result<void> take_ifb(uint64_t netns, int nsfd);
     void drop_ifb(uint64_t netns, int nsfd);
 
