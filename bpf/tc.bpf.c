@@ -321,7 +321,7 @@ int tardy_tc_egress_cls(struct __sk_buff *skb)
     return tardy_egress(skb, true);
 }
 
-/* The cgroup of a socket found by a lookup, or 0. A TC program may not call
+/* The cgroup of a socket found by a lookup, or NULL. A TC program may not call
  * bpf_sk_cgroup_id(), and the BTF casts (bpf_skc_to_tcp_sock() and the like) cover TCP and
  * IPv6 UDP but not IPv4 UDP; so the socket's address is taken as a number (read back from
  * the stack by bpf_probe_read_kernel(), which the agent's CAP_PERFMON allows) and the fields
@@ -404,7 +404,7 @@ static __always_inline __u64 tardy_receiver_rule_cgid(struct __sk_buff *skb, con
  * with such a rule are stamped with their departure and handed to the namespace's ifb, whose
  * fq holds each until then (TARDY_IFB_IFINDEX); everything else passes. Attached as a clsact
  * ingress filter that is NOT direct-action, with act_mirred as its action: 0 is "no match",
- * the packet goes on; 1 is a match, and mirred redirects it to the ifb's egress (a
+ * the packet goes on; -1 is a match, and mirred redirects it to the ifb's egress (a
  * bpf_redirect() reaches an ifb only from Linux 6.4). The ifb hands the packet back to this
  * device's ingress marked to skip TC, so it is seen once; its departure stamp is a
  * CLOCK_MONOTONIC delivery time, which the redirect keeps. */
