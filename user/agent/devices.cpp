@@ -225,22 +225,24 @@ Result<void> DeviceManager::release_ingress(const DeviceKey& k) {
     auto it = devices_.find(k);
     if (it == devices_.end() || it->second.in_refs == 0) return ok();
     Device& d = it->second;
-    Result<void> result = ok();
     if (--d.in_refs == 0) {
         if (d.in_attachment) {
             auto r = in_netns(d.nsfd.get(), [&] { return d.in_attachment->detach(); });
             if (r && d.in_attach_jid) (void)journal_.done(std::exchange(d.in_attach_jid, 0));
-            if (r)
-                log("detached ingress delay program from " + d.ifname);
-            else
-                log("detach ingress delay from " + d.ifname + ": " + (result = r).error().message);
+            if (!r) {
+                // The filter stays, so the ifb it redirects to stays too (both journaled for
+                // kill): deleting the ifb under a live filter would turn the delay into a loss.
+                log("detach ingress delay from " + d.ifname + ": " + r.error().message + " (left for kill)");
+                return r;
+            }
+            log("detached ingress delay program from " + d.ifname);
             d.in_attachment.reset();
         }
         // After the filter: no packet is redirected to a device that is gone.
         drop_ifb(k.netns, d.nsfd.get());
         if (d.unused()) devices_.erase(it);
     }
-    return result;
+    return ok();
 }
 
 }  // namespace tardy
