@@ -3,6 +3,8 @@
 // nothing behind (checked by the fixture's TearDown).
 #include <sys/stat.h>
 
+#include <future>
+
 #include "../common/harness.hpp"
 
 using namespace tardy;
@@ -98,6 +100,44 @@ TEST_F(Lab, KillWorksWithACorruptRunDirectory) {
     }
     auto r = tardy({"kill"});
     EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(probe(kExp).answered(), 20);
+}
+
+// An idle agent leaves 2 s after its last injection. A request that reached it in that
+// moment, queued but not yet read, used to read "Connection reset by peer" (seen once in
+// CI): now the agent stops taking connections, answers the queued ones, and leaves only
+// then; an inject among them keeps it. Frozen with SIGSTOP so the requests queue up.
+TEST_F(Lab, AnAgentLeavingIdleAnswersTheRequestsItHasQueued) {
+    inject({"--loss", "100%"}, "first");
+    pid_t agent = agent_pid();
+    ASSERT_GT(agent, 0);
+    ASSERT_EQ(tardy({"stop", "first"}).status, 0);
+    ASSERT_EQ(kill(agent, SIGSTOP), 0);
+    auto queued_list = std::async(std::launch::async, [&] { return tardy({"list", "--json"}); });
+    sleep_ms(2500);  // past the idle time: the first thing the agent sees on waking is "leave"
+    ASSERT_EQ(kill(agent, SIGCONT), 0);
+    auto l = queued_list.get();
+    EXPECT_EQ(l.status, 0) << l.err;
+    EXPECT_FALSE(nlohmann::json::parse(l.out, nullptr, false).is_discarded()) << l.out;
+    EXPECT_TRUE(eventually([&] { return !process_alive(agent); }, 5000, 20)) << "the idle agent stayed";
+
+    // Now with an inject among the queued requests: the agent takes it and stays.
+    inject({"--loss", "100%"}, "second");
+    agent = agent_pid();
+    ASSERT_EQ(tardy({"stop", "second"}).status, 0);
+    ASSERT_EQ(kill(agent, SIGSTOP), 0);
+    auto queued_inject = std::async(std::launch::async, [&] {
+        return tardy({"inject", "--cgroup", lab_->cgroup_rel(kExp), "--loss", "100%", "--name", "third"});
+    });
+    sleep_ms(2500);
+    ASSERT_EQ(kill(agent, SIGCONT), 0);
+    auto i = queued_inject.get();
+    EXPECT_EQ(i.status, 0) << i.err;
+    EXPECT_EQ(agent_pid(), agent) << "another agent took the inject";
+    EXPECT_TRUE(process_alive(agent));
+    EXPECT_EQ(probe(kExp, "udp", false, 5).answered(), 0) << "the fault the staying agent took is not there";
+    EXPECT_EQ(list_json()["injections"].size(), 1u);
+    EXPECT_EQ(tardy({"stop", "third"}).status, 0);
     EXPECT_EQ(probe(kExp).answered(), 20);
 }
 

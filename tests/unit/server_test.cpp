@@ -289,5 +289,46 @@ TEST_F(ServerTest, ListenReplacesStaleSocketsOnly) {
     EXPECT_FALSE(Server::listen(std::string(200, 'x'), reply_to));
 }
 
+// An idle agent leaves with close_door(): whoever had connected by then (accepted or still
+// in the backlog) gets its reply, whoever connects after is refused (and starts an agent).
+// Before, leaving closed the listener and a request still queued read ECONNRESET (CI, 6.12).
+TEST_F(ServerTest, ClosingTheDoorServesTheQueuedAndRefusesTheRest) {
+    auto s = listen();
+    ASSERT_TRUE(s);
+    std::vector<Fd> queued;
+    for (int i = 0; i < 5; i++) {
+        queued.push_back(connect_to(path_));
+        ASSERT_TRUE(send_all(queued.back().get(), "q" + std::to_string(i) + "\n"));
+    }
+    s->close_door(mono_ns());
+    EXPECT_TRUE(s->door_closed());
+    EXPECT_EQ(s->clients(), 5u);  // all taken from the backlog
+    Fd late(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path_.c_str(), sizeof a.sun_path - 1);
+    EXPECT_NE(connect(late.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(errno, ECONNREFUSED);
+    std::vector<pollfd> fds;
+    s->add_pollfds(fds);
+    EXPECT_EQ(fds.size(), 5u);  // the listener is no longer polled (a shut listener is always readable)
+    for (int round = 0; round < 10 && s->clients(); round++) {
+        fds.clear();
+        s->add_pollfds(fds);
+        poll(fds.data(), fds.size(), 200);
+        s->service(fds.data(), fds.size());
+    }
+    EXPECT_EQ(s->clients(), 0u);
+    for (int i = 0; i < 5; i++) {
+        Read r = read_until_eof(queued[i].get(), 500ms);
+        EXPECT_EQ(r.data, "reply:q" + std::to_string(i) + "\n");
+    }
+    // Work came in after all: listening again at the same path.
+    ASSERT_TRUE(s->reopen(path_));
+    EXPECT_FALSE(s->door_closed());
+    Loop loop(std::move(s));
+    EXPECT_EQ(ask(path_, "again").first, "reply:again\n");
+}
+
 }  // namespace
 }  // namespace tardy

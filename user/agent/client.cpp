@@ -51,6 +51,9 @@ Result<nlohmann::json> agent_call(const Paths& p, const nlohmann::json& req, int
                                         "s; if it is hung, `tardy kill` ends every fault");
         if (r < 0) return Error::sys("wait for the agent", errno);
         ssize_t n = read(s->get(), buf, sizeof buf);
+        if (n < 0 && errno == ECONNRESET)  // closed with our request unread: nothing of it was done
+            return Error::other("the agent closed the connection without reading the request (it was ending, or "
+                                "busy past its 2 s per client; see " + p.log() + "); nothing of it was done: retry");
         if (n < 0) return Error::sys("read from the agent", errno);
         if (n == 0) break;
         in.append(buf, n);
@@ -73,7 +76,10 @@ Result<nlohmann::json> reply_or_error(const nlohmann::json& r) {
     return r.value("user", false) ? Error::user(msg) : Error::other(msg);
 }
 
-Result<void> spawn_agent(const Paths& p, const std::string& self_exe) {
+namespace {
+
+// One try; *held: the run lock was held by another agent (or `tardy kill`).
+Result<void> spawn_once(const Paths& p, const std::string& self_exe, std::string* held) {
     int st_pipe[2];
     if (pipe2(st_pipe, O_CLOEXEC) != 0) return Error::sys("pipe", errno);
     Fd rd(st_pipe[0]), wr(st_pipe[1]);
@@ -127,17 +133,32 @@ Result<void> spawn_agent(const Paths& p, const std::string& self_exe) {
     if (line.rfind("error system ", 0) == 0) {
         std::string why = line.substr(13);
         if (why.rfind("another agent", 0) == 0) {
-            // Another inject started one first: use that one once it answers.
-            for (int i = 0; i < 500; i++) {
-                if (agent_reachable(p)) return ok();
-                timespec ts{0, 10'000'000};
-                nanosleep(&ts, nullptr);
-            }
-            return Error::other(why + "; it did not answer within 5s (is `tardy kill` at work?); try again");
+            *held = why;
+            return ok();
         }
         return Error::other("the agent could not start: " + why);
     }
     return Error::other("the agent exited while starting; see " + p.log());
+}
+
+}  // namespace
+
+Result<void> spawn_agent(const Paths& p, const std::string& self_exe) {
+    std::string held;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        held.clear();
+        TARDY_TRY(spawn_once(p, self_exe, &held));
+        if (held.empty()) return ok();
+        // Another inject started one first: use that one once it answers. Or the holder is
+        // an idle agent on its way out (it refuses connections while it finishes the
+        // requests it had queued) or `tardy kill`: once it has let go, start ours.
+        for (int i = 0; i < 150; i++) {
+            if (agent_reachable(p)) return ok();
+            timespec ts{0, 10'000'000};
+            nanosleep(&ts, nullptr);
+        }
+    }
+    return Error::other(held + "; it did not answer within 6s (is `tardy kill` at work?); try again");
 }
 
 }  // namespace tardy

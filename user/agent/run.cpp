@@ -205,6 +205,7 @@ int run_agent(const AgentOptions& o) {
     agent.arm();
     log("ready on " + p.socket() + (o.exit_when_idle ? " (exits when idle)" : ""));
     status.ready();
+    agent.last_activity_ns = mono_ns();  // the idle clock starts now: the caller has yet to ask
 
     int code = 0;
     std::vector<pollfd> fds;
@@ -235,15 +236,29 @@ int run_agent(const AgentOptions& o) {
             (void)!read(tfd.get(), &n, sizeof n);
             agent.tick();
             cap_log(p);  // an fstat per tick: nothing, and the log passes its cap by 100 ms of lines at most
-            if (o.exit_when_idle && agent.idle() && mono_ns() - agent.last_activity_ns > 2'000'000'000ULL) {
-                log("no injection left; leaving");
-                running = false;
-            }
+            // Idle: stop taking connections, serve those already queued (below), and leave
+            // once nobody is owed a reply. Closing the listener with connections still queued
+            // would reset them: a request sent in the last moment read ECONNRESET.
+            if (o.exit_when_idle && !(*server)->door_closed() && agent.idle() &&
+                mono_ns() - agent.last_activity_ns > 2'000'000'000ULL)
+                (*server)->close_door(mono_ns());
         }
         if (fds[4].revents) bridge.answer([&] { return agent.prometheus(); });
         // Clients last, and never blocking: see server.hpp.
         (*server)->service(fds.data() + own, fds.size() - own);
         (*server)->expire(mono_ns());
+        if (running && (*server)->door_closed() && (*server)->clients() == 0) {
+            if (agent.idle()) {
+                log("no injection left; leaving");
+                running = false;
+            } else if (auto r = (*server)->reopen(p.socket()); r) {
+                log("a request queued while it was leaving gave it work: staying");
+            } else {
+                log("cannot listen again (" + r.error().message + "): ending every injection");
+                code = 1;
+                running = false;
+            }
+        }
     }
     metrics.reset();  // its threads joined before the agent they ask goes
     agent.end_all();

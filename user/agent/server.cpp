@@ -32,9 +32,8 @@ static_assert(wire::kProtocolVersion == 6, "kBusy spells the protocol version");
 constexpr char kBusy[] =
     "{\"ok\":false,\"user\":false,\"error\":\"the agent is busy with too many clients; retry\",\"v\":6}\n";
 
-}  // namespace
-
-Result<std::unique_ptr<Server>> Server::listen(const std::string& path, Handler h) {
+// The listening socket at `path`: see Server::listen.
+Result<Fd> listen_at(const std::string& path) {
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof a.sun_path) return Error::user("socket path too long: " + path);
@@ -56,7 +55,37 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& path, Handler 
     if (rc != 0) return Error::sys("bind " + path, err);
     if (chmod(path.c_str(), 0600) != 0) return Error::sys("chmod " + path, errno);
     if (::listen(s.get(), 64) != 0) return Error::sys("listen " + path, errno);
-    return std::unique_ptr<Server>(new Server(std::move(s), std::move(h)));
+    return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::listen(const std::string& path, Handler h) {
+    auto s = listen_at(path);
+    if (!s) return s.error();
+    return std::unique_ptr<Server>(new Server(std::move(*s), std::move(h)));
+}
+
+void Server::close_door(uint64_t now) {
+    if (door_closed_) return;
+    // A Unix listener shut for reading refuses new connections at once (unix_stream_connect
+    // checks RCV_SHUTDOWN under the listener's lock) but still hands out the queued ones:
+    // after this, the backlog can only shrink.
+    shutdown(listener_.get(), SHUT_RD);
+    door_closed_ = true;
+    accept_paused_until_ = 0;
+    // accept_all stops after a bounded number per call; the backlog (64) is finite and can
+    // no longer grow, so this ends.
+    while (accept_all(now)) {
+    }
+}
+
+Result<void> Server::reopen(const std::string& path) {
+    auto s = listen_at(path);
+    if (!s) return s.error();
+    listener_ = std::move(*s);
+    door_closed_ = false;
+    return ok();
 }
 
 Server::Server(Fd listener, Handler h) : listener_(std::move(listener)), handler_(std::move(h)), buf_(kReadChunk) {}
@@ -64,7 +93,7 @@ Server::Server(Fd listener, Handler h) : listener_(std::move(listener)), handler
 Server::~Server() = default;  // the Fds close every client and the listener
 
 void Server::add_pollfds(std::vector<pollfd>& out) const {
-    if (!accept_paused_until_) out.push_back({listener_.get(), POLLIN, 0});
+    if (!accept_paused_until_ && !door_closed_) out.push_back({listener_.get(), POLLIN, 0});
     for (const auto& c : clients_)
         out.push_back({c->fd.get(), static_cast<short>(c->replying ? POLLOUT : POLLIN), 0});
 }
@@ -91,14 +120,14 @@ void Server::service(const pollfd* fds, size_t n) {
     if (accept) accept_all(mono_ns());
 }
 
-void Server::accept_all(uint64_t now) {
+bool Server::accept_all(uint64_t now) {
     // All pending connections, but bounded: a client connecting in a loop cannot keep us here.
     for (int i = 0; i < kMaxAcceptsPerCall; i++) {
         Fd c(accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!c.valid()) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE) accept_paused_until_ = now + kAcceptPauseNs;
-            return;  // EAGAIN: none left
+            return false;  // EAGAIN: none left
         }
         if (clients_.size() >= kMaxClients) {
             (void)!send(c.get(), kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -112,6 +141,7 @@ void Server::accept_all(uint64_t now) {
         cl->deadline_ns = now + kClientDeadlineNs;
         clients_.push_back(std::move(cl));
     }
+    return true;
 }
 
 bool Server::on_readable(Client& c) {

@@ -63,6 +63,14 @@ public:
     // Milliseconds until the earliest deadline (rounded up), -1 when nothing is due.
     int timeout_ms(uint64_t now_mono_ns) const;
     size_t clients() const { return clients_.size(); }
+    // Leaving without resetting anyone: stops taking connections (a connect() now fails with
+    // ECONNREFUSED, which clients read as "no agent here" and start one) and accepts every
+    // connection already queued, so each is served as usual. Once clients() is 0, nobody
+    // is owed a reply. A connection queued at close() would instead read ECONNRESET.
+    void close_door(uint64_t now_mono_ns);
+    bool door_closed() const { return door_closed_; }
+    // Listens at `path` again after close_door() (the agent turned out to have work).
+    Result<void> reopen(const std::string& path);
     // While the handler runs: the pid of the process that connected (SO_PEERCRED, in this
     // process's pid namespace; 0 when unknown). 0 outside the handler.
     pid_t caller_pid() const { return caller_pid_; }
@@ -79,13 +87,14 @@ private:
     };
 
     Server(Fd listener, Handler h);
-    void accept_all(uint64_t now);
+    bool accept_all(uint64_t now);  // true: stopped at its bound with more maybe queued
     bool on_readable(Client& c);  // false: close it
     bool flush(Client& c);        // false: close it (done or failed)
 
     Fd listener_;
     Handler handler_;
     std::vector<std::unique_ptr<Client>> clients_;
+    bool door_closed_ = false;          // shut for reading: neither accepts nor is polled
     uint64_t accept_paused_until_ = 0;  // out of fds: retried then, not in a busy loop
     std::vector<char> buf_;
     pid_t caller_pid_ = 0;
