@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Packet faults of target cgroups, filtered by peer, port, protocol and flow: loss, delay,
- * duplication, reordering, rate, DNS errors and TCP resets at TC egress for what they send, loss at
+ * duplication, corruption, reordering, rate, DNS errors and TCP resets at TC egress for what they send, loss at
  * cgroup_skb ingress for what they receive, delay at TC ingress (through an ifb) for it too. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +19,7 @@
 #include "lib/turn.bpf.h"
 #include "lib/dns.bpf.h"
 #include "lib/reset.bpf.h"
+#include "lib/corrupt.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -37,6 +38,7 @@ struct tardy_walk {
     __u32 duplicate; /* send it twice */
     __u32 dns_slot;  /* slot + 1 of the first rule with a DNS fault that a UDP packet to port 53 met */
     __u32 reset_slot; /* slot + 1 of the first rule with --reset the packet met */
+    __u32 corrupt_slot; /* slot + 1 of the first rule whose --corrupt drew this packet */
     __u32 scope; /* TARDY_SCOPE_EGRESS or TARDY_SCOPE_INGRESS: where the packet is */
 };
 
@@ -46,6 +48,7 @@ struct tardy_verdict {
     __u64 rate_start; /* 0, or its --rate slot: no departure before */
     __u32 delayed;    /* delay or rate_start holds it back */
     __u32 duplicate;
+    __u32 corrupt;
 };
 
 /* One matching rule's faults on a packet: counts it, then loss, rate, duplication, reorder
@@ -104,6 +107,8 @@ __noinline int tardy_apply_rule(const struct tardy_rule *r, struct tardy_verdict
         if (cnt)
             cnt->duplicated++;
     }
+    if (r->corrupt_ppm && tardy_cchance(r, st, TARDY_DRAW_CORRUPT, r->corrupt_ppm))
+        v->corrupt = 1; /* counted where it is done: some packets have no checksum to damage */
     if (r->delay_ns) {
         if (r->reorder_ppm && tardy_cchance(r, st, TARDY_DRAW_REORDER, r->reorder_ppm)) {
             if (cnt) /* leaves at once, ahead of the delayed packets sent before it */
@@ -176,6 +181,8 @@ static long tardy_rule_step(__u32 i, void *ctx)
     if (v.rate_start > w->rate_start)
         w->rate_start = v.rate_start;
     w->duplicate |= v.duplicate;
+    if (v.corrupt && !w->corrupt_slot)
+        w->corrupt_slot = slot + 1;
     return 0;
 }
 
@@ -283,6 +290,8 @@ static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
     if (!w.delayed) {
         if (w.duplicate) /* the copy carries no socket: our program passes it untouched */
             bpf_clone_redirect(skb, skb->ifindex, 0);
+        if (w.corrupt_slot) /* after the copy, which stays whole (as in netem) */
+            tardy_corrupt(skb, w.corrupt_slot - 1);
         return TARDY_TC_NEXT;
     }
     t = tardy_departure(skb->tstamp > w.rate_start ? skb->tstamp : w.rate_start, w.now, w.delay);
@@ -301,6 +310,8 @@ static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
     bpf_skb_set_tstamp(skb, t, 1);
     if (w.duplicate) /* the copy keeps the departure time: both are delayed, as in netem */
         bpf_clone_redirect(skb, skb->ifindex, 0);
+    if (w.corrupt_slot)
+        tardy_corrupt(skb, w.corrupt_slot - 1);
     /* Paced only (--rate): the packet stays its socket's, so TCP small queues and the socket's
      * send buffer hold the sender back as a slow link would. */
     return w.delay ? tardy_hand_to_fq(skb, can_steal) : TARDY_TC_NEXT;

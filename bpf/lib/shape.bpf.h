@@ -41,16 +41,17 @@ static __always_inline __u32 tardy_crandom(const struct tardy_rule *r, struct ta
 {
     __u32 value = tardy_rand32();
     __u64 rho;
-    __u32 answer;
+    __u32 answer, *last;
 
     if (!r->corr_ppm || !st)
         return value;
+    last = kind == TARDY_DRAW_CORRUPT ? &st->last_corrupt : &st->last[kind & 3];
     rho = tardy_ppm_to_u32_scale(r->corr_ppm);
     if (rho > 0xffffffffull)
         rho = 0xffffffffull;
     rho += 1;
-    answer = (__u32)(((__u64)value * ((1ull << 32) - rho) + (__u64)st->last[kind & 3] * rho) >> 32);
-    st->last[kind & 3] = answer;
+    answer = (__u32)(((__u64)value * ((1ull << 32) - rho) + (__u64)*last * rho) >> 32);
+    *last = answer;
     return answer;
 }
 

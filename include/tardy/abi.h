@@ -97,6 +97,8 @@ struct tardy_rule {
     __u32 reset_ppm;    /* --reset: share of the target's TCP connections reset (a sticky draw per connection) */
     __u8 dns_name[TARDY_DNS_NAME_MAX]; /* wire form (length-prefixed labels, the root's 0 last), lower case */
     struct tardy_filter filter;
+    __u32 corrupt_ppm; /* --corrupt: share of packets whose checksum the receiver rejects (lib/corrupt.bpf.h) */
+    __u32 pad_end;
 };
 
 #define TARDY_DNS_TIMEOUT 256 /* tardy_rule.dns_rcode: no answer at all */
@@ -120,7 +122,7 @@ struct tardy_dist_table {
 struct tardy_rule_state {
     __u32 last[4];      /* the previous draw of each correlated kind (TARDY_DRAW_*) */
     __u32 ge_bad;       /* Gilbert-Elliott: in the bad state */
-    __u32 pad;
+    __u32 last_corrupt; /* the previous draw of TARDY_DRAW_CORRUPT */
     __u64 rate_next_ns; /* --rate: the earliest departure of the next packet */
 };
 
@@ -128,6 +130,7 @@ struct tardy_rule_state {
 #define TARDY_DRAW_LOSS 1
 #define TARDY_DRAW_DUPLICATE 2
 #define TARDY_DRAW_REORDER 3
+#define TARDY_DRAW_CORRUPT 4 /* remembered in last_corrupt */
 #define TARDY_RATE_HORIZON_NS 1000000000ull /* --rate: a packet that would wait longer is dropped */
 
 /* Where a rule applies (tardy_rule.scope). */
@@ -168,6 +171,7 @@ struct tardy_counters {
     __u64 paced;      /* packets given a later departure by --rate */
     __u64 dns;        /* DNS queries answered with an error or lost by --dns */
     __u64 resets;     /* TCP connections reset by --reset (one per segment turned into resets) */
+    __u64 corrupted;  /* packets given a checksum the receiver rejects (--corrupt) */
 };
 
 /* Value of the cgroup cache, keyed by a packet's cgroup id. */

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <tuple>
 
 #include "model/net_shape.hpp"
 #include "tc_fixture.hpp"
@@ -238,3 +239,68 @@ TEST_F(TcShape, GemodelWithLossInTheGoodStateToo) {
 }
 
 }  // namespace
+
+// --corrupt: exactly one bit changes, in the checksum a receiver checks (the L4 one of TCP,
+// UDP and ICMP, the IPv4 header's for a later fragment), and every packet damaged is counted.
+TEST_F(TcShape, CorruptFlipsOneBitOfTheChecksumOnly) {
+    tardy_rule r = base();
+    r.corrupt_ppm = TARDY_PPM;
+    put_rule(r);
+    struct Case {
+        Family f;
+        Proto p;
+        size_t at;  // the checksum's offset in the frame
+        const char* what;
+    };
+    auto frag = make_packet(Family::V4, Proto::Udp);
+    frag[14 + 6] = 0x00, frag[14 + 7] = 0x10;  // fragment offset 16 (x8 bytes): a later fragment
+    auto icmp = make_packet(Family::V4, Proto::Udp);
+    icmp[14 + 9] = 1;
+    uint64_t n = 0;
+    for (auto [pkt, at, what] : {std::tuple{make_packet(Family::V4, Proto::Udp), size_t{14 + 20 + 6}, "UDP/IPv4"},
+                                 std::tuple{make_packet(Family::V4, Proto::Tcp), size_t{14 + 20 + 16}, "TCP/IPv4"},
+                                 std::tuple{make_packet(Family::V6, Proto::Udp), size_t{14 + 40 + 6}, "UDP/IPv6"},
+                                 std::tuple{make_packet(Family::V6, Proto::Tcp), size_t{14 + 40 + 16}, "TCP/IPv6"},
+                                 std::tuple{icmp, size_t{14 + 20 + 2}, "ICMP"},
+                                 std::tuple{frag, size_t{14 + 10}, "a later IPv4 fragment"}}) {
+        for (int i = 0; i < 8; i++) {
+            auto out = pkt;
+            ASSERT_EQ(run_out(out), kNext) << what;
+            ASSERT_EQ(out.size(), pkt.size()) << what;
+            int bits = 0;
+            for (size_t b = 0; b < pkt.size(); b++) {
+                bits += __builtin_popcount(pkt[b] ^ out[b]);
+                if (pkt[b] != out[b]) {
+                    EXPECT_TRUE(b == at || b == at + 1) << what << ": byte " << b << " changed";
+                }
+            }
+            EXPECT_EQ(bits, 1) << what;
+            n++;
+        }
+    }
+    EXPECT_EQ(counters(0).corrupted, n);
+    // IPv6 with a protocol that has no checksum: untouched, not counted.
+    auto other = make_packet(Family::V6, Proto::Udp);
+    other[14 + 6] = 132;  // SCTP: its CRC is not a checksum tardy knows
+    auto out = other;
+    ASSERT_EQ(run_out(out), kNext);
+    EXPECT_EQ(out, other);
+    EXPECT_EQ(counters(0).corrupted, n);
+}
+
+TEST_F(TcShape, CorruptDamagesItsShare) {
+    tardy_rule r = base();
+    r.corrupt_ppm = 250000;  // 25%
+    put_rule(r);
+    constexpr int kPackets = 2000;
+    auto pkt = make_packet(Family::V4, Proto::Udp);
+    int damaged = 0;
+    for (int i = 0; i < kPackets; i++) {
+        auto out = pkt;
+        ASSERT_EQ(run_out(out), kNext);
+        damaged += out != pkt;
+    }
+    EXPECT_NEAR(static_cast<double>(damaged) / kPackets, 0.25, 0.04) << damaged;  // sd 0.0097
+    EXPECT_EQ(counters(0).corrupted, static_cast<uint64_t>(damaged));
+    EXPECT_EQ(counters(0).dropped, 0u);
+}

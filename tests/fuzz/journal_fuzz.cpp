@@ -108,7 +108,7 @@ void fuzz_journal(std::string_view in) {
     CHECK(open.size() + corrupt <= lines, "more entries than lines", in);
     for (size_t i = 0; i < open.size(); ++i) {
         const auto& e = open[i];
-        CHECK(e.kind == "clsact" || e.kind == "clsact-in" || e.kind == "qdisc" || e.kind == "ifb",
+        CHECK(e.kind == "clsact" || e.kind == "clsact-in" || e.kind == "qdisc" || e.kind == "ifb" || e.kind == "txcsum",
               "open entry of kind " + e.kind, in);
         CHECK(!e.data.empty() && e.data != "-", "open entry without data", in);
         CHECK(!has(e.data, "\n") && !has(e.ifname, "\n"), "newline in an entry", in);

@@ -57,7 +57,7 @@ void fuzz_inject(std::string_view in) {
         else if (x.starts_with("R:")) a.filter.protos.push_back(v);
         else if (x.starts_with("F:")) a.flows = v;
         // netem's shapes: D: --distribution, C: --correlation, B: --loss-burst, G: --loss-gemodel,
-        // U: --duplicate, Q: --reorder, T: --rate, Z: --reset.
+        // U: --duplicate, Q: --reorder, T: --rate, Z: --reset, X: --corrupt.
         else if (x.starts_with("D:")) a.shape.distribution = v;
         else if (x.starts_with("C:")) a.shape.correlation = v;
         else if (x.starts_with("B:")) a.shape.loss_burst = v;
@@ -66,6 +66,7 @@ void fuzz_inject(std::string_view in) {
         else if (x.starts_with("Q:")) a.shape.reorder = v;
         else if (x.starts_with("T:")) a.shape.rate = v;
         else if (x.starts_with("Z:")) a.shape.reset = v;
+        else if (x.starts_with("X:")) a.shape.corrupt = v;
         else a.devices.push_back(x);
     }
     auto r = build_inject_request(a);
@@ -101,8 +102,9 @@ void fuzz_inject(std::string_view in) {
           "a rate out of range", in);
     CHECK(n.duplicate_ppm <= TARDY_PPM && n.reorder_ppm <= TARDY_PPM && n.corr_ppm <= TARDY_PPM, "a share over 100%",
           in);
-    CHECK(!n.ingress() || !(n.duplicate_ppm || n.rate_bytes_per_s || n.delay_ns || n.reset_ppm),
+    CHECK(!n.ingress() || !(n.duplicate_ppm || n.rate_bytes_per_s || n.reset_ppm || n.corrupt_ppm),
           "an egress shape on ingress", in);
+    CHECK(n.corrupt_ppm <= TARDY_PPM, "a corrupt share over 100%", in);
     CHECK(n.reset_ppm <= TARDY_PPM && !(n.reset_ppm && (n.scope & TARDY_SCOPE_SETUP)), "a reset out of range or on setup",
           in);
     auto enc = encode(fl);
@@ -174,7 +176,7 @@ nlohmann::json read_like_agent(const nlohmann::json& req, std::string_view in) {
 // line. Two templates: a filter takes no stalls or file faults, so one has those and the
 // other a filter of every kind.
 constexpr std::string_view kRequestTemplate =
-    R"({"v":6,"op":"inject","name":@,"cgroup":{"path":@,"rel":"a","id":@},"net":{"delay_ns":@,"jitter_ns":@,)"
+    R"({"v":7,"op":"inject","name":@,"cgroup":{"path":@,"rel":"a","id":@},"net":{"delay_ns":@,"jitter_ns":@,)"
     R"("loss_ppm":@},"sock":{"faults":[{"op":@,"err":@,"ppm":@}],)"
     R"("file_faults":[{"op":@,"err":@,"ppm":@}],"path":@},"stalls":[{"name":@,"delay_ns":@,"ppm":@,"on":@,"path":@}],"for_ns":@,)"
     R"("netns":[{"ino":@,"path":@}],"devices":[@]})";
@@ -184,7 +186,7 @@ constexpr std::string_view kRequestDefaults[] = {
     R"("")", "300000000000", "4026531840",
     R"("/proc/1/ns/net")", R"("eth0")"};
 constexpr std::string_view kFilteredTemplate =
-    R"({"v":6,"op":"inject","cgroup":{"path":"/sys/fs/cgroup/a","rel":"a","id":7},"net":{"loss_ppm":@,"flows_ppm":@,"scope":@},)"
+    R"({"v":7,"op":"inject","cgroup":{"path":"/sys/fs/cgroup/a","rel":"a","id":7},"net":{"loss_ppm":@,"flows_ppm":@,"scope":@},)"
     R"("sock":{"faults":[{"op":@,"err":111,"ppm":1000000}]},"filter":{"peers":[@],"except_peers":[@],"port_lo":@,)"
     R"("port_hi":@,"except_port_lo":@,"except_port_hi":@,"protos":@},"for_ns":1000000000,)"
     R"("netns":[{"ino":4026531840,"path":"/proc/1/ns/net"}],"cohorts":[{"role":@,"cgroup":{"path":@,"rel":"b","id":@}}],)"
@@ -194,12 +196,12 @@ constexpr std::string_view kFilteredDefaults[] = {"50000", "100000", "7",    "1"
                                                   R"("/sys/fs/cgroup/b")", "8", "false"};
 // `tardy update`'s request.
 constexpr std::string_view kUpdateTemplate =
-    R"({"v":6,"op":"update","name":@,"net":{"delay_ns":@,"jitter_ns":@,"loss_ppm":@,"dist":@,"corr_ppm":@,)"
-    R"("ge_p_ppm":@,"ge_r_ppm":@,"duplicate_ppm":@,"reorder_ppm":@,"rate_bytes_per_s":@,"reset_ppm":@},)"
-    R"("sock":{"faults":[{"op":@,"err":@,"ppm":@}]},"for_ns":@,"revision":@})";
+    R"({"v":7,"op":"update","name":@,"net":{"delay_ns":@,"jitter_ns":@,"loss_ppm":@,"dist":@,"corr_ppm":@,)"
+    R"("ge_p_ppm":@,"ge_r_ppm":@,"duplicate_ppm":@,"reorder_ppm":@,"rate_bytes_per_s":@,"reset_ppm":@,)"
+    R"("corrupt_ppm":@},"sock":{"faults":[{"op":@,"err":@,"ppm":@}]},"for_ns":@,"revision":@})";
 constexpr std::string_view kUpdateDefaults[] = {R"("slow")", "50000000", "1000", "50000", "1", "250000", "13158",
-                                                "250000", "10000", "100000", "1250000", "100000", "1", "111", "250000",
-                                                "0", "4"};
+                                                "250000", "10000", "100000", "1250000", "100000", "20000", "1", "111",
+                                                "250000", "0", "4"};
 constexpr size_t kSlots = std::size(kRequestDefaults);
 constexpr size_t kFilteredSlots = std::size(kFilteredDefaults);
 constexpr size_t kUpdateSlots = std::size(kUpdateDefaults);
@@ -228,7 +230,7 @@ void fuzz_request(std::string_view in) {
                           fill(kFilteredTemplate, kFilteredDefaults, kFilteredSlots, ""),
                           fill(kUpdateTemplate, kUpdateDefaults, kUpdateSlots, "")}) {
             std::string r = handle_line(line, yes);
-            if (r != "{\"ok\":true,\"v\":6}\n") return std::fprintf(stderr, "template refused: %s", r.c_str()), false;
+            if (r != "{\"ok\":true,\"v\":7}\n") return std::fprintf(stderr, "template refused: %s", r.c_str()), false;
         }
         return true;
     }();

@@ -26,7 +26,7 @@ srcs=(user/model/units.cpp user/model/spec.cpp user/sys/qdisc.cpp user/sys/journ
       user/sys/netns.cpp user/sys/tc_filter.cpp user/loader/tc_object.cpp user/model/sock_faults.cpp
       user/loader/stall_object.cpp user/loader/pinned.cpp user/model/request.cpp user/model/request_line.cpp user/model/syscalls.cpp
       user/model/filter.cpp user/model/wire.cpp user/loader/cgroup_link.cpp user/model/net_shape.cpp
-      user/model/request_fields.cpp user/model/request_net.cpp user/sys/ifb.cpp)
+      user/model/request_fields.cpp user/model/request_net.cpp user/sys/ifb.cpp user/sys/offload.cpp)
 
 [[ -f build/tc.skel.h ]] || make --no-print-directory build/tc.skel.h
 mkdir -p "$out/corpus"

@@ -100,7 +100,7 @@ TEST(CohortRequests, ControlOptionsAreCheckedBeforeAnythingRuns) {
 
 TEST(CohortRequests, TheAgentAcceptsCohortsAndObservationsOnlyWellFormed) {
     json cg = {{"path", "/sys/fs/cgroup/a"}, {"rel", "/a"}, {"id", 7}};
-    json base = {{"op", "inject"}, {"v", 6}, {"cgroup", cg}, {"net", {{"loss_ppm", 1000}}},
+    json base = {{"op", "inject"}, {"v", 7}, {"cgroup", cg}, {"net", {{"loss_ppm", 1000}}},
                  {"netns", {{{"ino", 1}, {"path", "/proc/1/ns/net"}}}}, {"for_ns", 1000000000}, {"sock", json::object()}};
     json j = base;
     j["cohorts"] = {{{"role", "control"}, {"cgroup", cg}}};
@@ -112,7 +112,7 @@ TEST(CohortRequests, TheAgentAcceptsCohortsAndObservationsOnlyWellFormed) {
     j["cohorts"] = {{{"role", "control"}, {"cgroup", {{"path", "rel/x"}, {"rel", "x"}, {"id", 1}}}}};
     EXPECT_TRUE(IsUserError(validate_request(j).error(), {"cohorts[0].cgroup.path"}));
     // An observation: no fault, observed cohorts; a fault with it is refused.
-    json o = {{"op", "inject"}, {"v", 6}, {"cgroup", cg}, {"observe", true}, {"for_ns", 1000000000},
+    json o = {{"op", "inject"}, {"v", 7}, {"cgroup", cg}, {"observe", true}, {"for_ns", 1000000000},
               {"net", json::object()}, {"sock", json::object()}, {"cohorts", {{{"role", "observed"}, {"cgroup", cg}}}}};
     EXPECT_TRUE(validate_request(o)) << validate_request(o).error().message;
     o["stalls"] = {{{"name", "write"}, {"delay_ns", 1000000}, {"ppm", 1000000}}};

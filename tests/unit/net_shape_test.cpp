@@ -146,6 +146,14 @@ TEST(ApplyShape, EveryShapeReachesTheRequestAndItsDescription) {
     r = build_inject_request(shaped({{&ShapeArgs::duplicate, "5%"}}));
     ASSERT_TRUE(r);
     EXPECT_FALSE(r->net.paces());
+    // --corrupt alone is a fault, correlated if asked, described and carried through JSON.
+    r = build_inject_request(shaped({{&ShapeArgs::corrupt, "2.5%"}, {&ShapeArgs::correlation, "10%"}}));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->net.corrupt_ppm, 25'000u);
+    EXPECT_FALSE(r->net.paces());
+    EXPECT_EQ(describe(r->net), "corrupt 2.5%, correlation 10%");
+    nlohmann::json cj = r->net;
+    EXPECT_EQ(cj.get<NetFaults>().corrupt_ppm, 25'000u);
 }
 
 TEST(ApplyShape, RefusesWhatCannotApplyInOneLine) {
@@ -170,6 +178,8 @@ TEST(ApplyShape, RefusesWhatCannotApplyInOneLine) {
         {shaped({{&ShapeArgs::reorder, "25%"}}, "5%"), {"--reorder", "--delay"}},
         {shaped({{&ShapeArgs::reorder, "0%"}}, "", "10ms"), {"--reorder 0%"}},
         {shaped({{&ShapeArgs::duplicate, "150%"}}), {"--duplicate"}},
+        {shaped({{&ShapeArgs::corrupt, "150%"}}), {"--corrupt"}},
+        {shaped({{&ShapeArgs::corrupt, "bad"}}), {"--corrupt"}},
         {shaped({{&ShapeArgs::correlation, "25%"}}, "", "10ms"), {"--correlation", "--jitter"}},
         {shaped({{&ShapeArgs::correlation, "25%"}, {&ShapeArgs::loss_burst, "3"}}, "5%"), {"burst loss has its own"}},
         {shaped({{&ShapeArgs::rate, "fast"}}), {"--rate 'fast'"}},
@@ -180,6 +190,9 @@ TEST(ApplyShape, RefusesWhatCannotApplyInOneLine) {
     InjectArgs both = shaped({{&ShapeArgs::duplicate, "1%"}}, "5%");
     both.direction = "both";
     cases.push_back({both, {"--duplicate", "--direction egress"}});
+    InjectArgs corrupt_in = shaped({{&ShapeArgs::corrupt, "1%"}});
+    corrupt_in.direction = "ingress";
+    cases.push_back({corrupt_in, {"--corrupt", "--direction egress"}});
     for (const auto& c : cases) {
         auto r = build_inject_request(c.args);
         ASSERT_FALSE(r) << "accepted: " << c.must.front();

@@ -124,9 +124,9 @@ TEST(RequestValidate, OpAndVersion) {
     EXPECT_TRUE(IsUserError(check({{"op", 5}}).error(), {"op", "string"}));
     EXPECT_TRUE(IsUserError(check({{"op", "explode"}}).error(), {"op", "unknown", "explode"}));
     EXPECT_TRUE(check({{"op", "ping"}}));
-    EXPECT_TRUE(check({{"op", "list"}, {"v", 6}}));
-    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 2}}).error(), {"version 2", "speaks version 6"}));
-    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 7}}).error(), {"version 7", "speaks version 6"}));
+    EXPECT_TRUE(check({{"op", "list"}, {"v", 7}}));
+    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 2}}).error(), {"version 2", "speaks version 7"}));
+    EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 8}}).error(), {"version 8", "speaks version 7"}));
     EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", "1"}}).error(), {"version"}));
     EXPECT_TRUE(IsUserError(check({{"op", "list"}, {"v", 1.0}}).error(), {"version"}));
 }
@@ -324,7 +324,7 @@ TEST(RequestHandleLine, RepliesOneLineAndNeverThrows) {
         EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
         return json::parse(line);
     };
-    json r = reply(handle_line("{\"op\":\"ping\",\"v\":6}\n", answer));
+    json r = reply(handle_line("{\"op\":\"ping\",\"v\":7}\n", answer));
     EXPECT_EQ(r, (json{{"ok", true}, {"pid", 1}, {"v", kProtocolVersion}}));
     EXPECT_EQ(calls, 1);
 

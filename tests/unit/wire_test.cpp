@@ -77,7 +77,7 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
                                                      "setup_only", "dist", "distribution", "corr_ppm", "ge_p_ppm",
                                                      "ge_r_ppm", "ge_bad_loss_ppm", "ge_good_loss_ppm", "duplicate_ppm",
                                                      "reorder_ppm", "rate_bytes_per_s", "dns_rcode", "dns_ppm",
-                                                     "dns_name", "reset_ppm"}));
+                                                     "dns_name", "reset_ppm", "corrupt_ppm"}));
     EXPECT_EQ(keys(j["stalls"][0]), (std::set<std::string>{"name", "delay_ns", "ppm", "on", "path"}));
     // What the agent accepts, and reads back to the same values.
     auto v = validate_request(j);
@@ -160,7 +160,7 @@ TEST(Wire, RepliesKeysAndRoundTrip) {
                                               "observe", "measured", "owner_pid", "revision"}));
     EXPECT_EQ(keys(i["counters"]),
               (std::set<std::string>{"matched", "delayed", "dropped", "bytes", "calls", "failed", "stalled", "duplicated",
-                                     "reordered", "paced", "dns", "resets"}));
+                                     "reordered", "paced", "dns", "resets", "corrupted"}));
     EXPECT_EQ(i["cgroup"], json("a.slice/api.service"));
     EXPECT_EQ(i["counters"]["stalled"], 7);
     EXPECT_EQ(i["replaced_qdiscs"][0], json("netem 8001: on eth0"));
@@ -192,13 +192,13 @@ TEST(Wire, Versions) {
     json refusal = {{"ok", false}, {"user", true}, {"error", "request protocol version 2: ..."}, {"v", 1}};
     auto r = check_reply_version(refusal);
     ASSERT_FALSE(r);
-    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 6", "`tardy kill`", "retry"}));
+    EXPECT_TRUE(IsUserError(r.error(), {"protocol version 1", "this tardy version 7", "`tardy kill`", "retry"}));
     EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
     EXPECT_TRUE(IsUserError(check_reply_version(json{{"ok", true}, {"v", 1.5}}).error(), {"version unknown"}));
     // The agent's side: a request of another version, refused with both versions and the fix.
     auto q = validate_request(json{{"op", "list"}, {"v", 1}});
     ASSERT_FALSE(q);
-    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 6", "`tardy kill`"}));
+    EXPECT_TRUE(IsUserError(q.error(), {"version 1", "speaks version 7", "`tardy kill`"}));
     // And the agent's refusal line carries its own version, which is what the client checks.
     json line = json::parse(handle_line(R"({"op":"list","v":1})", [](const json&) { return json(); }));
     EXPECT_EQ(line["ok"], false);

@@ -233,7 +233,7 @@ json Agent::list() {
         i.devices = inj.device_names;
         i.replaced_qdiscs = inj.replaced_qdiscs;
         i.counters = {c.matched, c.delayed, c.dropped, c.bytes, c.calls,      c.failed,
-                      c.stalled, c.duplicated, c.reordered, c.paced, c.dns, c.resets};
+                      c.stalled, c.duplicated, c.reordered, c.paced, c.dns, c.resets, c.corrupted};
         for (const auto& k : inj.cohorts)
             if (k.role == "control") i.control = k.cg.rel;
         i.observe = inj.observe;

@@ -43,6 +43,7 @@ struct Injection {
     std::vector<std::string> replaced_qdiscs;  // e.g. "netem 8001: on eth0", restored at the end
     std::vector<DeviceKey> devices;       // tc: the devices it holds
     std::vector<DeviceKey> in_devices;    // tc: the devices where it delays ingress
+    std::vector<DeviceKey> csum_devices;  // tc: the devices where it corrupts (checksum offload held off)
     std::vector<std::string> device_names;
     std::vector<CgroupLink> links;        // sock: programs on the target cgroup
     // Cohort metrics: the target is the experiment cohort; a control, or the cgroups of an
@@ -69,7 +70,9 @@ struct FaultCounters {
     uint64_t duplicated = 0, reordered = 0, paced = 0;  // packets (netem's shapes)
     uint64_t dns = 0;                                   // DNS queries failed (--dns)
     uint64_t resets = 0;                                // TCP connections reset (--reset)
+    uint64_t corrupted = 0;                             // packets with a bad checksum (--corrupt)
     FaultCounters& operator+=(const FaultCounters& o) {
+        corrupted += o.corrupted;
         matched += o.matched, delayed += o.delayed, dropped += o.dropped, bytes += o.bytes;
         duplicated += o.duplicated, reordered += o.reordered, paced += o.paced, dns += o.dns, resets += o.resets;
         calls += o.calls, failed += o.failed, stalled += o.stalled, connects_refused += o.connects_refused;

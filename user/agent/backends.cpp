@@ -68,6 +68,13 @@ Result<void> TcBackend::take_devices(Injection& inj) {
             }
             if (!replaced.empty()) inj.replaced_qdiscs.push_back(replaced);
             inj.devices.push_back(p.key);
+            if (inj.net.corrupt_ppm) {
+                if (auto r = devices_.acquire_csum(p.key); !r) {
+                    release_devices(inj);
+                    return r;
+                }
+                inj.csum_devices.push_back(p.key);
+            }
         }
         if (inj.net.ingress_delay()) {
             if (auto r = devices_.acquire_ingress(p.key, p.nsfd, p.ifname); !r) {
@@ -83,12 +90,16 @@ Result<void> TcBackend::take_devices(Injection& inj) {
 
 void TcBackend::release_devices(Injection& inj) {
     bool had_fq = inj.net.egress_fq();
+    for (auto d = inj.csum_devices.rbegin(); d != inj.csum_devices.rend(); ++d) {
+        if (auto r = devices_.release_csum(*d); !r) log("release " + devices_.ifname(*d) + ": " + r.error().message);
+    }
     for (auto d = inj.in_devices.rbegin(); d != inj.in_devices.rend(); ++d) {
         if (auto r = devices_.release_ingress(*d); !r) log("release " + devices_.ifname(*d) + ": " + r.error().message);
     }
     for (auto d = inj.devices.rbegin(); d != inj.devices.rend(); ++d) {
         if (auto r = devices_.release(*d, had_fq); !r) log("release " + devices_.ifname(*d) + ": " + r.error().message);
     }
+    inj.csum_devices.clear();
     inj.in_devices.clear();
     inj.devices.clear();
     inj.replaced_qdiscs.clear();
@@ -177,6 +188,9 @@ Result<void> TcBackend::update(const Injection& inj, const Injection& next) {
                                              "give it a new value, or stop the injection"
                                            : "a delay or rate cannot be added live (it needs fq on the devices, set up "
                                              "when an injection starts); stop the injection and inject anew with it");
+    if (next.net.corrupt_ppm && inj.csum_devices.empty())
+        return Error::user("--corrupt cannot be added live (a veth's checksum offload goes off when an injection "
+                           "starts with it); stop the injection and inject anew with --corrupt");
     auto filter = encode(inj.filter);
     if (!filter) return filter.error();
     // Same slot: the hash map's update swaps the whole rule at once (RCU), counters untouched.
@@ -213,6 +227,7 @@ void TcBackend::count(const Injection& inj, FaultCounters& c) const {
     c.paced += t->paced;
     c.dns += t->dns;
     c.resets += t->resets;
+    c.corrupted += t->corrupted;
 }
 
 tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter) {
@@ -238,6 +253,7 @@ tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter
     rule.dns_rcode = inj.net.dns_rcode;
     rule.dns_ppm = inj.net.dns_ppm;
     rule.reset_ppm = inj.net.reset_ppm;
+    rule.corrupt_ppm = inj.net.corrupt_ppm;
     if (auto w = inj.net.dns_name.empty() ? Result<std::string>(std::string()) : dns_wire_name(inj.net.dns_name); w) {
         rule.dns_name_len = static_cast<uint32_t>(w->size());  // checked by the request validator: it fits
         std::copy(w->begin(), w->end(), rule.dns_name);

@@ -246,3 +246,51 @@ Result<void> DeviceManager::release_ingress(const DeviceKey& k) {
 }
 
 }  // namespace tardy
+
+namespace tardy {
+
+Result<void> DeviceManager::acquire_csum(const DeviceKey& k) {
+    auto it = devices_.find(k);
+    if (it == devices_.end()) return Error::other("acquire_csum before acquire");
+    Device& d = it->second;
+    if (d.csum_refs++ > 0) return ok();
+    auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
+        auto bits = tx_csum_to_turn_off(d.ifname);
+        if (!bits) return bits.error();
+        if (bits->empty()) return ok();  // it finishes checksums itself, or they are off already
+        auto jid = journal_.record({0, "txcsum", k.netns, k.ifindex, d.ifname, bits->encode()});
+        if (!jid) return jid.error();
+        if (auto s = set_tx_csum(d.ifname, *bits, false); !s) {
+            (void)set_tx_csum(d.ifname, *bits, true);  // whatever part of it happened
+            (void)journal_.done(*jid);
+            return s.error();
+        }
+        d.csum_jid = *jid;
+        d.csum_bits = *bits;
+        return ok();
+    });
+    if (!r) {
+        d.csum_refs--;
+        return Error::other("--corrupt needs the checksum offload of " + d.ifname + " off: " + r.error().message);
+    }
+    if (d.csum_jid) log("turned the checksum offload of " + d.ifname + " off (--corrupt)");
+    return ok();
+}
+
+Result<void> DeviceManager::release_csum(const DeviceKey& k) {
+    auto it = devices_.find(k);
+    if (it == devices_.end() || it->second.csum_refs == 0) return ok();
+    Device& d = it->second;
+    if (--d.csum_refs > 0 || !d.csum_jid) return ok();
+    auto r = in_netns(d.nsfd.get(), [&] { return set_tx_csum(d.ifname, d.csum_bits, true); });
+    if (!r) {  // stays journaled: kill, or the next agent, tries again
+        log("turn the checksum offload of " + d.ifname + " back on: " + r.error().message);
+        return r;
+    }
+    (void)journal_.done(std::exchange(d.csum_jid, 0));
+    log("turned the checksum offload of " + d.ifname + " back on");
+    if (d.unused()) devices_.erase(it);
+    return ok();
+}
+
+}  // namespace tardy

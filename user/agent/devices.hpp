@@ -12,6 +12,7 @@
 #include "loader/tc_object.hpp"
 #include "sys/fd.hpp"
 #include "sys/journal.hpp"
+#include "sys/offload.hpp"
 
 namespace tardy {
 
@@ -27,6 +28,10 @@ public:
     // as a clsact filter, both journaled; shared by the injections that delay there.
     Result<void> acquire_ingress(const DeviceKey& k, int nsfd, const std::string& ifname);
     Result<void> release_ingress(const DeviceKey& k);
+    // --corrupt on a device acquired for egress: its checksum offload off while any injection
+    // corrupts there, when it is a veth (sys/offload.hpp); journaled, and on again after.
+    Result<void> acquire_csum(const DeviceKey& k);
+    Result<void> release_csum(const DeviceKey& k);
     std::string ifname(const DeviceKey& k) const;
 
 private:
@@ -41,7 +46,10 @@ private:
         std::optional<TcAttachment> in_attachment;  // the ingress delay filter
         uint64_t in_attach_jid = 0;
         int in_refs = 0;
-        bool unused() const { return refs == 0 && fq_refs == 0 && in_refs == 0; }
+        int csum_refs = 0;
+        uint64_t csum_jid = 0;  // journal entry of the offload turned off, 0 when nothing was
+        TxCsumBits csum_bits;
+        bool unused() const { return refs == 0 && fq_refs == 0 && in_refs == 0 && csum_refs == 0; }
     };
     struct Ifb {
         int refs = 0;

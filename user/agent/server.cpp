@@ -28,9 +28,9 @@ constexpr int kMaxAcceptsPerCall = 256;  // the listen backlog is 64
 // What a client over the limit reads before EOF, so it can say why; a fresh socket's send
 // buffer is empty, so this small send does not wait.
 // Versioned like every reply (model/wire.hpp).
-static_assert(wire::kProtocolVersion == 6, "kBusy spells the protocol version");
+static_assert(wire::kProtocolVersion == 7, "kBusy spells the protocol version");
 constexpr char kBusy[] =
-    "{\"ok\":false,\"user\":false,\"error\":\"the agent is busy with too many clients; retry\",\"v\":6}\n";
+    "{\"ok\":false,\"user\":false,\"error\":\"the agent is busy with too many clients; retry\",\"v\":7}\n";
 
 // The listening socket at `path`: see Server::listen.
 Result<Fd> listen_at(const std::string& path) {

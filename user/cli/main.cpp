@@ -200,9 +200,12 @@ int run(int argc, char** argv) {
     inject->add_option("--loss-gemodel", ia.shape.loss_gemodel,
                        "netem's Gilbert-Elliott loss, instead of --loss: P[,R[,1-H[,1-K]]], e.g. 1%,25%");
     inject->add_option("--correlation", ia.shape.correlation,
-                       "Tie each random draw (jitter, loss, duplicate, reorder) to the one before, as netem's "
+                       "Tie each random draw (jitter, loss, duplicate, corrupt, reorder) to the one before, as netem's "
                        "correlation, e.g. 25%");
     inject->add_option("--duplicate", ia.shape.duplicate, "Send this share of egress packets twice, e.g. 1%");
+    inject->add_option("--corrupt", ia.shape.corrupt,
+                       "Damage this share of egress packets so that the receiver's checksum rejects them, e.g. 5% "
+                       "(a veth's checksum offload is off while it runs)");
     inject->add_option("--reorder", ia.shape.reorder,
                        "Send this share of egress packets at once while the others wait --delay, e.g. 25%");
     inject->add_option("--rate", ia.shape.rate,
@@ -271,6 +274,7 @@ int run(int argc, char** argv) {
                    "  sudo tardy inject --cgroup shop.slice --delay 100ms --jitter 20ms --distribution normal\n"
                    "  sudo tardy inject --cgroup shop.slice --loss 5% --loss-burst 4   # bursts of 4 lost packets\n"
                    "  sudo tardy inject --cgroup shop.slice --rate 10mbit --duplicate 1%\n"
+                   "  sudo tardy inject --cgroup shop.slice --corrupt 2% --peer 10.0.0.7   # bad checksums\n"
                    "  sudo tardy inject --cgroup shop.slice --delay 10ms --reorder 25% --correlation 50%\n"
                    "  sudo tardy inject --cgroup shop.slice --dns nxdomain --dns-name payments.internal\n"
                    "  sudo tardy inject --cgroup shop.slice --reset 10% --port 6379   # a tenth of redis links die\n"

@@ -29,6 +29,7 @@ CLI::App* add_update_command(CLI::App& app, UpdateArgs& a) {
     c->add_option("--loss-burst", a.shape.loss_burst, "Make the loss come in bursts of N packets on average, e.g. 4");
     c->add_option("--loss-gemodel", a.shape.loss_gemodel, "New Gilbert-Elliott loss, netem's P[,R[,1-H[,1-K]]]");
     c->add_option("--duplicate", a.shape.duplicate, "New share of packets sent twice, e.g. 2% (0% ends it)");
+    c->add_option("--corrupt", a.shape.corrupt, "New share of packets damaged, e.g. 5% (0% ends it)");
     c->add_option("--reorder", a.shape.reorder, "New share of packets that skip the delay, e.g. 25% (0% ends it)");
     c->add_option("--rate", a.shape.rate, "New rate, e.g. 5mbit (an injection with a rate only)");
     c->add_option("--dns", a.shape.dns, "New DNS fault: nxdomain|servfail|refused|timeout[:PCT]");
@@ -61,6 +62,7 @@ Result<void> merge_shape(const UpdateArgs& a, const NetFaults& cur, bool new_los
         if (v == "0%") field = 0, v.clear();
     };
     ends(s.duplicate, net.duplicate_ppm);
+    ends(s.corrupt, net.corrupt_ppm);
     ends(s.reorder, net.reorder_ppm);
     ends(s.reset, net.reset_ppm);
     ends(s.correlation, net.corr_ppm);

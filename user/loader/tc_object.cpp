@@ -149,7 +149,7 @@ Result<void> TcObject::delete_rule(uint64_t cgid) {
 Result<tardy_counters> TcObject::counters(uint32_t slot) const {
     return sum_percpu<tardy_counters>(bpf_map__fd(skel_->maps.tardy_counters), slot, [](auto& s, const auto& c) { s.matched += c.matched; s.delayed += c.delayed; s.dropped += c.dropped; s.bytes += c.bytes;
         s.duplicated += c.duplicated; s.reordered += c.reordered; s.paced += c.paced; s.dns += c.dns;
-        s.resets += c.resets; }, "counters");
+        s.resets += c.resets; s.corrupted += c.corrupted; }, "counters");
 }
 
 Result<void> TcObject::reset_counters(uint32_t slot) {

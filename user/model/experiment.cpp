@@ -192,7 +192,7 @@ const std::vector<std::string> kFaultKeys = {"delay",     "jitter",      "loss",
                                              "except_peer", "port",      "except_port",  "proto",       "path",
                                              "device",    "netns",       "distribution", "correlation", "loss_burst",
                                              "loss_gemodel", "duplicate", "reorder",     "rate",
-                                             "dns",       "dns_name",    "reset"};
+                                             "dns",       "dns_name",    "reset",        "corrupt"};
 
 MethodStep step(const YAML::Node& n, int i, const CohortTarget& target) {
     std::string where = "method[" + std::to_string(i) + "]";
@@ -220,6 +220,7 @@ MethodStep step(const YAML::Node& n, int i, const CohortTarget& target) {
     one("dns", a.shape.dns);
     one("dns_name", a.shape.dns_name);
     one("reset", a.shape.reset);
+    one("corrupt", a.shape.corrupt);
     many("fail", a.fails);
     many("stall", a.stalls);
     one("on", a.on);

@@ -96,7 +96,8 @@ std::vector<std::string> ShapeArgs::given() const {
     for (auto [v, name] : {std::pair{&distribution, "--distribution"}, {&correlation, "--correlation"},
                            {&loss_burst, "--loss-burst"}, {&loss_gemodel, "--loss-gemodel"},
                            {&duplicate, "--duplicate"}, {&reorder, "--reorder"}, {&rate, "--rate"},
-                           {&dns, "--dns"}, {&dns_name, "--dns-name"}, {&reset, "--reset"}})
+                           {&dns, "--dns"}, {&dns_name, "--dns-name"}, {&reset, "--reset"},
+                           {&corrupt, "--corrupt"}})
         if (!v->empty()) g.push_back(name);
     return g;
 }
@@ -251,6 +252,11 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
         if (!d) return d.error();
         net.duplicate_ppm = *d;
     }
+    if (!a.corrupt.empty()) {
+        auto c = percent(a.corrupt, "--corrupt");
+        if (!c) return c.error();
+        net.corrupt_ppm = *c;
+    }
     if (!a.reorder.empty()) {
         auto r = percent(a.reorder, "--reorder");
         if (!r) return r.error();
@@ -298,9 +304,9 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
         auto c = percent(a.correlation, "--correlation");
         if (!c) return c.error();
         bool independent_loss = net.loss_ppm && !net.ge_p_ppm;
-        if (!net.jitter_ns && !independent_loss && !net.duplicate_ppm && !net.reorder_ppm)
+        if (!net.jitter_ns && !independent_loss && !net.duplicate_ppm && !net.reorder_ppm && !net.corrupt_ppm)
             return Error::user("--correlation ties each random draw to the one before (netem's); give --jitter, "
-                               "--loss, --duplicate or --reorder with it (burst loss has its own memory)");
+                               "--loss, --duplicate, --corrupt or --reorder with it (burst loss has its own memory)");
         net.corr_ppm = *c;
     }
     return ok();
@@ -320,6 +326,7 @@ std::string describe_loss(const NetFaults& f) {
 std::string describe_shape(const NetFaults& f) {
     std::string s;
     if (f.duplicate_ppm) s += ", duplicate " + format_ppm(f.duplicate_ppm);
+    if (f.corrupt_ppm) s += ", corrupt " + format_ppm(f.corrupt_ppm);
     if (f.reorder_ppm) s += ", reorder " + format_ppm(f.reorder_ppm);
     if (f.rate_bytes_per_s) s += ", rate " + format_rate(f.rate_bytes_per_s);
     if (f.corr_ppm) s += ", correlation " + format_ppm(f.corr_ppm);
@@ -347,6 +354,7 @@ void shape_to_json(nlohmann::json& j, const NetFaults& f) {
     j["dns_ppm"] = f.dns_ppm;
     j["dns_name"] = f.dns_name;
     j["reset_ppm"] = f.reset_ppm;
+    j["corrupt_ppm"] = f.corrupt_ppm;
     if (f.dns_rcode) j["dns"] = dns_rcode_name(f.dns_rcode);  // for people; the agent reads dns_rcode
 }
 
@@ -364,6 +372,7 @@ void shape_from_json(const nlohmann::json& j, NetFaults& f) {
     f.dns_ppm = j.value("dns_ppm", uint32_t{0});
     f.dns_name = j.value("dns_name", std::string());
     f.reset_ppm = j.value("reset_ppm", uint32_t{0});
+    f.corrupt_ppm = j.value("corrupt_ppm", uint32_t{0});
 }
 
 }  // namespace tardy

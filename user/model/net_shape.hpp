@@ -31,6 +31,7 @@ struct ShapeArgs {
     std::string dns;           // --dns nxdomain|servfail|refused|timeout[:PCT]
     std::string dns_name;      // --dns-name SUFFIX: only queries for names ending in it
     std::string reset;         // --reset PCT: share of TCP connections reset
+    std::string corrupt;       // --corrupt PCT: share of packets sent with a checksum the receiver rejects
     bool empty() const;
     std::vector<std::string> given() const;  // the flags given, e.g. {"--rate"}, for errors
 };

@@ -92,8 +92,8 @@ std::string handle_line(std::string_view line, const Dispatch& dispatch) {
         // replace: an echoed string cut inside a character must not make dump() throw.
         return rep.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     } catch (...) {
-        static_assert(kProtocolVersion == 6, "the line below spells the version");
-        return "{\"error\":\"the agent could not answer this request\",\"ok\":false,\"user\":false,\"v\":6}\n";
+        static_assert(kProtocolVersion == 7, "the line below spells the version");
+        return "{\"error\":\"the agent could not answer this request\",\"ok\":false,\"user\":false,\"v\":7}\n";
     }
 }
 

@@ -24,7 +24,8 @@ Result<void> check_shape(const json& n, NetFaults& f) {
                                 Field{"ge_good_loss_ppm", &f.ge_good_loss_ppm, TARDY_PPM},
                                 Field{"duplicate_ppm", &f.duplicate_ppm, TARDY_PPM},
                                 Field{"reorder_ppm", &f.reorder_ppm, TARDY_PPM},
-                                Field{"reset_ppm", &f.reset_ppm, TARDY_PPM}}) {
+                                Field{"reset_ppm", &f.reset_ppm, TARDY_PPM},
+                                Field{"corrupt_ppm", &f.corrupt_ppm, TARDY_PPM}}) {
         auto v = get_uint(n, key, std::string("net.") + key, 0, hi, 0);
         if (!v) return v.error();
         *out = static_cast<uint32_t>(*v);
@@ -51,7 +52,7 @@ Result<void> check_shape(const json& n, NetFaults& f) {
     if (f.dist != TARDY_DIST_UNIFORM && f.delay_ns + 4 * f.jitter_ns > TARDY_MAX_DELAY_NS)
         return bad("net", "delay_ns plus 4 x jitter_ns is over 5s");
     if ((f.scope & TARDY_SCOPE_INGRESS) &&
-        (f.duplicate_ppm || f.reorder_ppm || f.rate_bytes_per_s || f.dns_rcode || f.reset_ppm))
+        (f.duplicate_ppm || f.reorder_ppm || f.rate_bytes_per_s || f.dns_rcode || f.reset_ppm || f.corrupt_ppm))
         return bad("net.scope", "ingress takes loss and delay only");
     if ((f.scope & TARDY_SCOPE_SETUP) && f.reset_ppm) return bad("net.reset_ppm", "not with a setup-only scope");
     return ok();

@@ -116,10 +116,12 @@ Result<void> scope_net(const InjectArgs& a, NetFaults& net) {
                                "(packets it receives) or both");
         if (!net.any())
             return Error::user("--direction says which packets the packet faults hit; give --loss or --delay with it");
-        if (net.ingress() && (net.duplicate_ppm || net.rate_bytes_per_s || net.dns_rcode || net.reset_ppm))
-            return Error::user(std::string(net.reset_ppm      ? "--reset"
+        if (net.ingress() &&
+            (net.duplicate_ppm || net.rate_bytes_per_s || net.dns_rcode || net.reset_ppm || net.corrupt_ppm))
+            return Error::user(std::string(net.reset_ppm          ? "--reset"
                                            : net.dns_rcode        ? "--dns"
                                            : net.rate_bytes_per_s ? "--rate"
+                                           : net.corrupt_ppm      ? "--corrupt"
                                                                   : "--duplicate") +
                                " applies to the packets the target sends: use --direction egress for it "
                                "(ingress takes --loss and --delay)");

@@ -37,7 +37,10 @@ struct NetFaults {
     uint32_t dns_ppm = 0;
     std::string dns_name;                // --dns-name as given (normalised: no dots at the ends)
     uint32_t reset_ppm = 0;              // --reset: share of TCP connections reset
-    bool any() const { return delay_ns || loss_ppm || duplicate_ppm || rate_bytes_per_s || dns_rcode || reset_ppm; }
+    uint32_t corrupt_ppm = 0;            // --corrupt: share of packets the receiver's checksum rejects
+    bool any() const {
+        return delay_ns || loss_ppm || duplicate_ppm || rate_bytes_per_s || dns_rcode || reset_ppm || corrupt_ppm;
+    }
     bool paces() const { return delay_ns || rate_bytes_per_s; }  // sets departure times: needs fq
     bool egress() const { return scope & TARDY_SCOPE_EGRESS; }
     bool ingress() const { return scope & TARDY_SCOPE_INGRESS; }

@@ -28,7 +28,8 @@ namespace tardy::wire {
 // 4: cohorts and observe in inject; the stats request.
 // 5: bound in inject (the injection ends when the requesting process exits); raw in stats.
 // 6: the update request.
-inline constexpr int kProtocolVersion = 6;
+// 7: net.corrupt_ppm (an agent of 6 would have ignored it: no damage, and no error).
+inline constexpr int kProtocolVersion = 7;
 
 // ---- requests ----------------------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ struct Counters {
     uint64_t duplicated = 0, reordered = 0, paced = 0;            // packets: --duplicate, --reorder, --rate
     uint64_t dns = 0;                                             // DNS queries failed by --dns
     uint64_t resets = 0;                                          // TCP connections reset by --reset
+    uint64_t corrupted = 0;                                       // packets given a bad checksum by --corrupt
 };
 
 // One active injection. `tardy list --json` prints these as they are.
@@ -167,7 +169,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Stats, name, raw)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Update, name, net, sock, for_ns, revision)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectReply, name, devices)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, matched, delayed, dropped, bytes, calls, failed, stalled,
-                                                duplicated, reordered, paced, dns, resets)
+                                                duplicated, reordered, paced, dns, resets, corrupted)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InjectionInfo, name, cgroup, cgroup_id, net, sock, filter, stalls, faults,
                                                 left_ns, devices, replaced_qdiscs, counters, control, observe, measured, owner_pid,
                                                 revision)

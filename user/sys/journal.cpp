@@ -64,7 +64,8 @@ bool entry_body(std::string_view rest, JournalEntry& e) {
     auto data = skip_space(rest);
     uint64_t netns = 0;
     int index = 0;
-    if ((kind != "clsact" && kind != "clsact-in" && kind != "qdisc" && kind != "ifb") || !number(ino, netns) || !number(ifindex, index) || ifname.empty() ||
+    if ((kind != "clsact" && kind != "clsact-in" && kind != "qdisc" && kind != "ifb" && kind != "txcsum") ||
+        !number(ino, netns) || !number(ifindex, index) || ifname.empty() ||
         data.empty() || data == "-")
         return false;  // and e as it was
     e.netns_ino = netns;

@@ -18,7 +18,8 @@ namespace tardy {
 
 struct JournalEntry {
     uint64_t id = 0;
-    std::string kind;       // "clsact" (egress filter), "clsact-in" (ingress filter), "qdisc" or "ifb"
+    std::string kind;       // "clsact" (egress filter), "clsact-in" (ingress filter), "qdisc", "ifb" or
+                            // "txcsum" (checksum offload features turned off, sys/offload.hpp)
     uint64_t netns_ino = 0;
     int ifindex = 0;
     std::string ifname;

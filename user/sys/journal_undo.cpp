@@ -2,6 +2,7 @@
 // Undoing the journal: everything a dead agent left, in one pass (see journal.hpp).
 #include <dirent.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include "sys/journal.hpp"
 #include "sys/ifb.hpp"
+#include "sys/offload.hpp"
 #include "sys/journal_detail.hpp"
 #include "sys/netns.hpp"
 #include "sys/qdisc.hpp"
@@ -40,6 +42,10 @@ Result<ClsactData> decode_clsact(const JournalEntry& e) {
 // Whether the entry can ever be undone; what does not decode now never will.
 Result<void> check_decodes(const JournalEntry& e) {
     if (e.kind == "ifb") return ok();
+    if (e.kind == "txcsum") {
+        auto b = TxCsumBits::decode(e.data);
+        return b ? ok() : Result<void>(b.error());
+    }
     if (e.kind == "clsact" || e.kind == "clsact-in") {
         auto c = decode_clsact(e);
         return c ? ok() : Result<void>(c.error());
@@ -60,6 +66,15 @@ Result<void> undo_here(const JournalEntry& e, bool* device_gone) {
         if (!d) return d.error();
         if (!*d && device_gone) *device_gone = true;
         return ok();
+    }
+    if (e.kind == "txcsum") {  // on again, if the device is still the one we changed
+        auto b = TxCsumBits::decode(e.data);
+        if (!b) return b.error();
+        if (static_cast<int>(if_nametoindex(e.ifname.c_str())) != e.ifindex) {
+            if (device_gone) *device_gone = true;
+            return ok();
+        }
+        return set_tx_csum(e.ifname, *b, true);
     }
     auto snap = decode(e.data);
     if (!snap) return snap.error();
@@ -116,14 +131,16 @@ private:
 enum class Outcome : uint8_t { Failed, Undone, DeviceGone, NetnsGone, Rejected };
 
 std::string undone_line(const JournalEntry& e, Outcome o) {
-    std::string what = e.kind == "qdisc" ? "the root qdisc of " + e.ifname
-                       : e.kind == "ifb" ? "the ifb device " + e.ifname
-                                         : "the clsact filter on " + e.ifname;
+    std::string what = e.kind == "qdisc"    ? "the root qdisc of " + e.ifname
+                       : e.kind == "ifb"    ? "the ifb device " + e.ifname
+                       : e.kind == "txcsum" ? "the checksum offload of " + e.ifname
+                                            : "the clsact filter on " + e.ifname;
     if (o == Outcome::NetnsGone) return "nothing to undo for " + what + ": its network namespace is gone";
     if (o == Outcome::DeviceGone) return "nothing to undo for " + what + ": the device is gone";
-    return e.kind == "qdisc" ? "restored the root qdisc of " + e.ifname
-           : e.kind == "ifb" ? "deleted the ifb device " + e.ifname
-                             : "removed the clsact filter from " + e.ifname;
+    return e.kind == "qdisc"    ? "restored the root qdisc of " + e.ifname
+           : e.kind == "ifb"    ? "deleted the ifb device " + e.ifname
+           : e.kind == "txcsum" ? "turned the checksum offload of " + e.ifname + " back on"
+                                : "removed the clsact filter from " + e.ifname;
 }
 
 // kill prints every line: past this many, counts per kind instead of a line per entry.
