@@ -110,7 +110,7 @@ TEST_F(CorruptLab, AShareIsDamagedAtTheRateAsked) {
     std::printf("  %d of 400 answered, %ld checksum errors at the receiver (expected 280 and 120, sigma %.1f)\n",
                 p.answered(), errors, sigma);
     EXPECT_NEAR(p.answered(), 280, 4 * sigma);
-    EXPECT_EQ(errors, 400 - p.answered());
+    EXPECT_NEAR(errors, 400 - p.answered(), 2) << "echoes lost otherwise than by a rejected checksum (or late)";
     EXPECT_EQ(list_json()["injections"][0]["counters"]["corrupted"].get<long>(), errors);
 }
 
@@ -152,11 +152,11 @@ class VmCorruptLab : public CorruptLab {};
 TEST_F(VmCorruptLab, LosesTheSameShareAsNetemCorrupt) {
     auto netem = qdisc_kind_available("netem");
     ASSERT_TRUE(netem && *netem) << "needs sch_netem: run it in the VM";
-    constexpr int kCount = 400;
+    constexpr int kCount = 300;
     const double sigma = std::sqrt(kCount * 0.3 * 0.7);
     inject({"--corrupt", "30%"}, "bad");
     auto b0 = receiver_counters();
-    int tardy_answered = probe(kExp, "udp", false, kCount, 1, 80).answered();
+    int tardy_answered = probe(kExp, "udp", false, kCount, 1, 250).answered();
     auto b1 = receiver_counters();
     auto c = list_json()["injections"][0]["counters"];
     ASSERT_EQ(tardy({"stop", "bad"}).status, 0);
@@ -170,16 +170,16 @@ TEST_F(VmCorruptLab, LosesTheSameShareAsNetemCorrupt) {
     auto put = tc("replace dev " + lab_->device_a() + " root netem corrupt 30%");
     ASSERT_TRUE(put && put->status == 0) << (put ? put->err : put.error().message);
     auto n0 = receiver_counters();
-    int netem_answered = probe(kExp, "udp", false, kCount, 1, 80).answered();
+    int netem_answered = probe(kExp, "udp", false, kCount, 1, 250).answered();
     auto n1 = receiver_counters();
     long terr = b1["UdpInCsumErrors"] - b0["UdpInCsumErrors"], nerr = n1["UdpInCsumErrors"] - n0["UdpInCsumErrors"];
     std::printf("  %d UDP echoes at 30%%: tardy %d answered, %ld checksum errors at the receiver (corrupted %llu); "
-                "netem %d answered, %ld checksum errors; expected 280 +- %.1f (1 sigma)\n",
+                "netem %d answered, %ld checksum errors; expected %d +- %.1f (1 sigma)\n",
                 kCount, tardy_answered, terr, static_cast<unsigned long long>(c.value("corrupted", uint64_t{0})),
-                netem_answered, nerr, sigma);
-    EXPECT_NEAR(tardy_answered, 280, 4 * sigma);
-    EXPECT_NEAR(netem_answered, 280, 4 * sigma);
-    EXPECT_EQ(terr, kCount - tardy_answered);
+                netem_answered, nerr, kCount * 7 / 10, sigma);
+    EXPECT_NEAR(tardy_answered, kCount * 0.7, 4 * sigma);
+    EXPECT_NEAR(netem_answered, kCount * 0.7, 4 * sigma);
+    EXPECT_NEAR(terr, kCount - tardy_answered, 3) << "echoes lost otherwise than by a rejected checksum (or late)";
     EXPECT_EQ(c.value("corrupted", uint64_t{0}), static_cast<uint64_t>(terr));
 }
 

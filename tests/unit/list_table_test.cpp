@@ -79,5 +79,17 @@ TEST(ListTable, ShortEntriesKeepTheDocumentedLayout) {
         << lines[1];
 }
 
+// The faults without a column of their own say what they did, when they did something.
+TEST(ListTable, CountersWithoutAColumnFollowTheirFaults) {
+    auto i = injection("bad-wire", "/shop-demo");
+    i.faults = "corrupt 25%, duplicate 1%";
+    i.counters.corrupted = 45;
+    i.counters.duplicated = 2;
+    auto lines = lines_of(list_table({i, injection("quiet", "/b")}));
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_TRUE(lines[1].ends_with("  corrupt 25%, duplicate 1% (2 duplicated, 45 corrupted)")) << lines[1];
+    EXPECT_TRUE(lines[2].ends_with("  loss 5%")) << lines[2];
+}
+
 }  // namespace
 }  // namespace tardy

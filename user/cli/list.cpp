@@ -88,8 +88,14 @@ std::string list_table(const std::vector<wire::InjectionInfo>& injections) {
         auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
         std::snprintf(nums, sizeof nums, "%8llu %8llu %8llu %10llu %7llu %7llu %7llu", u(c.matched), u(c.delayed),
                       u(c.dropped), u(c.bytes), u(c.calls), u(c.failed), u(c.stalled));
+        // The counters of the faults that have no column, when they counted something.
+        std::string more;
+        for (auto [n, what] : {std::pair{c.duplicated, "duplicated"}, {c.reordered, "reordered"}, {c.paced, "paced"},
+                               {c.dns, "DNS answered"}, {c.resets, "reset"}, {c.corrupted, "corrupted"}})
+            if (n) more += (more.empty() ? " (" : ", ") + std::to_string(n) + " " + what;
+        if (!more.empty()) more += ")";
         out += pad(i.name, name_w) + " " + pad(fit_left(i.cgroup, 28), 28) + " " + pad(left(i.left_ns), 8) + " " +
-               pad(devices_of(i), dev_w) + " " + nums + "  " + i.faults + "\n";
+               pad(devices_of(i), dev_w) + " " + nums + "  " + i.faults + more + "\n";
         for (const auto& q : i.replaced_qdiscs)
             out += std::string(name_w, ' ') + " replaced root qdisc " + q + " (--force); restored when it ends\n";
     }
