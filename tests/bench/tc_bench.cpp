@@ -103,6 +103,8 @@ int main() {
          [](tardy_rule& r) { r.rate_bytes_per_s = 1'250'000; }},
         {"target, duplicate 1%", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.duplicate_ppm = 10000; }},
         {"target, reset 10% (headers read)", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.reset_ppm = 100000; }},
+        {"target, corrupt 100% (a bit flipped)", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.corrupt_ppm = TARDY_PPM; }},
+        {"target, corrupt 1%", cg.leaf_id, 0, 0, 0, [](tardy_rule& r) { r.corrupt_ppm = 10000; }},
         {"ingress: packet for no socket", cg.leaf_id, 50'000'000, 0, 0, ingress_rule, 2},
         {"ingress: another cgroup's socket", 0, 50'000'000, 0, 0, ingress_rule, 1},
         {"ingress: target socket, 50 ms delay", cg.leaf_id, 50'000'000, 0, 0, ingress_rule, 1},
