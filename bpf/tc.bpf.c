@@ -80,7 +80,7 @@ __noinline int tardy_apply_rule(const struct tardy_rule *r, struct tardy_verdict
     }
     /* Only the shapes that remember something read the shared state: a plain rule skips the
      * lookup (every user of st takes NULL as "no memory"). */
-    st = r->corr_ppm || r->ge_p_ppm || r->rate_bytes_per_s ? tardy_state_of(r) : NULL;
+    st = r->corr_ppm || r->ge_p_ppm || r->rate_bytes_per_s || r->reorder_gap > 1 ? tardy_state_of(r) : NULL;
     if (tardy_loses(r, st)) {
         if (cnt)
             cnt->dropped++;
@@ -111,7 +111,7 @@ __noinline int tardy_apply_rule(const struct tardy_rule *r, struct tardy_verdict
     if (r->corrupt_ppm && tardy_cchance(r, st, TARDY_DRAW_CORRUPT, r->corrupt_ppm))
         v->corrupt = 1; /* counted where it is done: some packets have no checksum to damage */
     if (r->delay_ns) {
-        if (r->reorder_ppm && tardy_cchance(r, st, TARDY_DRAW_REORDER, r->reorder_ppm)) {
+        if (r->reorder_ppm && tardy_reorders(r, st)) {
             if (cnt) /* leaves at once, ahead of the delayed packets sent before it */
                 cnt->reordered++;
             return 0;

@@ -47,8 +47,8 @@ passed=0 failed=0 skipped=0
 # receiving socket's cgroup with CO-RE, which each kernel lays out for itself.
 VM_KERNELS=${TARDY_VM_KERNELS:-6.1 6.12}
 declare -A VM_FILTER=(
-  [6.1]='Vm*:CorruptLab.*:DnsLab.Nx*:ResetLab.AnOpen*:SockLab.ConnectFails*:SockLab.Ipv6*:SockLab.BindAndSocket*:SockLab.NetworkAndSocket*:FaithfulLab.Refusal*:FaithfulLab.ConnectTimeout*:StallScope.OnFiles*:StallScope.Compat*:BlastLab.Stalls*'
-  [6.12]='VmLab.Delay50ms*:VmCorruptLab.*:VmIngressLab.Delay*:VmLab.SigkilledAgents*:VmCohortLab.*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.OnFiles*:BlastLab.Stalls*-VmFaithfulLab.Tcp*'
+  [6.1]='Vm*:DnsLab.Nx*:ResetLab.AnOpen*:SockLab.ConnectFails*:SockLab.Ipv6*:SockLab.BindAndSocket*:SockLab.NetworkAndSocket*:FaithfulLab.Refusal*:FaithfulLab.ConnectTimeout*:StallScope.OnFiles*:StallScope.Compat*:BlastLab.Stalls*'
+  [6.12]='VmLab.Delay50ms*:VmCorruptLab.*:VmReorderLab.*:VmIngressLab.Delay*:VmLab.SigkilledAgents*:VmCohortLab.*:VmFileLab.*:SockLab.NetworkAndSocket*:VmFaithfulLab.*:FaithfulLab.Refusal*:StallScope.OnFiles*:BlastLab.Stalls*-VmFaithfulLab.Tcp*'
 )
 [[ ${TARDY_VM_FULL:-} != 1 ]] || VM_FILTER[6.12]='Vm*:SockLab.*:-VmClsactLab.*'
 # Tests of VM_FILTER run in a guest of their own whose two vCPUs share one TCG thread. The

@@ -68,6 +68,23 @@ static __always_inline bool tardy_cchance(const struct tardy_rule *r, struct tar
     return tardy_crandom(r, st, kind) < tardy_ppm_to_u32_scale(ppm);
 }
 
+/* Does this delayed packet skip the delay (--reorder)? netem's test, in its order: with a gap of
+ * N, the N - 1 packets after a reordered one are delayed whatever the draw, and only then is
+ * each packet drawn for; netem's counter counts the delayed ones. */
+static __always_inline bool tardy_reorders(const struct tardy_rule *r, struct tardy_rule_state *st)
+{
+    if (r->reorder_gap <= 1)
+        return tardy_cchance(r, st, TARDY_DRAW_REORDER, r->reorder_ppm);
+    if (!st)
+        return false;
+    if (st->gap_count < r->reorder_gap - 1 || !tardy_cchance(r, st, TARDY_DRAW_REORDER, r->reorder_ppm)) {
+        st->gap_count++;
+        return false;
+    }
+    st->gap_count = 0;
+    return true;
+}
+
 /* Is this packet lost? Independent (or correlated) loss_ppm, or netem's Gilbert-Elliott
  * model: the state moves first (good -> bad with p, bad -> good with r), and the packet is
  * lost with the loss of the state it found (1-k in good, 1-h in bad), as in sch_netem.c. */

@@ -98,7 +98,7 @@ struct tardy_rule {
     __u8 dns_name[TARDY_DNS_NAME_MAX]; /* wire form (length-prefixed labels, the root's 0 last), lower case */
     struct tardy_filter filter;
     __u32 corrupt_ppm; /* --corrupt: share of packets whose checksum the receiver rejects (lib/corrupt.bpf.h) */
-    __u32 pad_end;
+    __u32 reorder_gap; /* netem's gap: after a reordered packet, the next gap - 1 are delayed; 0 or 1: none */
 };
 
 #define TARDY_DNS_TIMEOUT 256 /* tardy_rule.dns_rcode: no answer at all */
@@ -124,6 +124,8 @@ struct tardy_rule_state {
     __u32 ge_bad;       /* Gilbert-Elliott: in the bad state */
     __u32 last_corrupt; /* the previous draw of TARDY_DRAW_CORRUPT */
     __u64 rate_next_ns; /* --rate: the earliest departure of the next packet */
+    __u32 gap_count;    /* --reorder-gap: packets delayed since the last reordered one (netem's counter) */
+    __u32 pad;
 };
 
 #define TARDY_DRAW_JITTER 0

@@ -304,3 +304,28 @@ TEST_F(TcShape, CorruptDamagesItsShare) {
     EXPECT_EQ(counters(0).corrupted, static_cast<uint64_t>(damaged));
     EXPECT_EQ(counters(0).dropped, 0u);
 }
+
+// --reorder-gap, netem's gap: after a packet sent at once, the next gap - 1 are delayed
+// whatever the draw. At 100% every gap-th packet leaves at once; at 50% with a gap of 3 no two
+// early packets are closer than 3, and their share is netem's 1 / ((gap - 1) + 1 / p) = 25%.
+TEST_F(TcShape, ReorderGapSpacesThePacketsSentAtOnce) {
+    tardy_rule r = base(50 * kMs);
+    r.reorder_ppm = TARDY_PPM;
+    r.reorder_gap = 4;
+    put_rule(r);
+    auto d = delays_ms(20);
+    for (int i = 0; i < 20; i++)
+        EXPECT_EQ(d[i] == 0.0, i % 4 == 3) << "packet " << i << ": " << d[i] << " ms";
+    r.reorder_ppm = 500000;
+    r.reorder_gap = 3;
+    put_rule(r);  // and a fresh counter (put_rule resets the slot's state)
+    constexpr int kPackets = 2000;
+    d = delays_ms(kPackets);
+    int early = 0, last = -100;
+    for (int i = 0; i < kPackets; i++) {
+        if (d[i] != 0.0) continue;
+        EXPECT_GE(i - last, 3) << "early packets " << last << " and " << i;
+        last = i, early++;
+    }
+    EXPECT_NEAR(static_cast<double>(early) / kPackets, 0.25, 0.04) << early;  // sd about 0.008
+}

@@ -57,7 +57,7 @@ void fuzz_inject(std::string_view in) {
         else if (x.starts_with("R:")) a.filter.protos.push_back(v);
         else if (x.starts_with("F:")) a.flows = v;
         // netem's shapes: D: --distribution, C: --correlation, B: --loss-burst, G: --loss-gemodel,
-        // U: --duplicate, Q: --reorder, T: --rate, Z: --reset, X: --corrupt.
+        // U: --duplicate, Q: --reorder, W: --reorder-gap, T: --rate, Z: --reset, X: --corrupt.
         else if (x.starts_with("D:")) a.shape.distribution = v;
         else if (x.starts_with("C:")) a.shape.correlation = v;
         else if (x.starts_with("B:")) a.shape.loss_burst = v;
@@ -67,6 +67,7 @@ void fuzz_inject(std::string_view in) {
         else if (x.starts_with("T:")) a.shape.rate = v;
         else if (x.starts_with("Z:")) a.shape.reset = v;
         else if (x.starts_with("X:")) a.shape.corrupt = v;
+        else if (x.starts_with("W:")) a.shape.reorder_gap = v;
         else a.devices.push_back(x);
     }
     auto r = build_inject_request(a);
@@ -105,6 +106,7 @@ void fuzz_inject(std::string_view in) {
     CHECK(!n.ingress() || !(n.duplicate_ppm || n.rate_bytes_per_s || n.reset_ppm || n.corrupt_ppm),
           "an egress shape on ingress", in);
     CHECK(n.corrupt_ppm <= TARDY_PPM, "a corrupt share over 100%", in);
+    CHECK(n.reorder_gap <= 1'000'000 && (n.reorder_gap <= 1 || n.reorder_ppm), "a gap without reorder", in);
     CHECK(n.reset_ppm <= TARDY_PPM && !(n.reset_ppm && (n.scope & TARDY_SCOPE_SETUP)), "a reset out of range or on setup",
           in);
     auto enc = encode(fl);

@@ -154,6 +154,13 @@ TEST(ApplyShape, EveryShapeReachesTheRequestAndItsDescription) {
     EXPECT_EQ(describe(r->net), "corrupt 2.5%, correlation 10%");
     nlohmann::json cj = r->net;
     EXPECT_EQ(cj.get<NetFaults>().corrupt_ppm, 25'000u);
+    // netem's gap spaces the reordered packets.
+    r = build_inject_request(shaped({{&ShapeArgs::reorder, "100%"}, {&ShapeArgs::reorder_gap, "5"}}, "", "10ms"));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->net.reorder_gap, 5u);
+    EXPECT_EQ(describe(r->net), "delay 10ms, reorder 100% gap 5");
+    nlohmann::json gj = r->net;
+    EXPECT_EQ(gj.get<NetFaults>().reorder_gap, 5u);
 }
 
 TEST(ApplyShape, RefusesWhatCannotApplyInOneLine) {
@@ -179,6 +186,9 @@ TEST(ApplyShape, RefusesWhatCannotApplyInOneLine) {
         {shaped({{&ShapeArgs::reorder, "0%"}}, "", "10ms"), {"--reorder 0%"}},
         {shaped({{&ShapeArgs::duplicate, "150%"}}), {"--duplicate"}},
         {shaped({{&ShapeArgs::corrupt, "150%"}}), {"--corrupt"}},
+        {shaped({{&ShapeArgs::reorder_gap, "5"}}, "", "10ms"), {"--reorder-gap", "give --reorder"}},
+        {shaped({{&ShapeArgs::reorder, "5%"}, {&ShapeArgs::reorder_gap, "0"}}, "", "10ms"), {"--reorder-gap '0'"}},
+        {shaped({{&ShapeArgs::reorder, "5%"}, {&ShapeArgs::reorder_gap, "2.5"}}, "", "10ms"), {"--reorder-gap '2.5'"}},
         {shaped({{&ShapeArgs::corrupt, "bad"}}), {"--corrupt"}},
         {shaped({{&ShapeArgs::correlation, "25%"}}, "", "10ms"), {"--correlation", "--jitter"}},
         {shaped({{&ShapeArgs::correlation, "25%"}, {&ShapeArgs::loss_burst, "3"}}, "5%"), {"burst loss has its own"}},

@@ -77,7 +77,7 @@ TEST(Wire, InjectRequestKeysAndRoundTrip) {
                                                      "setup_only", "dist", "distribution", "corr_ppm", "ge_p_ppm",
                                                      "ge_r_ppm", "ge_bad_loss_ppm", "ge_good_loss_ppm", "duplicate_ppm",
                                                      "reorder_ppm", "rate_bytes_per_s", "dns_rcode", "dns_ppm",
-                                                     "dns_name", "reset_ppm", "corrupt_ppm"}));
+                                                     "dns_name", "reset_ppm", "corrupt_ppm", "reorder_gap"}));
     EXPECT_EQ(keys(j["stalls"][0]), (std::set<std::string>{"name", "delay_ns", "ppm", "on", "path"}));
     // What the agent accepts, and reads back to the same values.
     auto v = validate_request(j);

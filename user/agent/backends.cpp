@@ -254,6 +254,7 @@ tardy_rule TcBackend::make_rule(const Injection& inj, const tardy_filter& filter
     rule.dns_ppm = inj.net.dns_ppm;
     rule.reset_ppm = inj.net.reset_ppm;
     rule.corrupt_ppm = inj.net.corrupt_ppm;
+    rule.reorder_gap = inj.net.reorder_gap;
     if (auto w = inj.net.dns_name.empty() ? Result<std::string>(std::string()) : dns_wire_name(inj.net.dns_name); w) {
         rule.dns_name_len = static_cast<uint32_t>(w->size());  // checked by the request validator: it fits
         std::copy(w->begin(), w->end(), rule.dns_name);

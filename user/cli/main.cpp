@@ -206,6 +206,9 @@ int run(int argc, char** argv) {
     inject->add_option("--corrupt", ia.shape.corrupt,
                        "Damage this share of egress packets so that the receiver's checksum rejects them, e.g. 5% "
                        "(a veth's checksum offload is off while it runs)");
+    inject->add_option("--reorder-gap", ia.shape.reorder_gap,
+                       "With --reorder: the N-1 packets after one sent at once are always delayed (netem's gap), "
+                       "e.g. 5");
     inject->add_option("--reorder", ia.shape.reorder,
                        "Send this share of egress packets at once while the others wait --delay, e.g. 25%");
     inject->add_option("--rate", ia.shape.rate,
@@ -276,6 +279,7 @@ int run(int argc, char** argv) {
                    "  sudo tardy inject --cgroup shop.slice --rate 10mbit --duplicate 1%\n"
                    "  sudo tardy inject --cgroup shop.slice --corrupt 2% --peer 10.0.0.7   # bad checksums\n"
                    "  sudo tardy inject --cgroup shop.slice --delay 10ms --reorder 25% --correlation 50%\n"
+                   "  sudo tardy inject --cgroup shop.slice --delay 10ms --reorder 100% --reorder-gap 5   # every 5th early\n"
                    "  sudo tardy inject --cgroup shop.slice --dns nxdomain --dns-name payments.internal\n"
                    "  sudo tardy inject --cgroup shop.slice --reset 10% --port 6379   # a tenth of redis links die\n"
                    "  sudo tardy inject --cgroup batch.slice --stall fsync=200ms:50%\n"

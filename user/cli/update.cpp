@@ -31,6 +31,7 @@ CLI::App* add_update_command(CLI::App& app, UpdateArgs& a) {
     c->add_option("--duplicate", a.shape.duplicate, "New share of packets sent twice, e.g. 2% (0% ends it)");
     c->add_option("--corrupt", a.shape.corrupt, "New share of packets damaged, e.g. 5% (0% ends it)");
     c->add_option("--reorder", a.shape.reorder, "New share of packets that skip the delay, e.g. 25% (0% ends it)");
+    c->add_option("--reorder-gap", a.shape.reorder_gap, "New netem gap of --reorder, e.g. 5 (give --reorder with it)");
     c->add_option("--rate", a.shape.rate, "New rate, e.g. 5mbit (an injection with a rate only)");
     c->add_option("--dns", a.shape.dns, "New DNS fault: nxdomain|servfail|refused|timeout[:PCT]");
     c->add_option("--dns-name", a.shape.dns_name, "With --dns: only queries for this domain");
@@ -64,6 +65,7 @@ Result<void> merge_shape(const UpdateArgs& a, const NetFaults& cur, bool new_los
     ends(s.duplicate, net.duplicate_ppm);
     ends(s.corrupt, net.corrupt_ppm);
     ends(s.reorder, net.reorder_ppm);
+    if (!net.reorder_ppm) net.reorder_gap = 0;  // the gap spaces reorders: none left to space
     ends(s.reset, net.reset_ppm);
     ends(s.correlation, net.corr_ppm);
     if (!s.rate.empty() && !cur.rate_bytes_per_s)

@@ -192,7 +192,8 @@ const std::vector<std::string> kFaultKeys = {"delay",     "jitter",      "loss",
                                              "except_peer", "port",      "except_port",  "proto",       "path",
                                              "device",    "netns",       "distribution", "correlation", "loss_burst",
                                              "loss_gemodel", "duplicate", "reorder",     "rate",
-                                             "dns",       "dns_name",    "reset",        "corrupt"};
+                                             "dns",       "dns_name",    "reset",        "corrupt",
+                                             "reorder_gap"};
 
 MethodStep step(const YAML::Node& n, int i, const CohortTarget& target) {
     std::string where = "method[" + std::to_string(i) + "]";
@@ -221,6 +222,7 @@ MethodStep step(const YAML::Node& n, int i, const CohortTarget& target) {
     one("dns_name", a.shape.dns_name);
     one("reset", a.shape.reset);
     one("corrupt", a.shape.corrupt);
+    one("reorder_gap", a.shape.reorder_gap);
     many("fail", a.fails);
     many("stall", a.stalls);
     one("on", a.on);

@@ -97,7 +97,7 @@ std::vector<std::string> ShapeArgs::given() const {
                            {&loss_burst, "--loss-burst"}, {&loss_gemodel, "--loss-gemodel"},
                            {&duplicate, "--duplicate"}, {&reorder, "--reorder"}, {&rate, "--rate"},
                            {&dns, "--dns"}, {&dns_name, "--dns-name"}, {&reset, "--reset"},
-                           {&corrupt, "--corrupt"}})
+                           {&corrupt, "--corrupt"}, {&reorder_gap, "--reorder-gap"}})
         if (!v->empty()) g.push_back(name);
     return g;
 }
@@ -265,6 +265,16 @@ Result<void> apply_shape(const ShapeArgs& a, const std::string& loss, NetFaults&
                                "--delay with it, e.g. --delay 10ms --reorder 25%");
         net.reorder_ppm = *r;
     }
+    if (!a.reorder_gap.empty()) {
+        double g;
+        if (a.reorder.empty())
+            return Error::user("--reorder-gap N spaces the packets --reorder sends at once (netem's gap); give "
+                               "--reorder with it, e.g. --delay 10ms --reorder 25% --reorder-gap 5");
+        if (!plain_decimal(a.reorder_gap, g) || g < 1 || g > 1e6 || g != std::floor(g))
+            return Error::user("--reorder-gap '" + shown64(a.reorder_gap) + "': give a whole number of packets from "
+                               "1, e.g. 5 (the 4 packets after one sent at once are delayed)");
+        net.reorder_gap = static_cast<uint32_t>(g);
+    }
     if (!a.rate.empty()) {
         auto r = parse_rate(a.rate, "--rate");
         if (!r) return r.error();
@@ -328,6 +338,7 @@ std::string describe_shape(const NetFaults& f) {
     if (f.duplicate_ppm) s += ", duplicate " + format_ppm(f.duplicate_ppm);
     if (f.corrupt_ppm) s += ", corrupt " + format_ppm(f.corrupt_ppm);
     if (f.reorder_ppm) s += ", reorder " + format_ppm(f.reorder_ppm);
+    if (f.reorder_ppm && f.reorder_gap > 1) s += " gap " + std::to_string(f.reorder_gap);
     if (f.rate_bytes_per_s) s += ", rate " + format_rate(f.rate_bytes_per_s);
     if (f.corr_ppm) s += ", correlation " + format_ppm(f.corr_ppm);
     if (f.reset_ppm) s += ", reset " + format_ppm(f.reset_ppm) + " of TCP connections";
@@ -349,6 +360,7 @@ void shape_to_json(nlohmann::json& j, const NetFaults& f) {
     j["ge_good_loss_ppm"] = f.ge_good_loss_ppm;
     j["duplicate_ppm"] = f.duplicate_ppm;
     j["reorder_ppm"] = f.reorder_ppm;
+    j["reorder_gap"] = f.reorder_gap;
     j["rate_bytes_per_s"] = f.rate_bytes_per_s;
     j["dns_rcode"] = f.dns_rcode;
     j["dns_ppm"] = f.dns_ppm;
@@ -367,6 +379,7 @@ void shape_from_json(const nlohmann::json& j, NetFaults& f) {
     f.ge_good_loss_ppm = j.value("ge_good_loss_ppm", uint32_t{0});
     f.duplicate_ppm = j.value("duplicate_ppm", uint32_t{0});
     f.reorder_ppm = j.value("reorder_ppm", uint32_t{0});
+    f.reorder_gap = j.value("reorder_gap", uint32_t{0});
     f.rate_bytes_per_s = j.value("rate_bytes_per_s", uint64_t{0});
     f.dns_rcode = j.value("dns_rcode", uint32_t{0});
     f.dns_ppm = j.value("dns_ppm", uint32_t{0});

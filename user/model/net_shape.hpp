@@ -27,6 +27,7 @@ struct ShapeArgs {
     std::string loss_gemodel;  // --loss-gemodel P[,R[,1-H[,1-K]]]: netem's own parameters
     std::string duplicate;     // --duplicate PCT
     std::string reorder;       // --reorder PCT
+    std::string reorder_gap;   // --reorder-gap N: netem's gap
     std::string rate;          // --rate RATE, e.g. 10mbit
     std::string dns;           // --dns nxdomain|servfail|refused|timeout[:PCT]
     std::string dns_name;      // --dns-name SUFFIX: only queries for names ending in it

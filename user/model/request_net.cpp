@@ -25,7 +25,8 @@ Result<void> check_shape(const json& n, NetFaults& f) {
                                 Field{"duplicate_ppm", &f.duplicate_ppm, TARDY_PPM},
                                 Field{"reorder_ppm", &f.reorder_ppm, TARDY_PPM},
                                 Field{"reset_ppm", &f.reset_ppm, TARDY_PPM},
-                                Field{"corrupt_ppm", &f.corrupt_ppm, TARDY_PPM}}) {
+                                Field{"corrupt_ppm", &f.corrupt_ppm, TARDY_PPM},
+                                Field{"reorder_gap", &f.reorder_gap, TARDY_PPM}}) {
         auto v = get_uint(n, key, std::string("net.") + key, 0, hi, 0);
         if (!v) return v.error();
         *out = static_cast<uint32_t>(*v);
@@ -49,6 +50,7 @@ Result<void> check_shape(const json& n, NetFaults& f) {
     f.dns_name = *dname;
     if (f.ge_p_ppm && !f.ge_r_ppm) return bad("net.ge_r_ppm", "0 with ge_p_ppm set: the bad state would never end");
     if (f.reorder_ppm && !f.delay_ns) return bad("net.reorder_ppm", "needs delay_ns: the rest must wait");
+    if (f.reorder_gap > 1 && !f.reorder_ppm) return bad("net.reorder_gap", "needs reorder_ppm");
     if (f.dist != TARDY_DIST_UNIFORM && f.delay_ns + 4 * f.jitter_ns > TARDY_MAX_DELAY_NS)
         return bad("net", "delay_ns plus 4 x jitter_ns is over 5s");
     if ((f.scope & TARDY_SCOPE_INGRESS) &&

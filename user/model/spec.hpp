@@ -32,6 +32,7 @@ struct NetFaults {
     uint32_t ge_p_ppm = 0, ge_r_ppm = 0, ge_bad_loss_ppm = 0, ge_good_loss_ppm = 0;
     uint32_t duplicate_ppm = 0;          // --duplicate
     uint32_t reorder_ppm = 0;            // --reorder: that share skips the delay
+    uint32_t reorder_gap = 0;            // --reorder-gap: netem's gap (0 or 1: none)
     uint64_t rate_bytes_per_s = 0;       // --rate
     uint32_t dns_rcode = 0;              // --dns: 0 none, an RCODE, or TARDY_DNS_TIMEOUT
     uint32_t dns_ppm = 0;

@@ -24,7 +24,7 @@ static_assert(offsetof(tardy_rule, filter) == 104 + TARDY_DNS_NAME_MAX);
 static_assert(sizeof(tardy_rule) == 104 + TARDY_DNS_NAME_MAX + sizeof(tardy_filter) + 8);
 static_assert(offsetof(tardy_rule, corrupt_ppm) == 104 + TARDY_DNS_NAME_MAX + sizeof(tardy_filter));
 static_assert(sizeof(tardy_dist_table) == 2 * TARDY_DIST_SIZE);
-static_assert(sizeof(tardy_rule_state) == 32);
+static_assert(sizeof(tardy_rule_state) == 40);
 static_assert(offsetof(tardy_rule_set, slots) == 4);
 static_assert(sizeof(tardy_rule_set) == 8 + 4 * TARDY_RULES_PER_CGROUP);
 static_assert(sizeof(tardy_counters) == 80);

@@ -28,7 +28,8 @@ namespace tardy::wire {
 // 4: cohorts and observe in inject; the stats request.
 // 5: bound in inject (the injection ends when the requesting process exits); raw in stats.
 // 6: the update request.
-// 7: net.corrupt_ppm (an agent of 6 would have ignored it: no damage, and no error).
+// 7: net.corrupt_ppm and net.reorder_gap (an agent of 6 would have ignored them: no damage, no
+//    gap, and no error).
 inline constexpr int kProtocolVersion = 7;
 
 // ---- requests ----------------------------------------------------------------------------------

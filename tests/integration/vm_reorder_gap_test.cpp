@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// --reorder-gap (netem's gap) through a stock kernel, beside netem on the same device in the
+// same run: `--delay 50ms --reorder 100% --reorder-gap 4` and `netem delay 50ms reorder 100%
+// gap 4` each send every 4th request at once and delay the three before it. The requests are
+// UDP echoes, one at a time (each waits for its answer), so the nth echo is the nth packet the
+// experiment cohort sends; an echo under 25 ms was sent at once, one of 50 ms or more waited.
+// netem counts every packet of the device (an ARP or neighbour solicitation too), so one
+// echo may fall out of its pattern; tardy counts the injection's packets only.
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../common/harness.hpp"
+
+using namespace tardy;
+using namespace tardy::test;
+
+namespace {
+
+class VmReorderLab : public Lab {
+protected:
+    // The echoes that do not follow "every 4th at once": sent at once out of turn, delayed in
+    // their turn, or lost.
+    int out_of_pattern(const ProbeResult& p, std::string* shape) {
+        int bad = 0;
+        for (size_t i = 0; i < p.rtt_ms.size(); i++) {
+            bool early = p.rtt_ms[i] && *p.rtt_ms[i] < 25, late = p.rtt_ms[i] && *p.rtt_ms[i] >= 50;
+            *shape += early ? 'o' : late ? '.' : '?';
+            bad += i % 4 == 3 ? !early : !late;
+        }
+        return bad;
+    }
+};
+
+TEST_F(VmReorderLab, EveryGapthPacketLeavesAtOnceAsWithNetem) {
+    auto fq = qdisc_kind_available("fq");
+    ASSERT_TRUE(fq && *fq) << "needs sch_fq: run it in the VM";
+    constexpr int kCount = 24;
+    // ARP and neighbour entries first, so that netem's count below is the echoes'.
+    ASSERT_EQ(probe(kExp, "udp", false, 2, 1, 500).answered(), 2);
+    inject({"--delay", "50ms", "--reorder", "100%", "--reorder-gap", "4"}, "gap");
+    auto t = probe(kExp, "udp", false, kCount, 5, 400);
+    auto j = list_json()["injections"][0];
+    ASSERT_EQ(tardy({"stop", "gap"}).status, 0);
+    auto tc = [&](const std::string& args) {
+        return run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "sh", "-c", "tc qdisc " + args});
+    };
+    struct Netem {
+        std::function<void()> del;
+        ~Netem() { del(); }
+    } guard{[&] { (void)tc("del dev " + lab_->device_a() + " root"); }};
+    auto put = tc("replace dev " + lab_->device_a() + " root netem delay 50ms reorder 100% gap 4");
+    ASSERT_TRUE(put && put->status == 0) << (put ? put->err : put.error().message);
+    auto n = probe(kExp, "udp", false, kCount, 5, 400);
+    std::string ts, ns;
+    int tbad = out_of_pattern(t, &ts);
+    (void)out_of_pattern(n, &ns);  // for its shape: netem's count started elsewhere (below)
+    std::printf("  %d echoes, o at once, . delayed:\n    tardy %s (%d out of pattern, reordered %s)\n"
+                "    netem %s\n",
+                kCount, ts.c_str(), tbad, j["counters"]["reordered"].dump().c_str(), ns.c_str());
+    EXPECT_EQ(tbad, 0) << ts;
+    EXPECT_EQ(j["counters"]["reordered"], kCount / 4u);
+    EXPECT_NE(j["faults"].get<std::string>().find("reorder 100% gap 4"), std::string::npos) << j.dump();
+    // netem: the same spacing (every 4th at once), wherever its count started.
+    int best = kCount;
+    for (int shift = 0; shift < 4; shift++) {
+        int bad = 0;
+        for (int i = 0; i < kCount; i++) bad += (ns[i] == 'o') != ((i + shift) % 4 == 3);
+        best = std::min(best, bad);
+    }
+    EXPECT_LE(best, 2) << "netem's own pattern: " << ns;
+}
+
+}  // namespace
