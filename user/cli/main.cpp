@@ -206,11 +206,11 @@ int run(int argc, char** argv) {
     inject->add_option("--corrupt", ia.shape.corrupt,
                        "Damage this share of egress packets so that the receiver's checksum rejects them, e.g. 5% "
                        "(a veth's checksum offload is off while it runs)");
+    inject->add_option("--reorder", ia.shape.reorder,
+                       "Send this share of egress packets at once while the others wait --delay, e.g. 25%");
     inject->add_option("--reorder-gap", ia.shape.reorder_gap,
                        "With --reorder: the N-1 packets after one sent at once are always delayed (netem's gap), "
                        "e.g. 5");
-    inject->add_option("--reorder", ia.shape.reorder,
-                       "Send this share of egress packets at once while the others wait --delay, e.g. 25%");
     inject->add_option("--rate", ia.shape.rate,
                        "Limit the target's egress to this rate, e.g. 10mbit, 500kbit, 2mbps (bytes/s); paced, needs "
                        "the fq qdisc");
