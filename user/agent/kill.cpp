@@ -3,8 +3,10 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -64,6 +66,15 @@ public:
             take_lock();
             auto pids = holders(holdings());
             if (lock_ && pids.empty()) break;
+            if (!lock_ && pids.empty()) {
+                // Held, but by nobody in /proc: a process on its way out (a SIGKILLed agent has
+                // closed its files, and the kernel releases the lock a moment later). Wait for
+                // it, up to about 2 s over the rounds, instead of giving up at once (seen: kill
+                // right after SIGKILL of the agent said "could not take agent.lock").
+                timespec ts{0, static_cast<long>(25'000'000L << std::min(round, 4))};
+                nanosleep(&ts, nullptr);
+                continue;
+            }
             end_processes(pids);
         }
         if (!lock_ && run_dir_ok_) problem("could not take " + p_.lock_file() + ": a new agent may start while this runs");
