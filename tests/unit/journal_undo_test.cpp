@@ -223,6 +223,13 @@ TEST_F(JournalTest, UndoAllInALiveNamespaceKeepsFailuresOpen) {
         _exit(0);
     }
     close(ready[1]);
+    struct Reaped {  // the child (and its namespace) goes with the test, also after a failed assertion
+        pid_t pid;
+        ~Reaped() {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+        }
+    } reaped{child};
     char ok = 'n';
     (void)!read(ready[0], &ok, 1);
     close(ready[0]);
@@ -250,8 +257,6 @@ TEST_F(JournalTest, UndoAllInALiveNamespaceKeepsFailuresOpen) {
         EXPECT_EQ(undo_all(j).problems.size(), 1u);
         EXPECT_EQ(j.open_entries().size(), 1u);
     }
-    kill(child, SIGKILL);
-    waitpid(child, nullptr, 0);
     if (!have_ns) GTEST_SKIP() << "cannot make a network namespace (not root?)";
 }
 
@@ -261,6 +266,10 @@ TEST_F(JournalTest, UndoAllInALiveNamespaceKeepsFailuresOpen) {
 TEST_F(JournalTest, UndoDeletesOurIfbAndNothingElse) {
     std::string ns = "tardy-ut-ifb-" + std::to_string(getpid());
     if (std::system(("ip netns add " + ns + " 2>/dev/null").c_str()) != 0) GTEST_SKIP() << "cannot make a netns";
+    struct Gone {  // the namespace goes with the test, also when an assertion ends it early
+        std::string ns;
+        ~Gone() { (void)std::system(("ip netns del " + ns + " 2>/dev/null").c_str()); }
+    } gone{ns};
     auto in_ns = [&](const std::string& cmd) { return std::system(("ip netns exec " + ns + " " + cmd).c_str()); };
     struct stat st{};
     ASSERT_EQ(stat(("/run/netns/" + ns).c_str(), &st), 0);
@@ -283,7 +292,6 @@ TEST_F(JournalTest, UndoDeletesOurIfbAndNothingElse) {
         EXPECT_TRUE(s.problems.empty());
         EXPECT_EQ(in_ns("ip link show other >/dev/null"), 0) << "a device that is not tardy's was deleted";
     }
-    (void)std::system(("ip netns del " + ns).c_str());
     if (!have_ifb) GTEST_SKIP() << "no ifb in this kernel";
 }
 
