@@ -132,6 +132,22 @@ protected:
         return out;
     }
 
+    // `tc qdisc replace dev A root SPEC` in namespace a (netem or tbf beside tardy), and a guard
+    // that deletes it again when it goes, also after a failed assertion; null, with *err set,
+    // when tc refused.
+    std::shared_ptr<void> put_root_qdisc_a(const std::string& spec, std::string* err) {
+        auto tc = [this](const std::string& args) {
+            return run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "sh", "-c", "tc qdisc " + args});
+        };
+        auto put = tc("replace dev " + lab_->device_a() + " root " + spec);
+        if (!put || put->status != 0) {
+            *err = "tc qdisc replace ... root " + spec + ": " + (put ? put->err : put.error().message);
+            return nullptr;
+        }
+        std::string del = "del dev " + lab_->device_a() + " root";
+        return std::shared_ptr<void>(static_cast<void*>(this), [tc, del](void*) { (void)tc(del); });
+    }
+
     CmdResult tardy(std::vector<std::string> args) {
         args.insert(args.begin(), build_dir() + "/tardy");
         auto r = run_cmd(args);

@@ -7,7 +7,6 @@
 #include <signal.h>
 
 #include <cmath>
-#include <functional>
 #include <map>
 #include <sstream>
 
@@ -160,15 +159,9 @@ TEST_F(VmCorruptLab, LosesTheSameShareAsNetemCorrupt) {
     auto b1 = receiver_counters();
     auto c = list_json()["injections"][0]["counters"];
     ASSERT_EQ(tardy({"stop", "bad"}).status, 0);
-    auto tc = [&](const std::string& args) {
-        return run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "sh", "-c", "tc qdisc " + args});
-    };
-    struct Netem {
-        std::function<void()> del;
-        ~Netem() { del(); }
-    } guard{[&] { (void)tc("del dev " + lab_->device_a() + " root"); }};
-    auto put = tc("replace dev " + lab_->device_a() + " root netem corrupt 30%");
-    ASSERT_TRUE(put && put->status == 0) << (put ? put->err : put.error().message);
+    std::string err;
+    auto netem_root = put_root_qdisc_a("netem corrupt 30%", &err);  // removed at the end, also on a failure
+    ASSERT_TRUE(netem_root) << err;
     auto n0 = receiver_counters();
     int netem_answered = probe(kExp, "udp", false, kCount, 1, 250).answered();
     auto n1 = receiver_counters();

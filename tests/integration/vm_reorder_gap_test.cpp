@@ -7,7 +7,6 @@
 // netem counts every packet of the device (an ARP or neighbour solicitation too), so one
 // echo may fall out of its pattern; tardy counts the injection's packets only.
 #include <algorithm>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,15 +42,9 @@ TEST_F(VmReorderLab, EveryGapthPacketLeavesAtOnceAsWithNetem) {
     auto t = probe(kExp, "udp", false, kCount, 5, 400);
     auto j = list_json()["injections"][0];
     ASSERT_EQ(tardy({"stop", "gap"}).status, 0);
-    auto tc = [&](const std::string& args) {
-        return run_cmd({"ip", "netns", "exec", lab_->netns_a_name(), "sh", "-c", "tc qdisc " + args});
-    };
-    struct Netem {
-        std::function<void()> del;
-        ~Netem() { del(); }
-    } guard{[&] { (void)tc("del dev " + lab_->device_a() + " root"); }};
-    auto put = tc("replace dev " + lab_->device_a() + " root netem delay 50ms reorder 100% gap 4");
-    ASSERT_TRUE(put && put->status == 0) << (put ? put->err : put.error().message);
+    std::string err;
+    auto netem_root = put_root_qdisc_a("netem delay 50ms reorder 100% gap 4", &err);  // removed at the end, also on a failure
+    ASSERT_TRUE(netem_root) << err;
     auto n = probe(kExp, "udp", false, kCount, 5, 400);
     std::string ts, ns;
     int tbad = out_of_pattern(t, &ts);

@@ -245,10 +245,6 @@ Result<void> DeviceManager::release_ingress(const DeviceKey& k) {
     return ok();
 }
 
-}  // namespace tardy
-
-namespace tardy {
-
 Result<void> DeviceManager::acquire_csum(const DeviceKey& k) {
     auto it = devices_.find(k);
     if (it == devices_.end()) return Error::other("acquire_csum before acquire");

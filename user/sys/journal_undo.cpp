@@ -153,17 +153,24 @@ void summarize_undone(const std::vector<JournalEntry>& open, const std::vector<O
             if (out[i] != Outcome::Failed && out[i] != Outcome::Rejected) s.undone.push_back(undone_line(open[i], out[i]));
         return;
     }
-    size_t filters = 0, qdiscs = 0, gone_filters = 0, gone_qdiscs = 0;
+    // Counted per kind, each in its own words: {what was done, to what}.
+    auto words = [](const std::string& kind) -> std::pair<std::string, std::string> {
+        if (kind == "qdisc") return {"restored", "root qdisc(s)"};
+        if (kind == "ifb") return {"deleted", "ifb device(s)"};
+        if (kind == "txcsum") return {"turned back on", "checksum offload(s)"};
+        return {"removed", "clsact filter(s)"};
+    };
+    std::map<std::pair<std::string, std::string>, std::pair<size_t, size_t>> counts;  // -> undone, gone
     for (size_t i = 0; i < open.size(); ++i) {
-        bool q = open[i].kind == "qdisc";
-        if (out[i] == Outcome::Undone) ++(q ? qdiscs : filters);
-        if (out[i] == Outcome::DeviceGone || out[i] == Outcome::NetnsGone) ++(q ? gone_qdiscs : gone_filters);
+        auto& c = counts[words(open[i].kind)];
+        if (out[i] == Outcome::Undone) ++c.first;
+        if (out[i] == Outcome::DeviceGone || out[i] == Outcome::NetnsGone) ++c.second;
     }
-    if (filters) s.undone.push_back("removed " + std::to_string(filters) + " clsact filter(s)");
-    if (qdiscs) s.undone.push_back("restored " + std::to_string(qdiscs) + " root qdisc(s)");
-    for (auto [count, what] : {std::pair{gone_filters, "clsact filter(s)"}, std::pair{gone_qdiscs, "root qdisc(s)"}})
-        if (count)
-            s.undone.push_back("nothing to undo for " + std::to_string(count) + " " + what +
+    for (const auto& [w, c] : counts)
+        if (c.first) s.undone.push_back(w.first + " " + std::to_string(c.first) + " " + w.second);
+    for (const auto& [w, c] : counts)
+        if (c.second)
+            s.undone.push_back("nothing to undo for " + std::to_string(c.second) + " " + w.second +
                                " on devices or network namespaces that are gone");
 }
 
