@@ -82,12 +82,12 @@ TEST_F(Lab, GemodelAsNetemWritesIt) {
     auto [burst, runs] = loss_runs(exp);
     std::printf("  gemodel: %.1f%% lost in %d runs, mean run %.2f\n", 100 * exp.loss_ratio(), runs, burst);
     EXPECT_NEAR(exp.loss_ratio(), 0.25, 0.1);
-    // Bursty: independent 25% loss has runs of 1.33. The model's mean run is 1 / R = 3.33; on
-    // the host two CI runs measured 4.20 and 4.67 (over 64-69 runs, 2.5 and 3.8 standard
-    // errors above), not explained yet (docs/faults.md); the exact model is checked in the
-    // program (TcShape.*) and beside netem in the VM (VmShapeLab.BurstLossMatchesNetem).
-    EXPECT_GT(burst, 2.5);
-    EXPECT_LT(burst, 6.0);
+    // Bursty: independent 25% loss has runs of 1.33. The model's mean run is 1 / R = 3.33
+    // (sd 2.8 a run; about 75 runs: a standard error of 0.33, the bounds at 4). Until the lab
+    // put its addresses on after the links were up, the first second of IPv6 was lost to
+    // neighbour discovery and this read 4.2-5.1.
+    EXPECT_GT(burst, 2.0);
+    EXPECT_LT(burst, 4.66);
     // With 1-h 100% and 1-k 0% it is simple burst loss, and list says so.
     auto table = tardy({"list"});
     EXPECT_NE(table.out.find("loss 25% in bursts of 3.33"), std::string::npos) << table.out;

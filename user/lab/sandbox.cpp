@@ -86,14 +86,17 @@ Result<void> Sandbox::build() {
     TARDY_TRY(ip({"netns", "add", b}));
     made_ns_b_ = true;
     TARDY_TRY(ip({"link", "add", device_a(), "netns", a, "type", "veth", "peer", "name", device_b(), "netns", b}));
-    TARDY_TRY(ip({"-n", a, "addr", "add", "198.18.0.1/24", "dev", device_a()}));
-    TARDY_TRY(ip({"-n", b, "addr", "add", "198.18.0.2/24", "dev", device_b()}));
-    TARDY_TRY(ip({"-n", a, "addr", "add", "fd00:7a7d::1/64", "dev", device_a(), "nodad"}));
-    TARDY_TRY(ip({"-n", b, "addr", "add", "fd00:7a7d::2/64", "dev", device_b(), "nodad"}));
     for (const auto& [ns, dev] : {std::pair{a, device_a()}, std::pair{b, device_b()}}) {
         TARDY_TRY(ip({"-n", ns, "link", "set", "lo", "up"}));
         TARDY_TRY(ip({"-n", ns, "link", "set", dev, "up"}));
     }
+    // The addresses after the links are up: IPv6 addresses added to a device that is down
+    // made the first neighbour solicitation go unanswered, and every test's first IPv6 second
+    // lost (queued 1 s, the solicitation's retransmit time; ~70 echoes of a 15 ms probe).
+    TARDY_TRY(ip({"-n", a, "addr", "add", "198.18.0.1/24", "dev", device_a()}));
+    TARDY_TRY(ip({"-n", b, "addr", "add", "198.18.0.2/24", "dev", device_b()}));
+    TARDY_TRY(ip({"-n", a, "addr", "add", "fd00:7a7d::1/64", "dev", device_a(), "nodad"}));
+    TARDY_TRY(ip({"-n", b, "addr", "add", "fd00:7a7d::2/64", "dev", device_b(), "nodad"}));
 
     root_ = mount_ + "/" + o_.name;
     exp_ = root_ + "/exp";
