@@ -40,6 +40,13 @@ int print_fn(enum libbpf_print_level level, const char* fmt, va_list args) {
     return vfprintf(stderr, fmt, args);
 }
 
+// Whether the kernel has TCX (6.6 and later), by asking which programs sit at lo's TCX
+// egress hook: one syscall, no program; a kernel without TCX does not know the attach type.
+bool kernel_has_tcx() {
+    LIBBPF_OPTS(bpf_prog_query_opts, q);
+    return bpf_prog_query_opts(1 /* lo, in every network namespace */, BPF_TCX_EGRESS_TYPE, &q) == 0;
+}
+
 }  // namespace
 
 void set_libbpf_log(int level) {
@@ -62,6 +69,7 @@ Result<std::unique_ptr<TcObject>> TcObject::load(const Options& o) {
     // The kernel does not check it when it loads a SCHED_CLS program, TCX or not.
     bpf_program__set_expected_attach_type(obj->skel_->progs.tardy_tc_egress, BPF_TCX_EGRESS_TYPE);
 #endif
+    if (o.only_attachable && !kernel_has_tcx()) bpf_program__set_autoload(obj->skel_->progs.tardy_tc_egress, false);
     if (int err = tardy_tc__load(obj->skel_); err)
         return Error::sys("load BPF object tc.bpf.o (run `tardy doctor`)", -err);
     int cfd = bpf_map__fd(obj->skel_->maps.tardy_control);
@@ -85,6 +93,7 @@ TcObject::~TcObject() {
 int TcObject::egress_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress); }
 
 int TcObject::link_tcx_egress(int ifindex) const {
+    if (egress_prog_fd() < 0) return -EOPNOTSUPP;  // not loaded: the kernel has no TCX
 #ifdef TARDY_LIBBPF_HAS_TCX
     LIBBPF_OPTS(bpf_tcx_opts, opts);  // no anchor: after the programs already there
     bpf_link* link = bpf_program__attach_tcx(skel_->progs.tardy_tc_egress, ifindex, &opts);

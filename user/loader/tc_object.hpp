@@ -22,13 +22,17 @@ public:
     struct Options {
         std::string pin_dir;      // bpffs directory for the control map; empty: do not pin
         uint64_t rng_seed = 0;    // 0: the kernel's prandom; else a reproducible sequence
+        // Load the TCX egress program only where the kernel has TCX (the agent: on 6.1 it
+        // could never be attached, and its verification is a fifth of the object's). Off for
+        // the program tests and benchmarks, which run it by BPF_PROG_TEST_RUN on any kernel.
+        bool only_attachable = false;
     };
     static Result<std::unique_ptr<TcObject>> load(const Options& o);
     ~TcObject();
     TcObject(const TcObject&) = delete;
     TcObject& operator=(const TcObject&) = delete;
 
-    int egress_prog_fd() const;      // for TCX links
+    int egress_prog_fd() const;      // for TCX links; -1 where it was not loaded (only_attachable)
     // A TCX egress link of that program on ifindex: its fd, or -errno (EINVAL, EOPNOTSUPP or
     // ENOTSUPP when the kernel has no TCX).
     int link_tcx_egress(int ifindex) const;
