@@ -102,7 +102,7 @@ TEST_F(CorruptLab, DamagedPacketsAreRejectedByTheReceiverAndOnlyTheTargetsAre) {
 TEST_F(CorruptLab, AShareIsDamagedAtTheRateAsked) {
     inject({"--corrupt", "30%", "--proto", "udp"});
     auto before = receiver_counters();
-    auto p = probe(kExp, "udp", false, 400, 1, 100);
+    auto p = probe(kExp, "udp-pipe", false, 400, 1, 300);
     auto after = receiver_counters();
     long errors = after["UdpInCsumErrors"] - before["UdpInCsumErrors"];
     double sigma = std::sqrt(400 * 0.3 * 0.7);
@@ -155,7 +155,7 @@ TEST_F(VmCorruptLab, LosesTheSameShareAsNetemCorrupt) {
     const double sigma = std::sqrt(kCount * 0.3 * 0.7);
     inject({"--corrupt", "30%"}, "bad");
     auto b0 = receiver_counters();
-    int tardy_answered = probe(kExp, "udp", false, kCount, 1, 250).answered();
+    int tardy_answered = probe(kExp, "udp-pipe", false, kCount, 2, 400).answered();
     auto b1 = receiver_counters();
     auto c = list_json()["injections"][0]["counters"];
     ASSERT_EQ(tardy({"stop", "bad"}).status, 0);
@@ -163,7 +163,7 @@ TEST_F(VmCorruptLab, LosesTheSameShareAsNetemCorrupt) {
     auto netem_root = put_root_qdisc_a("netem corrupt 30%", &err);  // removed at the end, also on a failure
     ASSERT_TRUE(netem_root) << err;
     auto n0 = receiver_counters();
-    int netem_answered = probe(kExp, "udp", false, kCount, 1, 250).answered();
+    int netem_answered = probe(kExp, "udp-pipe", false, kCount, 2, 400).answered();
     auto n1 = receiver_counters();
     long terr = b1["UdpInCsumErrors"] - b0["UdpInCsumErrors"], nerr = n1["UdpInCsumErrors"] - n0["UdpInCsumErrors"];
     std::printf("  %d UDP echoes at 30%%: tardy %d answered, %ld checksum errors at the receiver (corrupted %llu); "

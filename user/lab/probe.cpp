@@ -71,6 +71,39 @@ std::optional<double> udp_once(int fd, uint32_t seq, int timeout_ms, const std::
     }
 }
 
+// Echoes sent interval_ms apart without waiting for answers (udp-pipe): each answer is
+// matched by its sequence number, and the run ends timeout_ms after the last request. For
+// counting losses: a lost echo costs no timeout of its own (300 echoes at 30% loss with a
+// 250 ms timeout: 0.85 s, not 23 s one by one).
+void udp_pipelined(int fd, const ProbeArgs& a, ProbeResult& r) {
+    r.rtt_ms.assign(a.count, std::nullopt);
+    std::vector<double> sent(a.count, 0);
+    const double start = now_ms();
+    int next = 0;
+    for (;;) {
+        double now = now_ms();
+        while (next < a.count && now >= start + next * a.interval_ms) {
+            uint32_t seq = static_cast<uint32_t>(next + 1);
+            sent[next] = now;
+            (void)!send(fd, &seq, sizeof seq, 0);
+            r.sent++;
+            next++;
+            now = now_ms();
+        }
+        double until = next < a.count ? start + next * a.interval_ms : sent[a.count - 1] + a.timeout_ms;
+        if (next == a.count && now >= until) return;
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, std::max(0, static_cast<int>(std::ceil(until - now)))) <= 0) continue;
+        uint32_t got = 0;
+        while (recv(fd, &got, sizeof got, MSG_DONTWAIT) == sizeof got) {
+            if (got < 1 || got > static_cast<uint32_t>(next)) continue;
+            auto& slot = r.rtt_ms[got - 1];
+            if (slot) r.duplicates++;
+            else slot = now_ms() - sent[got - 1];
+        }
+    }
+}
+
 std::optional<double> tcp_once(const sockaddr_storage& ss, socklen_t len, int timeout_ms) {
     Fd s(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!s.valid()) return std::nullopt;
@@ -161,12 +194,16 @@ Result<ProbeResult> probe(const ProbeArgs& a) {
         return r;
     }
     Fd udp;
-    if (a.proto == "udp") {
+    if (a.proto == "udp" || a.proto == "udp-pipe") {
         udp = Fd(socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
         if (!udp.valid() || connect(udp.get(), reinterpret_cast<sockaddr*>(&*ss), len) != 0)
             return Error::sys("udp socket to " + a.to, errno);
     } else if (a.proto != "tcp") {
-        return Error::user("--proto must be udp, tcp or stream");
+        return Error::user("--proto must be udp, udp-pipe, tcp or stream");
+    }
+    if (a.proto == "udp-pipe") {
+        udp_pipelined(udp.get(), a, r);
+        return r;
     }
     double start = now_ms();
     for (int i = 0; i < a.count; i++) {

@@ -20,7 +20,9 @@ namespace tardy {
 struct ProbeArgs {
     std::string cgroup;  // absolute cgroup directory to join first (optional)
     std::string netns;   // network namespace file to enter (optional)
-    std::string proto = "udp";  // udp | tcp (connect time) | stream (bulk TCP to port + 1)
+    // udp (one echo at a time) | udp-pipe (echoes interval_ms apart, answers matched as they
+    // come) | tcp (connect time) | stream (bulk TCP to port + 1)
+    std::string proto = "udp";
     double seconds = 3;         // stream: how long to send
     int sndbuf = 0;             // stream: SO_SNDBUF in bytes, 0 for the kernel's autotuning
     std::string to;      // server address, IPv4 or IPv6
