@@ -34,7 +34,7 @@ struct Cmd {
 };
 
 // Runs a shell command in the calling thread's network namespace (children inherit it).
-Cmd sh(const std::string& cmd) {
+Cmd shell(const std::string& cmd) {
     Cmd c;
     FILE* f = popen((cmd + " 2>&1").c_str(), "r");
     if (!f) return c;
@@ -47,13 +47,13 @@ Cmd sh(const std::string& cmd) {
 
 #define SH_OK(cmd)                                             \
     do {                                                       \
-        Cmd c_ = sh(cmd);                                      \
+        Cmd c_ = shell(cmd);                                      \
         ASSERT_EQ(c_.status, 0) << (cmd) << "\n" << c_.out;    \
     } while (0)
 
 // First line of `tc qdisc show dev <dev> root`, the kernel's view through iproute2.
 std::string tc_root(const std::string& dev) {
-    std::string out = sh("tc qdisc show dev " + dev + " root").out;
+    std::string out = shell("tc qdisc show dev " + dev + " root").out;
     return out.substr(0, out.find('\n'));
 }
 
@@ -64,7 +64,7 @@ protected:
         ns_.emplace();
         ASSERT_TRUE(ns_->entered()) << "unshare(CLONE_NEWNET): " << std::strerror(errno) << " (run as root)";
         // No IPv6 link-local chatter: htb counts packets it sends directly in its options.
-        sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+        shell("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
         SH_OK("ip link add va type veth peer name vb");
         SH_OK("ip link set va up && ip link set vb up");
         va_ = static_cast<int>(if_nametoindex("va"));
@@ -276,7 +276,7 @@ TEST_F(QdiscTest, ClsactIsLeftAlone) {
     r = restore_root_qdisc(before);
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_EQ(root(va_), before);
-    EXPECT_NE(sh("tc qdisc show dev va").out.find("qdisc clsact ffff:"), std::string::npos);
+    EXPECT_NE(shell("tc qdisc show dev va").out.find("qdisc clsact ffff:"), std::string::npos);
 
     SH_OK("tc qdisc add dev va root handle 1: htb");
     EXPECT_TRUE(root(va_).not_restored.empty()) << root(va_).not_restored;
@@ -350,8 +350,8 @@ TEST_F(QdiscTest, KindAvailabilityAgreesWithTcAndLeavesThisNamespaceAlone) {
     // What `tc qdisc add` says is the reference (tbf is left out: tc wants a rate for it).
     for (const char* k : kinds) {
         if (std::string(k) == "tbf") continue;
-        Cmd c = sh(std::string("tc qdisc add dev lo root ") + k);
-        sh("tc qdisc del dev lo root");
+        Cmd c = shell(std::string("tc qdisc add dev lo root ") + k);
+        shell("tc qdisc del dev lo root");
         EXPECT_EQ(got[k], c.status == 0) << k << ": tc says: " << c.out;
     }
 

@@ -12,7 +12,7 @@ using namespace tardy::test;
 namespace {
 
 // Mean length of runs of consecutive lost echoes, and how many runs.
-std::pair<double, int> loss_runs(const ProbeResult& r) {
+std::pair<double, int> burst_stats(const ProbeResult& r) {
     int runs = 0, lost = 0;
     bool in_run = false;
     for (const auto& x : r.rtt_ms) {
@@ -59,7 +59,7 @@ TEST_F(Lab, BurstLossComesInRunsAndPlainLossDoesNot) {
 
     auto exp = probe(kExp, "udp", false, 1500, 1, 15);
     auto ctl = probe(kCtl, "udp", false, 200, 1, 15);
-    auto [burst, runs] = loss_runs(exp);
+    auto [burst, runs] = burst_stats(exp);
     std::printf("  bursts: %.1f%% lost in %d runs, mean run %.2f echoes\n", 100 * exp.loss_ratio(), runs, burst);
     // A Gilbert-Elliott chain: about 60 runs of mean 5 (sd 4.5 each), good gaps of mean 20.
     EXPECT_NEAR(exp.loss_ratio(), 0.20, 0.09);
@@ -69,7 +69,7 @@ TEST_F(Lab, BurstLossComesInRunsAndPlainLossDoesNot) {
 
     inject({"--loss", "20%"}, "plain");
     auto plain = probe(kExp, "udp", false, 1000, 1, 15);
-    auto [plain_run, plain_runs] = loss_runs(plain);
+    auto [plain_run, plain_runs] = burst_stats(plain);
     std::printf("  independent: %.1f%% lost in %d runs, mean run %.2f echoes\n", 100 * plain.loss_ratio(), plain_runs,
                 plain_run);
     EXPECT_LT(plain_run, 1.6);  // 1 / 0.8 = 1.25
@@ -79,7 +79,7 @@ TEST_F(Lab, GemodelAsNetemWritesIt) {
     // netem's `loss gemodel 10% 30% 100% 0%`: bad 1/4 of the time, 25% loss.
     inject({"--loss-gemodel", "10%,30%,100%,0%"}, "ge");
     auto exp = probe(kExp, "udp", true, 1000, 1, 15);
-    auto [burst, runs] = loss_runs(exp);
+    auto [burst, runs] = burst_stats(exp);
     std::printf("  gemodel: %.1f%% lost in %d runs, mean run %.2f\n", 100 * exp.loss_ratio(), runs, burst);
     EXPECT_NEAR(exp.loss_ratio(), 0.25, 0.1);
     // Bursty: independent 25% loss has runs of 1.33. The model's mean run is 1 / R = 3.33

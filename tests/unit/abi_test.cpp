@@ -53,17 +53,17 @@ struct Member {
     const char* name;
     size_t offset, size;
 };
-struct Layout {
+struct StructLayout {
     const char* name;
     size_t size;
     std::vector<Member> members;
 };
 
 #define TARDY_M(S, m) Member{#m, offsetof(S, m), sizeof(S::m)}
-#define TARDY_LAYOUT(S, ...) Layout{#S, sizeof(S), {__VA_ARGS__}}
+#define TARDY_LAYOUT(S, ...) StructLayout{#S, sizeof(S), {__VA_ARGS__}}
 
 // Every struct of include/tardy/abi.h (AbiLayout.TableCoversTheHeader checks that).
-const Layout kLayouts[] = {
+const StructLayout kLayouts[] = {
     TARDY_LAYOUT(tardy_control, TARDY_M(tardy_control, armed), TARDY_M(tardy_control, generation),
                  TARDY_M(tardy_control, lease_deadline_ns)),
     TARDY_LAYOUT(tardy_filter, TARDY_M(tardy_filter, n_peers), TARDY_M(tardy_filter, n_except),
@@ -162,7 +162,7 @@ protected:
 };
 
 // One struct of one object's BTF against the C++ layout; returns the mismatches, one a line.
-std::string compare(const btf* b, int id, const Layout& want) {
+std::string compare_layout(const btf* b, int id, const StructLayout& want) {
     std::ostringstream out;
     const btf_type* t = btf__type_by_id(b, id);
     if (t->size != want.size) out << "size: BPF " << t->size << ", C++ " << want.size << "\n";
@@ -205,7 +205,7 @@ TEST_F(AbiLayout, SharedStructsMatchTheBtfOfEveryObjectThatUsesThem) {
             int id = btf__find_by_name_kind(o.types, want.name, BTF_KIND_STRUCT);
             if (id <= 0) continue;
             in.push_back(o.name);
-            std::string diff = compare(o.types, id, want);
+            std::string diff = compare_layout(o.types, id, want);
             EXPECT_EQ(diff, "") << "struct " << want.name << " in " << o.name << ":\n" << diff;
         }
         if (kNotInBtf.count(want.name))

@@ -26,7 +26,7 @@ uint64_t ino(const std::string& path) {
 }
 
 // 64 hex digits starting with `lead`, padded with `fill`.
-std::string cid(const std::string& lead, char fill = '0') { return lead + std::string(64 - lead.size(), fill); }
+using test::cid;
 
 class CgroupTest : public ::testing::Test {
 protected:

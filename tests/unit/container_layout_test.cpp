@@ -18,7 +18,7 @@ namespace {
 using test::FailsWithUserError;
 using test::TempDir;
 
-std::string cid(const std::string& lead, char fill = '0') { return lead + std::string(64 - lead.size(), fill); }
+using test::cid;
 
 class Layout : public ::testing::Test {
 protected:

@@ -37,7 +37,7 @@ fs::path exe_dir() {
 
 // The checkout: the first ancestor of this binary's directory, else of the current one,
 // that holds the manifest.
-fs::path repo_root() {
+fs::path deploy_root() {
     std::error_code ec;
     for (fs::path start : {exe_dir(), fs::current_path(ec)})
         for (fs::path p = start; !p.empty(); p = p.parent_path()) {
@@ -95,14 +95,14 @@ std::string env_of(const YAML::Node& c, const std::string& name, const std::stri
     return dflt;
 }
 
-struct Cli {
+struct CliFacts {
     std::set<std::string> agent_flags;
     std::set<std::string> capabilities;  // what the systemd unit grants the agent
     std::string version;                 // `tardy --version`
 };
 
 // Every problem found, one line each; empty when the manifest is sound.
-std::vector<std::string> check_manifest(const std::vector<YAML::Node>& docs, const Cli& cli) {
+std::vector<std::string> check_manifest(const std::vector<YAML::Node>& docs, const CliFacts& cli) {
     std::vector<std::string> bad;
     auto fail = [&](const std::string& s) { bad.push_back(s); };
     const std::vector<std::pair<std::string, std::string>> want = {
@@ -247,7 +247,7 @@ std::string join(const std::vector<std::string>& v) {
 class DeployManifest : public ::testing::Test {
 protected:
     void SetUp() override {
-        root = repo_root();
+        root = deploy_root();
         ASSERT_FALSE(root.empty()) << "no " << kManifest << " above the test binary or the current directory";
         docs = YAML::LoadAllFromFile((root / kManifest).string());
         std::string bin = (exe_dir() / "tardy").string();
@@ -283,7 +283,7 @@ protected:
 
     fs::path root;
     std::vector<YAML::Node> docs;
-    Cli cli;
+    CliFacts cli;
 };
 
 TEST_F(DeployManifest, PassesEveryCheck) {

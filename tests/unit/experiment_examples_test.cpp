@@ -26,7 +26,7 @@ bool is_root(const fs::path& p) { return fs::exists(p / "docs/experiments.md") &
 
 // The checkout: the first ancestor of this binary's directory (build/unit_tests) holding
 // docs/experiments.md and experiments/, else of the current directory.
-fs::path repo_root() {
+fs::path examples_root() {
     std::error_code ec;
     for (fs::path start : {fs::read_symlink("/proc/self/exe", ec).parent_path(), fs::current_path(ec)})
         for (fs::path p = start; !p.empty(); p = p.parent_path()) {
@@ -46,7 +46,7 @@ std::string slurp(const fs::path& p) {
 class ExperimentExamples : public ::testing::Test {
 protected:
     void SetUp() override {
-        root = repo_root();
+        root = examples_root();
         ASSERT_FALSE(root.empty()) << "no docs/experiments.md and experiments/ above the test binary or the current directory";
     }
     fs::path root;

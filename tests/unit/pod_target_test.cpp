@@ -20,7 +20,7 @@ using test::TempDir;
 const std::string kUid = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
 const std::string kUidUnderscores = "0b1c2d3e_4f50_6172_8394_a5b6c7d8e9f0";
 
-std::string cid(const std::string& lead, char fill = '0') { return lead + std::string(64 - lead.size(), fill); }
+using test::cid;
 
 // The pod's cgroup directory (below the mount) for a kubelet cgroup driver and QoS class.
 std::string pod_dir(const std::string& driver, const std::string& qos, const std::string& uid) {

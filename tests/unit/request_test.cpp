@@ -22,7 +22,7 @@ namespace {
 using json = nlohmann::json;
 using test::IsUserError;
 
-constexpr uint64_t kMs = 1'000'000;
+using test::kMs;
 
 // Built the way prepare_inject() builds one (agent/inject.cpp), from what the CLI parses.
 json valid_inject() {

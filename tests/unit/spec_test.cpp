@@ -14,7 +14,8 @@ namespace {
 
 using test::FailsWithUserError;
 
-constexpr uint64_t kMs = 1'000'000, kS = 1'000'000'000;
+using test::kMs;
+using test::kS;
 
 InjectArgs loss_on_cgroup() {
     InjectArgs a;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -75,5 +76,11 @@ template <typename R>
     if (r) return ::testing::AssertionFailure() << "succeeded, expected a user error";
     return IsUserError(r.error(), must);
 }
+
+// Nanoseconds.
+inline constexpr uint64_t kUs = 1'000, kMs = 1'000'000, kS = 1'000'000'000, kM = 60 * kS, kH = 60 * kM;
+
+// A 64-hex-digit container id that starts with `lead` (the rest `fill`).
+inline std::string cid(const std::string& lead, char fill = '0') { return lead + std::string(64 - lead.size(), fill); }
 
 }  // namespace tardy::test

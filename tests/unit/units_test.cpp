@@ -15,7 +15,11 @@ namespace {
 
 using test::FailsWithUserError;
 
-constexpr uint64_t kUs = 1'000, kMs = 1'000'000, kS = 1'000'000'000, kM = 60 * kS, kH = 60 * kM;
+using test::kH;
+using test::kM;
+using test::kMs;
+using test::kS;
+using test::kUs;
 
 // ---- parse_duration_ns ---------------------------------------------------------------------
 
