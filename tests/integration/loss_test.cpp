@@ -33,8 +33,8 @@ TEST_F(Lab, FullLossHitsOnlyTheExperimentCohort) {
 
 TEST_F(Lab, PartialLossIsWithinStatisticalBounds) {
     inject({"--loss", "30%"});
-    auto exp = probe(kExp, "udp", false, 600, 1, 40);
-    auto ctl = probe(kCtl, "udp", false, 200, 1, 40);
+    auto exp = probe(kExp, "udp-pipe", false, 600, 1, 200);
+    auto ctl = probe(kCtl, "udp-pipe", false, 200, 1, 200);
     // Binomial, n = 600, p = 0.3: sd = 0.0187; accept 5 sd either side.
     EXPECT_NEAR(exp.loss_ratio(), 0.30, 0.094) << exp.sent - exp.answered() << " of " << exp.sent << " lost";
     EXPECT_EQ(ctl.answered(), ctl.sent);

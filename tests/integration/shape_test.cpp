@@ -57,8 +57,8 @@ TEST_F(Lab, BurstLossComesInRunsAndPlainLossDoesNot) {
     auto table = tardy({"list"});
     EXPECT_NE(table.out.find("loss 20% in bursts of 5"), std::string::npos) << table.out;
 
-    auto exp = probe(kExp, "udp", false, 1500, 1, 15);
-    auto ctl = probe(kCtl, "udp", false, 200, 1, 15);
+    auto exp = probe(kExp, "udp-pipe", false, 1500, 1, 200);
+    auto ctl = probe(kCtl, "udp-pipe", false, 200, 1, 200);
     auto [burst, runs] = burst_stats(exp);
     std::printf("  bursts: %.1f%% lost in %d runs, mean run %.2f echoes\n", 100 * exp.loss_ratio(), runs, burst);
     // A Gilbert-Elliott chain: about 60 runs of mean 5 (sd 4.5 each), good gaps of mean 20.
@@ -68,7 +68,7 @@ TEST_F(Lab, BurstLossComesInRunsAndPlainLossDoesNot) {
     tardy({"stop", "bursty"});
 
     inject({"--loss", "20%"}, "plain");
-    auto plain = probe(kExp, "udp", false, 1000, 1, 15);
+    auto plain = probe(kExp, "udp-pipe", false, 1000, 1, 200);
     auto [plain_run, plain_runs] = burst_stats(plain);
     std::printf("  independent: %.1f%% lost in %d runs, mean run %.2f echoes\n", 100 * plain.loss_ratio(), plain_runs,
                 plain_run);
@@ -78,7 +78,7 @@ TEST_F(Lab, BurstLossComesInRunsAndPlainLossDoesNot) {
 TEST_F(Lab, GemodelAsNetemWritesIt) {
     // netem's `loss gemodel 10% 30% 100% 0%`: bad 1/4 of the time, 25% loss.
     inject({"--loss-gemodel", "10%,30%,100%,0%"}, "ge");
-    auto exp = probe(kExp, "udp", true, 1000, 1, 15);
+    auto exp = probe(kExp, "udp-pipe", true, 1000, 1, 200);
     auto [burst, runs] = burst_stats(exp);
     std::printf("  gemodel: %.1f%% lost in %d runs, mean run %.2f\n", 100 * exp.loss_ratio(), runs, burst);
     EXPECT_NEAR(exp.loss_ratio(), 0.25, 0.1);
