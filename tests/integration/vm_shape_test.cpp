@@ -60,6 +60,10 @@ protected:
                     (mono_ms() - t0_) / 1000);
     }
 
+    // How long a control run beside the experiment's waits for its last answers: they may
+    // queue at the shared echo server behind thousands of the experiment's requests when the
+    // emulator runs it late. A run ends as soon as every echo is answered.
+    static constexpr int kCtlTimeout = 3000;
     // Pipelined UDP echoes from cohort c (see the top of the file), started in a child.
     EchoRun start_echoes(Sandbox::Cohort c, int count, double interval_ms, int timeout_ms) {
         int p[2];
@@ -81,7 +85,9 @@ protected:
         return {pid, p[0], count, timeout_ms};
     }
     // Its answers: for each echo the round trip and the request's one-way delay in ms, or
-    // nullopt (both) when no answer came within the timeout.
+    // nullopt (both) when no answer had come when the client gave up, timeout_ms after its last
+    // request. A round trip may exceed timeout_ms: an answer the client read late (the emulator
+    // did not run it for a while) is an answer, not a loss.
     struct Echoes {
         Rtts rtt, oneway;
     };
@@ -101,7 +107,7 @@ protected:
             << "the echo client failed (status " << st << ", " << got << " of " << left << " bytes)";
         Echoes r;
         for (int i = 0; i < e.count; i++) {
-            bool ok = v[2 * i] >= 0 && v[2 * i] <= e.timeout_ms;
+            bool ok = v[2 * i] >= 0;
             r.rtt.push_back(ok ? std::optional<double>(v[2 * i]) : std::nullopt);
             r.oneway.push_back(ok ? std::optional<double>(v[2 * i + 1]) : std::nullopt);
         }
@@ -242,7 +248,7 @@ TEST_F(VmShapeLab, NormalJitterMatchesNetem) {
     Base base = emulator_base();
     mark("baseline");
     inject({"--delay", "30ms", "--jitter", "8ms", "--distribution", "normal"}, "normal");
-    auto ctl_run = start_echoes(kCtl, 200, 20, kTimeout);  // the control, at the same time
+    auto ctl_run = start_echoes(kCtl, 200, 20, kCtlTimeout);  // the control, at the same time
     auto t = echoes(kExp, kCount, kInterval, kTimeout);
     auto ctl = collect(ctl_run);
     auto c = counters();
@@ -289,7 +295,7 @@ TEST_F(VmShapeLab, BurstLossMatchesNetem) {
     constexpr double kInterval = 0.2;
     mark_ = mono_ms();
     inject({"--loss", "5%", "--loss-burst", "4"}, "bursty");
-    auto ctl_run = start_echoes(kCtl, 400, 5, kTimeout);
+    auto ctl_run = start_echoes(kCtl, 400, 5, kCtlTimeout);
     double t0 = mono_ms();
     auto t = echoes(kExp, kCount, kInterval, kTimeout).rtt;
     double took = mono_ms() - t0;
@@ -306,9 +312,10 @@ TEST_F(VmShapeLab, BurstLossMatchesNetem) {
     mark("second qdisc");
     auto rt = loss_runs(t), rn = loss_runs(n);
     std::printf("  %d in-order UDP echoes %.1f ms apart (tardy's took %.1f s):\n", kCount, kInterval, took / 1000);
-    std::printf("    tardy --loss 5%% --loss-burst 4:           %.2f%% lost in %d runs, mean run %.2f (dropped %llu, "
-                "matched %llu)\n",
-                100 * rt.loss, rt.runs, rt.mean_run, static_cast<unsigned long long>(c.value("dropped", uint64_t{0})),
+    std::printf("    tardy --loss 5%% --loss-burst 4:           %.2f%% lost in %d runs, mean run %.2f, longest %d at "
+                "echo %d (dropped %llu, matched %llu)\n",
+                100 * rt.loss, rt.runs, rt.mean_run, rt.longest, rt.longest_at,
+                static_cast<unsigned long long>(c.value("dropped", uint64_t{0})),
                 static_cast<unsigned long long>(c.value("matched", uint64_t{0})));
     std::printf("    netem loss gemodel 1.3158%% 25%% 100%% 0%%: %.2f%% lost in %d runs, mean run %.2f\n", 100 * rn.loss,
                 rn.runs, rn.mean_run);
@@ -381,7 +388,7 @@ TEST_F(VmShapeLab, ReorderSendsAShareAtOnce) {
     };
     mark_ = mono_ms();
     inject({"--delay", "20ms", "--reorder", "30%"}, "reorder");
-    auto ctl_run = start_echoes(kCtl, 100, 20, kTimeout);
+    auto ctl_run = start_echoes(kCtl, 100, 20, kCtlTimeout);
     auto t = echoes(kExp, kCount, kInterval, kTimeout);
     auto ctl = collect(ctl_run);
     auto c = counters();

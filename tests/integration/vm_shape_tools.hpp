@@ -58,20 +58,26 @@ inline double ks_distance(std::vector<double> a, std::vector<double> b) {
     return d;
 }
 
-// Loss rate, and mean length of runs of consecutive lost echoes (and how many runs).
+// Loss rate, and mean length of runs of consecutive lost echoes (and how many runs, and
+// the longest with the index of its first echo: a failure's first clue).
 struct Runs {
     double loss = 0, mean_run = 0;
-    int lost = 0, runs = 0;
+    int lost = 0, runs = 0, longest = 0, longest_at = -1;
 };
 inline Runs loss_runs(const Rtts& r) {
     Runs out;
-    bool in_run = false;
-    for (const auto& x : r) {
-        if (!x) {
-            out.lost++;
-            out.runs += !in_run;
+    int run = 0;
+    for (size_t i = 0; i < r.size(); i++) {
+        if (r[i]) {
+            run = 0;
+            continue;
         }
-        in_run = !x;
+        out.lost++;
+        out.runs += run == 0;
+        if (++run > out.longest) {
+            out.longest = run;
+            out.longest_at = static_cast<int>(i) + 1 - run;
+        }
     }
     out.loss = r.empty() ? 0 : static_cast<double>(out.lost) / r.size();
     out.mean_run = out.runs ? static_cast<double>(out.lost) / out.runs : 0;
@@ -159,13 +165,8 @@ struct EchoMsg {
             next++;
             now = now_ms();
         }
-        if (got == count) break;
-        double until = next < count ? start + next * interval_ms : sent[count - 1] + timeout_ms;
-        if (next == count && now >= until) break;
-        double wait = std::max(0.0, until - now);
-        timespec ts{static_cast<time_t>(wait / 1000), static_cast<long>(std::fmod(wait, 1000.0) * 1e6)};
-        pollfd p{fd, POLLIN, 0};
-        if (ppoll(&p, 1, &ts, nullptr) <= 0) continue;
+        // Every answer already queued is read before the deadline is judged: a client the
+        // emulator did not run for a while must not count answers waiting for it as lost.
         EchoMsg m{};
         while (recv(fd, &m, sizeof m, MSG_DONTWAIT) == sizeof m) {
             double t = now_ms();
@@ -175,6 +176,14 @@ struct EchoMsg {
                 got++;
             }
         }
+        if (got == count) break;
+        now = now_ms();
+        double until = next < count ? start + next * interval_ms : sent[count - 1] + timeout_ms;
+        if (next == count && now >= until) break;
+        double wait = std::max(0.0, until - now);
+        timespec ts{static_cast<time_t>(wait / 1000), static_cast<long>(std::fmod(wait, 1000.0) * 1e6)};
+        pollfd p{fd, POLLIN, 0};
+        (void)ppoll(&p, 1, &ts, nullptr);
     }
     const char* p = reinterpret_cast<const char*>(res.data());
     size_t left = res.size() * sizeof(double);

@@ -82,7 +82,6 @@ void udp_pipelined(int fd, const ProbeArgs& a, ProbeResult& r) {
     int next = 0, got_all = 0;
     for (;;) {
         double now = now_ms();
-        if (next == a.count && got_all == a.count) return;  // every echo answered
         while (next < a.count && now >= start + next * a.interval_ms) {
             uint32_t seq = static_cast<uint32_t>(next + 1);
             sent[next] = now;
@@ -91,10 +90,8 @@ void udp_pipelined(int fd, const ProbeArgs& a, ProbeResult& r) {
             next++;
             now = now_ms();
         }
-        double until = next < a.count ? start + next * a.interval_ms : sent[a.count - 1] + a.timeout_ms;
-        if (next == a.count && now >= until) return;
-        pollfd p{fd, POLLIN, 0};
-        if (poll(&p, 1, std::max(0, static_cast<int>(std::ceil(until - now)))) <= 0) continue;
+        // Every answer already queued is read before the deadline is judged: a probe that
+        // was not scheduled for a while must not count answers waiting for it as lost.
         uint32_t got = 0;
         while (recv(fd, &got, sizeof got, MSG_DONTWAIT) == sizeof got) {
             if (got < 1 || got > static_cast<uint32_t>(next)) continue;
@@ -106,6 +103,12 @@ void udp_pipelined(int fd, const ProbeArgs& a, ProbeResult& r) {
                 got_all++;
             }
         }
+        if (next == a.count && got_all == a.count) return;  // every echo answered
+        now = now_ms();
+        double until = next < a.count ? start + next * a.interval_ms : sent[a.count - 1] + a.timeout_ms;
+        if (next == a.count && now >= until) return;
+        pollfd p{fd, POLLIN, 0};
+        (void)poll(&p, 1, std::max(0, static_cast<int>(std::ceil(until - now))));
     }
 }
 
