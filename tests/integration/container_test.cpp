@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <sstream>
@@ -99,9 +100,10 @@ protected:
     }
 
     void TearDown() override {
-        for (const auto& n : names_) {
-            auto r = cmd({"podman", "rm", "--force", "--ignore", "--time", "0", n});
-            EXPECT_EQ(r.status, 0) << "podman rm " << n << ": " << r.err;
+        // Newest first: a container that shares another's network must go before that one.
+        for (auto n = names_.rbegin(); n != names_.rend(); ++n) {
+            auto r = cmd({"podman", "rm", "--force", "--ignore", "--time", "0", *n});
+            EXPECT_EQ(r.status, 0) << "podman rm " << *n << ": " << r.err;
         }
         for (const auto& cg : cgroups_) {
             EXPECT_FALSE(std::filesystem::exists(mount_ + cg)) << "podman rm left the cgroup " << cg;
@@ -214,6 +216,98 @@ TEST_F(ContainerLab, LossAndRefusalHitOneContainerNotItsSibling) {
     EXPECT_EQ(counters.value("failed", -1), 10) << counters;
     ASSERT_EQ(tardy({"stop", "refuse-a"}).status, 0);
     EXPECT_EQ(answered_in(0, "tcp", 5, 500), 5) << "A's connects still fail after `tardy stop`";
+}
+
+// The DaemonSet's pod as podman runs it (deploy/kubernetes/tardy-daemonset.yaml): an `agent`
+// container running the manifest's command with exactly the manifest's capabilities, a
+// read-only root, a cgroup namespace of its own, no network, the host's PID namespace and the
+// three host directories; a `ctl` container beside it in the same network namespace. As
+// `kubectl exec` would, `podman exec` runs `tardy doctor`, `inject --container`, `list` and
+// `kill` in `ctl`: the fault hits container B and not A, and `kill` ends it and the agent.
+TEST_F(ContainerLab, TheImageRunsAsTheDaemonSetRunsIt) {
+    // The manifest's agent command and capabilities, read from it: the test follows the manifest.
+    std::string manifest = read_all(build_dir() + "/../deploy/kubernetes/tardy-daemonset.yaml");
+    auto list_after = [&](const std::string& key) {
+        std::vector<std::string> out;
+        size_t at = manifest.find(key), end = manifest.find(']', at);
+        if (at == std::string::npos || end == std::string::npos) return out;
+        std::stringstream items(manifest.substr(at + key.size(), end - at - key.size()));
+        for (std::string item; std::getline(items, item, ',');) {
+            size_t q1 = item.find('"'), q2 = item.rfind('"');
+            if (q1 != std::string::npos && q2 > q1) out.push_back(item.substr(q1 + 1, q2 - q1 - 1));
+        }
+        return out;
+    };
+    auto command = list_after("command: [\"/usr/bin/tardy\", ");
+    auto caps = list_after("add: [");
+    ASSERT_EQ(command.size(), 3u) << "the manifest's agent command is not `/usr/bin/tardy agent --metrics ADDR`";
+    ASSERT_EQ(caps.size(), 6u) << "the manifest's capabilities are not the six this test knows";
+    std::string cap_add;
+    for (const auto& c : caps) cap_add += (cap_add.empty() ? "CAP_" : ",CAP_") + c;
+
+    std::filesystem::create_directories(run_dir_);
+    std::string image = ensure_image();
+    ASSERT_FALSE(image.empty());
+    auto pod_container = [&](const std::string& which, std::vector<std::string> tail) {
+        names_.push_back("tardy-it-" + name_ + "-" + which);  // before `run`: TearDown removes it
+        std::vector<std::string> run{"podman", "run", "--detach", "--name", names_.back(), "--cgroup-manager",
+                                     "cgroupfs", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+                                     "--cap-drop=all", "--cap-add=" + cap_add, "--read-only", "--pid=host",
+                                     "--cgroupns=private", "-e", "TARDY_RUN_DIR=" + run_dir_, "-e",
+                                     "TARDY_BPFFS=" + bpffs_, "-v", "/sys/fs/bpf:/sys/fs/bpf", "-v",
+                                     "/sys/fs/cgroup:/sys/fs/cgroup", "-v", run_dir_ + ":" + run_dir_};
+        if (on_path("runc")) run.insert(run.begin() + 2, {"--runtime", "runc"});
+        run.insert(run.end(), tail.begin(), tail.end());
+        auto r = cmd(run);
+        EXPECT_EQ(r.status, 0) << "podman run " << which << ": " << r.err;
+        return r.status == 0;
+    };
+    std::vector<std::string> agent{"--network=none", image};
+    agent.insert(agent.end(), command.begin(), command.end());
+    ASSERT_TRUE(pod_container("agent", agent));
+    std::string agent_name = names_.back();
+    ASSERT_TRUE(pod_container("ctl", {"--network=container:" + agent_name, "--entrypoint", "/usr/bin/sleep", image,
+                                      "infinity"}));
+    std::string ctl = names_.back();
+    ASSERT_TRUE(eventually([&] { return std::filesystem::exists(run_dir_ + "/agent.sock"); }, 10000))
+        << "the agent in its container did not listen within 10 s: " << cmd({"podman", "logs", agent_name}).err;
+    auto in_ctl = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"podman", "exec", ctl, "/usr/bin/tardy"});
+        return cmd(args);
+    };
+
+    auto doctor = in_ctl({"doctor"});
+    std::printf("  tardy doctor in ctl: exit %d, %zu lines\n", doctor.status,
+                static_cast<size_t>(std::count(doctor.out.begin(), doctor.out.end(), '\n')));
+    EXPECT_EQ(doctor.status, 0) << doctor.out << doctor.err;
+
+    auto inj = in_ctl({"inject", "--container", ids_[1].substr(0, 12), "--loss", "100%", "--name", "ds-loss"});
+    ASSERT_EQ(inj.status, 0) << inj.err;
+    int a = answered_in(0, "udp", 20, 60), b = answered_in(1, "udp", 20, 60);
+    std::printf("  --loss 100%% on B from ctl: udp echoes answered A %d/20, B %d/20\n", a, b);
+    EXPECT_EQ(a, 20) << "A, the sibling, lost echoes";
+    EXPECT_EQ(b, 0) << "B's echoes got through";
+    auto list = in_ctl({"list", "--json"});
+    ASSERT_EQ(list.status, 0) << list.err;
+    auto j = nlohmann::json::parse(list.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << list.out;
+    ASSERT_EQ(j.value("injections", nlohmann::json::array()).size(), 1u) << list.out;
+    const auto& one = j["injections"][0];
+    EXPECT_EQ(one.value("cgroup", ""), cgroups_[1]) << "not B's cgroup as the node sees it";
+    EXPECT_EQ(one.value("counters", nlohmann::json::object()).value("dropped", -1), 20) << one;
+
+    auto kill = in_ctl({"kill"});
+    std::printf("  tardy kill in ctl: exit %d, last line: %s\n", kill.status,
+                trimmed(kill.out).substr(trimmed(kill.out).rfind('\n') + 1).c_str());
+    EXPECT_EQ(kill.status, 0) << kill.out << kill.err;
+    EXPECT_NE(kill.out.find("clean"), std::string::npos) << kill.out;
+    auto state = [&] {
+        return trimmed(cmd({"podman", "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", agent_name}).out);
+    };
+    EXPECT_TRUE(eventually([&] { return state() == "exited 0"; }, 5000)) << "the agent container: " << state();
+    EXPECT_EQ(answered_in(1, "udp", 20, 60), 20) << "B still loses echoes after `tardy kill`";
+    EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 2000))
+        << "a program of ours outlived `tardy kill` in ctl";
 }
 
 }  // namespace
