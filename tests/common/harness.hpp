@@ -56,8 +56,8 @@ inline bool process_alive(pid_t pid) {
     return !(close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z');
 }
 
-// Programs of ours loaded in the kernel right now (by program name).
-inline int count_our_programs() {
+// Loaded programs whose name starts with `prefix` (the kernel keeps 15 characters of a name).
+inline int count_programs_named(const std::string& prefix) {
     int n = 0;
     __u32 id = 0;
     while (bpf_prog_get_next_id(id, &id) == 0) {
@@ -65,11 +65,14 @@ inline int count_our_programs() {
         if (fd < 0) continue;
         bpf_prog_info info{};
         __u32 len = sizeof info;
-        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::string(info.name).rfind("tardy_", 0) == 0) n++;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::string(info.name).rfind(prefix, 0) == 0) n++;
         close(fd);
     }
     return n;
 }
+
+// Programs of ours loaded in the kernel right now (by program name).
+inline int count_our_programs() { return count_programs_named("tardy_"); }
 
 // A file's whole text ("" when it cannot be read).
 inline std::string read_all(const std::string& path) {

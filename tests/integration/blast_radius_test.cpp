@@ -201,6 +201,28 @@ TEST_F(BlastLab, IngressLossHitsWhatTheTargetReceives) {
     EXPECT_NE(tardy({"list"}).out.find("loss 100% on ingress port 7007"), std::string::npos);
 }
 
+// The agent loads its ingress programs with the first ingress fault, not before: an egress
+// injection leaves none of them loaded (nobody's received packet pays for them), and the
+// ingress ones it loads later share the first ones' maps (the rules, counters and control map:
+// the fault works and is counted where `list` reads).
+TEST_F(BlastLab, IngressProgramsAreLoadedWithTheFirstIngressFault) {
+    inject({"--loss", "100%", "--port", "7017"}, "out");
+    EXPECT_GT(count_our_programs(), 0);
+    EXPECT_EQ(count_programs_named("tardy_cg_ingres"), 0) << "the ingress loss program loaded for an egress fault";
+    EXPECT_EQ(count_programs_named("tardy_tc_ingres"), 0) << "the ingress delay program loaded for an egress fault";
+    EXPECT_EQ(answered(kExp, "udp", "198.18.0.2", 7017, 5), 0);
+    inject({"--loss", "100%", "--direction", "ingress", "--port", "7007", "--proto", "udp"}, "in");
+    EXPECT_EQ(count_programs_named("tardy_cg_ingres"), 1);
+    EXPECT_EQ(answered(kExp, "udp", "198.18.0.2", 7007, 10), 0) << "the ingress fault let answers in";
+    EXPECT_EQ(answered(kCtl, "udp", "198.18.0.2", 7007, 10), 10) << "the control cohort was hit";
+    auto l = list_json();
+    const auto* in = injection(l, "in");
+    ASSERT_NE(in, nullptr) << l.dump();
+    EXPECT_EQ((*in)["counters"]["dropped"], 10u) << (*in)["counters"];
+    EXPECT_EQ(tardy({"kill"}).status, 0);
+    EXPECT_EQ(answered(kExp, "udp", "198.18.0.2", 7007, 10), 10) << "an answer was lost after `tardy kill`";
+}
+
 // Ingress rules on a cgroup and on its parent: the program is linked to the topmost one only,
 // so it runs once per packet (twice would count, and drop, each packet twice), and the deepest
 // rule set applies as at egress. Ending the parent's links the child's again.

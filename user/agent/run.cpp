@@ -163,7 +163,7 @@ int run_agent(const AgentOptions& o) {
     if (auto r = ensure_bpffs_dir(p.bpffs_dir); !r) return status.fail(r.error());
     RunFiles files{p};
     files.pins = true;
-    auto obj = TcObject::load({p.bpffs_dir, o.rng_seed, /*only_attachable=*/true});
+    auto obj = TcObject::load({p.bpffs_dir, o.rng_seed, /*only_attachable=*/true, /*lazy_ingress=*/true});
     if (!obj) return status.fail(obj.error());
     Agent agent(o, std::move(*obj));
 

@@ -70,6 +70,12 @@ Result<std::unique_ptr<TcObject>> TcObject::load(const Options& o) {
     bpf_program__set_expected_attach_type(obj->skel_->progs.tardy_tc_egress, BPF_TCX_EGRESS_TYPE);
 #endif
     if (o.only_attachable && !kernel_has_tcx()) bpf_program__set_autoload(obj->skel_->progs.tardy_tc_egress, false);
+    obj->lazy_ingress_ = o.lazy_ingress;
+    obj->rng_seed_ = o.rng_seed;
+    if (o.lazy_ingress) {
+        bpf_program__set_autoload(obj->skel_->progs.tardy_tc_ingress, false);
+        bpf_program__set_autoload(obj->skel_->progs.tardy_cg_ingress, false);
+    }
     if (int err = tardy_tc__load(obj->skel_); err)
         return Error::sys("load BPF object tc.bpf.o (run `tardy doctor`)", -err);
     int cfd = bpf_map__fd(obj->skel_->maps.tardy_control);
@@ -87,7 +93,36 @@ Result<std::unique_ptr<TcObject>> TcObject::load(const Options& o) {
 
 TcObject::~TcObject() {
     if (control_) munmap(const_cast<tardy_control*>(control_), sysconf(_SC_PAGESIZE));
+    tardy_tc__destroy(ingress_skel_);
     tardy_tc__destroy(skel_);
+}
+
+Result<void> TcObject::load_ingress() const {
+    if (!lazy_ingress_ || ingress_skel_) return ok();
+    // A second instance of the same object with only the ingress programs, every map of it the
+    // first instance's (the control map and its generation, the rules, counters and caches),
+    // so that both see one state: what the kill switch disarms is disarmed for both.
+    tardy_tc* s = tardy_tc__open();
+    if (!s) return Error::sys("open BPF object tc.bpf.o for the ingress programs", errno);
+    s->rodata->cfg_rng_seed = rng_seed_;
+    bpf_map__set_pin_path(s->maps.tardy_control, nullptr);  // reused below, not pinned again
+    bpf_program__set_autoload(s->progs.tardy_tc_egress, false);
+    bpf_program__set_autoload(s->progs.tardy_tc_egress_cls, false);
+    bpf_map* m = nullptr;
+    bpf_object__for_each_map(m, s->obj) {
+        const bpf_map* mine = bpf_object__find_map_by_name(skel_->obj, bpf_map__name(m));
+        if (!mine || bpf_map__reuse_fd(m, bpf_map__fd(mine)) != 0) {
+            int e = mine ? errno : ENOENT;
+            tardy_tc__destroy(s);
+            return Error::sys(std::string("share the map ") + bpf_map__name(m) + " with the ingress programs", e);
+        }
+    }
+    if (int err = tardy_tc__load(s); err) {
+        tardy_tc__destroy(s);
+        return Error::sys("load the ingress programs of tc.bpf.o (run `tardy doctor`)", -err);
+    }
+    ingress_skel_ = s;
+    return ok();
 }
 
 int TcObject::egress_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress); }
@@ -110,10 +145,11 @@ int TcObject::link_tcx_egress(int ifindex) const {
 #endif
 }
 int TcObject::egress_cls_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_egress_cls); }
-int TcObject::ingress_delay_prog_fd() const { return bpf_program__fd(skel_->progs.tardy_tc_ingress); }
+int TcObject::ingress_delay_prog_fd() const { return bpf_program__fd(ingress_skel()->progs.tardy_tc_ingress); }
 
 Result<CgroupLink> TcObject::attach_ingress(const std::string& cgroup_path) const {
-    return CgroupLink::attach(skel_->progs.tardy_cg_ingress, cgroup_path);
+    TARDY_TRY(load_ingress());
+    return CgroupLink::attach(ingress_skel()->progs.tardy_cg_ingress, cgroup_path);
 }
 
 void TcObject::bump_generation() { __atomic_add_fetch(&control_->generation, 1, __ATOMIC_SEQ_CST); }
@@ -190,6 +226,7 @@ Result<TcAttachment> TcAttachment::attach_egress(const TcObject& obj, int ifinde
 
 Result<TcAttachment> TcAttachment::attach_ingress_delay(const TcObject& obj, int ifindex,
                                                         const BeforeFilter& before_filter) {
+    TARDY_TRY(obj.load_ingress());
     return attach_clsact(obj.ingress_delay_prog_fd(), ifindex, true, before_filter);
 }
 

@@ -26,6 +26,11 @@ public:
         // could never be attached, and its verification is a fifth of the object's). Off for
         // the program tests and benchmarks, which run it by BPF_PROG_TEST_RUN on any kernel.
         bool only_attachable = false;
+        // Load the ingress programs (tardy_tc_ingress, tardy_cg_ingress) only when the first
+        // ingress fault is attached, as a second instance of the object sharing every map (the
+        // agent: most injections are egress only, and on 6.1 the ingress programs are half of
+        // the object's verification). Off: everything is loaded at once.
+        bool lazy_ingress = false;
     };
     static Result<std::unique_ptr<TcObject>> load(const Options& o);
     ~TcObject();
@@ -37,9 +42,12 @@ public:
     // ENOTSUPP when the kernel has no TCX).
     int link_tcx_egress(int ifindex) const;
     int egress_cls_prog_fd() const;  // for clsact filters: delays without TCP small queues
-    int ingress_delay_prog_fd() const;  // TC ingress: delays what the target receives, through the ifb
-    // The ingress loss program on a cgroup: it runs for the packets that the sockets of the
-    // cgroup and its descendants receive.
+    // The ingress programs, loaded now if they were left for later (Options::lazy_ingress).
+    Result<void> load_ingress() const;
+    // TC ingress: delays what the target receives, through the ifb; -1 until load_ingress().
+    int ingress_delay_prog_fd() const;
+    // The ingress loss program on a cgroup (loaded first if it was not): it runs for the
+    // packets that the sockets of the cgroup and its descendants receive.
     Result<CgroupLink> attach_ingress(const std::string& cgroup_path) const;
 
     // One injection's packet rule, by its slot: written before any set names the slot.
@@ -59,7 +67,11 @@ public:
 
 private:
     TcObject() = default;
+    const tardy_tc* ingress_skel() const { return ingress_skel_ ? ingress_skel_ : skel_; }
     tardy_tc* skel_ = nullptr;
+    mutable tardy_tc* ingress_skel_ = nullptr;  // the second instance (lazy_ingress), once loaded
+    bool lazy_ingress_ = false;
+    uint64_t rng_seed_ = 0;
     volatile tardy_control* control_ = nullptr;
 };
 
