@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <string>
 #include <vector>
 
 #include "../common/packets.hpp"
@@ -71,7 +72,14 @@ tardy_rule rule(uint32_t slot, uint64_t delay_ns, uint32_t loss_ppm) {
 
 void ingress_rule(tardy_rule& r) { r.scope = TARDY_SCOPE_INGRESS; }
 
-int main() {
+// `tc_bench [WORDS...]`: only the cases whose name contains one of the arguments (e.g.
+// "30% loss" "another"), for a quick comparison of two builds; all of them without.
+int main(int argc, char** argv) {
+    auto wanted = [&](const std::string& name) {
+        for (int i = 1; i < argc; i++)
+            if (name.find(argv[i]) != std::string::npos) return true;
+        return argc < 2;
+    };
     SelfInCgroup cg("tardy-bench");
     if (!cg.ok()) {
         std::fprintf(stderr, "tc_bench: needs root and cgroup v2 (run `sudo make bench`)\n");
@@ -133,6 +141,8 @@ int main() {
     double med[std::size(cases)][2];
     for (size_t ci = 0; ci < std::size(cases); ci++) {
         const Case& c = cases[ci];
+        med[ci][0] = med[ci][1] = -1;
+        if (!wanted(c.name)) continue;
         for (int variant = 0; variant < 2; variant++) {
             int rules = variant == 0 ? 1 : 10000;
             auto obj = TcObject::load({"", 0});
@@ -189,7 +199,8 @@ int main() {
     std::printf("%-36s %8s %8s %12s %8s %8s\n", "case", "1 rule", "x floor", "10000 rules", "x floor",
                 "growth");
     for (size_t ci = 0; ci < std::size(cases); ci++)
-        std::printf("%-36s %8.0f %8.2f %12.0f %8.2f %8.2f\n", cases[ci].name, med[ci][0], med[ci][0] / fl,
+        if (med[ci][0] >= 0)
+            std::printf("%-36s %8.0f %8.2f %12.0f %8.2f %8.2f\n", cases[ci].name, med[ci][0], med[ci][0] / fl,
                     med[ci][1], med[ci][1] / fl, med[ci][1] / std::max(1.0, med[ci][0]));
     return 0;
 }
