@@ -12,6 +12,7 @@
 /* Limits. */
 #define TARDY_MAX_RULES 16384        /* active injections, and target cgroups of each kind */
 #define TARDY_CGROUP_CACHE 65536     /* cgroup id -> matching rule, LRU */
+#define TARDY_CGROUP_L1 1024         /* per CPU, direct-mapped, in front of it; a power of two */
 #define TARDY_MAX_CGROUP_LEVEL 32    /* ancestors walked on a cache miss */
 #define TARDY_PPM 1000000u           /* loss_ppm of 100% */
 #define TARDY_MAX_DELAY_NS 5000000000ull   /* delay + jitter accepted by the CLI (5 s) */

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The TCX variant of the TC egress program (tardy_tc_egress) run by BPF_PROG_TEST_RUN on
 // crafted packets; the fixture is in tc_fixture.hpp, the clsact variant in tc_cls_prog_test.cpp.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <set>
 
 #include "tc_fixture.hpp"
@@ -140,6 +145,49 @@ TEST_F(TcProg, DeletedRuleStopsMatchingDespiteTheCache) {
     EXPECT_EQ(run(make_packet(Family::V4, Proto::Udp)).retval, kNext);
     put(parent_id_, 1, 0, 0, TARDY_PPM);  // a new ancestor rule is found without a restart
     EXPECT_EQ(run(make_packet(Family::V4, Proto::Udp)).retval, kDrop);
+}
+
+// The cache's first level is direct-mapped by the low bits of the cgroup id: two cgroups whose
+// ids share them take the same entry in turn, and each packet still gets its own cgroup's
+// rules (a rule on A only; packets from A, B, A, B, ...).
+TEST_F(TcProg, CgroupsSharingAFirstLevelCacheEntryKeepTheirOwnRules) {
+    auto fs = CgroupFs::detect();
+    ASSERT_TRUE(fs) << fs.error().message;
+    std::string top = fs->mount() + "/tardy-l1-" + std::to_string(getpid());
+    ASSERT_EQ(mkdir(top.c_str(), 0755), 0) << std::strerror(errno);
+    struct Cleanup {
+        std::string top, home;
+        ~Cleanup() {
+            std::ofstream(home + "/cgroup.procs") << getpid() << std::flush;
+            remove_cgroup_tree(top);
+        }
+    } cleanup{top, fs->by_id(leaf_id_) ? fs->by_id(leaf_id_)->path : ""};
+    ASSERT_FALSE(cleanup.home.empty());
+    // Cgroup ids are mostly allocated one after the other: the 1025th new cgroup at the latest
+    // shares the first's low ten bits.
+    uint64_t a = 0, b = 0;
+    std::string pa, pb;
+    for (int i = 0; i < 4 * TARDY_CGROUP_L1 && !b; i++) {
+        std::string p = top + "/c" + std::to_string(i);
+        ASSERT_EQ(mkdir(p.c_str(), 0755), 0) << std::strerror(errno);
+        auto cg = fs->by_path(p);
+        ASSERT_TRUE(cg) << cg.error().message;
+        if (!a) {
+            a = cg->id, pa = p;
+        } else if ((cg->id & (TARDY_CGROUP_L1 - 1)) == (a & (TARDY_CGROUP_L1 - 1))) {
+            b = cg->id, pb = p;
+        }
+    }
+    ASSERT_NE(b, 0u) << "no two cgroup ids shared their low bits";
+    put(a, 0, 0, 0, TARDY_PPM);
+    auto join = [&](const std::string& p) { std::ofstream(p + "/cgroup.procs") << getpid() << std::flush; };
+    for (int round = 0; round < 3; round++) {
+        join(pa);
+        EXPECT_EQ(run(make_packet(Family::V4, Proto::Udp)).retval, kDrop) << "A's packet, round " << round;
+        join(pb);
+        EXPECT_EQ(run(make_packet(Family::V4, Proto::Udp)).retval, kNext) << "B's packet, round " << round;
+    }
+    EXPECT_EQ(counters(0).matched, 3u);
 }
 
 TEST_F(TcProg, SeededLossRateIsWithinBoundsAndReproducible) {
