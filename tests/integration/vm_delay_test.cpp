@@ -72,9 +72,22 @@ protected:
     // emulation every round trip also pays the emulator's cost, which the control cohort
     // measures at the same moment: that much is allowed on top of hi and of 5 ms (the baseline
     // before the fault counts too, for a control that happens to be quieter than it).
+    // The emulator's stalls come and go (a CI run on 6.12, beside the host suites: the
+    // control's UDP median 5.23 ms and its connect median 8.17 ms, against a baseline of 1.22
+    // ms): a measurement outside the bounds is repeated, up to three in all, and the last is
+    // judged. A fault that reached the control would put it 50 ms out in every one.
     void expect_delay(double lo, double hi) {
-        Cohorts m = measure_both();
-        double noise = std::max(m.ctl_udp, base_ctl_);
+        Cohorts m{};
+        double noise = 0;
+        for (int attempt = 1; attempt <= 3; attempt++) {
+            m = measure_both();
+            noise = std::max(m.ctl_udp, base_ctl_);
+            bool in = m.exp_udp >= lo && m.exp_udp <= hi + noise && m.exp_tcp >= lo &&
+                      m.exp_tcp <= hi + std::max(m.ctl_tcp, noise) && m.ctl_udp < 5 + base_ctl_ &&
+                      m.ctl_tcp < 5 + base_ctl_;
+            if (in) break;
+            std::printf("  (attempt %d outside the bounds)\n", attempt);
+        }
         EXPECT_GE(m.exp_udp, lo);
         EXPECT_LE(m.exp_udp, hi + noise);
         EXPECT_GE(m.exp_tcp, lo);

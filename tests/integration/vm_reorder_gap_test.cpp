@@ -4,8 +4,9 @@
 // gap 4` each send every 4th request at once and delay the three before it. The requests are
 // UDP echoes, one at a time (each waits for its answer), so the nth echo is the nth packet the
 // experiment cohort sends; an echo under 25 ms was sent at once, one of 50 ms or more waited.
-// netem counts every packet of the device (an ARP or neighbour solicitation too), so one
-// echo may fall out of its pattern; tardy counts the injection's packets only.
+// netem counts every packet of the device (an ARP or neighbour solicitation too), so its
+// pattern may shift by one now and then; tardy counts the injection's packets only, and is
+// held to the exact pattern.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -55,14 +56,19 @@ TEST_F(VmReorderLab, EveryGapthPacketLeavesAtOnceAsWithNetem) {
     EXPECT_EQ(tbad, 0) << ts;
     EXPECT_EQ(j["counters"]["reordered"], kCount / 4u);
     EXPECT_NE(j["faults"].get<std::string>().find("reorder 100% gap 4"), std::string::npos) << j.dump();
-    // netem: the same spacing (every 4th at once), wherever its count started.
-    int best = kCount;
-    for (int shift = 0; shift < 4; shift++) {
-        int bad = 0;
-        for (int i = 0; i < kCount; i++) bad += (ns[i] == 'o') != ((i + shift) % 4 == 3);
-        best = std::min(best, bad);
-    }
-    EXPECT_LE(best, 2) << "netem's own pattern: " << ns;
+    // netem: the same spacing (every 4th at once), wherever its count started. A packet of
+    // the device's own that netem counts (an ARP or neighbour probe) shifts the rest of the
+    // pattern by one (a CI run on 6.1: ..o...o......o...o...o..), so the spacing is judged
+    // between consecutive echoes sent at once: at most two spacings other than 4, and no
+    // echo lost or in between.
+    std::vector<int> at_once;
+    for (int i = 0; i < kCount; i++)
+        if (ns[i] == 'o') at_once.push_back(i);
+    int irregular = 0;
+    for (size_t k = 1; k < at_once.size(); k++) irregular += at_once[k] - at_once[k - 1] != 4;
+    EXPECT_GE(at_once.size(), kCount / 4u - 2) << "netem's own pattern: " << ns;
+    EXPECT_LE(irregular, 2) << "netem's own pattern: " << ns;
+    EXPECT_EQ(ns.find('?'), std::string::npos) << "netem's own pattern: " << ns;
 }
 
 }  // namespace
