@@ -20,6 +20,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "eventually.hpp"
@@ -197,6 +198,39 @@ protected:
         auto r = lab_->probe(c, proto, v6, count, interval_ms, timeout_ms, stream_seconds, sndbuf);
         EXPECT_TRUE(r) << (r ? "" : r.error().message);
         return r ? *r : ProbeResult{};
+    }
+
+    // A 200 ms delay stopped while the experiment cohort sends UDP echoes every 5 ms (400 of
+    // them, the stop 800 ms after they start): which came back delayed (>= 190 ms) and which
+    // were lost, by whether they left before the stop began or after it returned.
+    struct StopCrossing {
+        int late = 0, late_after_stop = 0, sent_after_stop = 0, lost_before = 0, lost_after = 0;
+    };
+    StopCrossing echoes_across_stop(const std::string& name, const char* what) {
+        ProbeResult r;
+        std::thread client([&] { r = probe(Sandbox::Cohort::Experiment, "udp-pipe", false, 400, 5, 1500); });
+        sleep_ms(800);
+        double stopping = mono_ms();
+        auto s = tardy({"stop", name});
+        double stopped = mono_ms();
+        client.join();
+        EXPECT_EQ(s.status, 0) << s.err;
+        EXPECT_EQ(r.sent_at_ms.size(), r.rtt_ms.size());
+        StopCrossing x;
+        for (size_t i = 0; i < r.rtt_ms.size() && i < r.sent_at_ms.size(); i++) {
+            if (!r.rtt_ms[i]) {
+                (r.sent_at_ms[i] < stopping ? x.lost_before : x.lost_after)++;
+                continue;
+            }
+            x.late += *r.rtt_ms[i] >= 190;
+            x.late_after_stop += *r.rtt_ms[i] >= 190 && r.sent_at_ms[i] > stopped;
+            x.sent_after_stop += r.sent_at_ms[i] > stopped;
+        }
+        std::printf("  %zu echoes 5 ms apart from %.0f ms before the stop of %s, which took %.0f ms: %d came back "
+                    "delayed, %d of the %d sent after the stop returned; lost: %d sent before the stop, %d after\n",
+                    r.rtt_ms.size(), r.sent_at_ms.empty() ? 0.0 : stopping - r.sent_at_ms[0], what,
+                    stopped - stopping, x.late, x.late_after_stop, x.sent_after_stop, x.lost_before, x.lost_after);
+        return x;
     }
 
     // "The fault is gone within ms": single UDP echoes polled until one is answered.

@@ -92,6 +92,22 @@ TEST_F(VmIngressLab, DelayOnIngressHitsOnlyTheExperimentCohort) {
     EXPECT_LT(median(rtts(kExp, "udp", false, 10)), 50) << "the delay outlived stop";
 }
 
+// As on egress (VmLab.StopLetsTheDelayedPacketsLeave): the answers the ifb's fq holds when
+// the delay stops still arrive, at their time; the ifb goes once its queue is empty. Before,
+// the ifb was deleted at once with what it held. Deleting the clsact hook may deactivate the
+// device for a moment (qdisc_graft()), so up to 4 echoes sent after the stop may be lost.
+TEST_F(VmIngressLab, StopLetsTheDelayedAnswersArrive) {
+    inject({"--delay", "200ms", "--direction", "ingress"}, "slow-in");
+    auto x = echoes_across_stop("slow-in", "an ingress delay");
+    EXPECT_EQ(x.lost_before, 0) << "the stop dropped answers the delay held";
+    EXPECT_LE(x.lost_after, 4);
+    EXPECT_GE(x.late, 40) << "the delay was not there before the stop";
+    EXPECT_GE(x.sent_after_stop, 20) << "too few echoes after the stop to tell";
+    EXPECT_EQ(x.late_after_stop, 0) << "the delay outlived stop";
+    EXPECT_TRUE(eventually([&] { return !ifb_present(); }, 1000, 20)) << "tardy-ifb outlived the stop";
+    EXPECT_EQ(ingress_filters().find("tardy_tc_ingres"), std::string::npos) << ingress_filters();
+}
+
 // --direction both: each way takes the delay, so a round trip takes it twice.
 TEST_F(VmIngressLab, BothDirectionsAddUp) {
     inject({"--delay", "50ms", "--direction", "both"});

@@ -337,12 +337,14 @@ void Agent::tick() {
         end_by_itself(n, why);
         last_activity_ns = now;
     }
+    devices_.tick(now);
 }
 
 void Agent::end_all() {
     std::vector<std::string> names;
     for (const auto& [n, i] : injections_) names.push_back(n);
     for (const auto& n : names) (void)end(n);
+    devices_.flush();
 }
 
 }  // namespace tardy

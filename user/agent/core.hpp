@@ -33,7 +33,7 @@ public:
     void tick();  // renews the lease, ends what reached its deadline or lost its target
     void end_all();
     void arm() { __atomic_store_n(&tc_->control()->armed, 1u, __ATOMIC_SEQ_CST); }
-    bool idle() const { return injections_.empty(); }
+    bool idle() const { return injections_.empty() && !devices_.draining(); }
     uint64_t last_activity_ns = mono_ns();
     StallBackend& stalls() { return *stalls_; }
 

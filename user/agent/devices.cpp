@@ -4,6 +4,7 @@
 #include <fcntl.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "agent/log.hpp"
 #include "sys/ifb.hpp"
@@ -38,6 +39,7 @@ Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::str
         d.ifname = ifname;
     }
     bool installed_fq = false;
+    if (need_fq) d.drain_until_ns = 0;  // a draining fq (release()) serves this delay: kept
     if (need_fq && d.fq_refs == 0) {
         auto r = in_netns(d.nsfd.get(), [&]() -> Result<void> {
             auto snap = root_qdisc(k.ifindex);
@@ -70,7 +72,8 @@ Result<void> DeviceManager::acquire(const DeviceKey& k, int nsfd, const std::str
     // loss moves to clsact when a delay arrives: the filter first, then the link goes, so
     // no packet passes unseen (one may be seen twice).
     bool need_clsact = need_fq && d.attachment && d.attachment->kind() == TcAttachment::Kind::Tcx;
-    if (d.refs == 0 || need_clsact) {
+    // A draining device (release()) still has its clsact filter: it serves again.
+    if ((d.refs == 0 && !d.attachment) || need_clsact) {
         std::optional<TcAttachment> old;
         if (need_clsact) old.emplace(std::move(*d.attachment));
         auto mode = need_fq ? TcAttachment::Mode::Clsact : TcAttachment::Mode::Auto;
@@ -120,36 +123,46 @@ Result<void> DeviceManager::restore_fq(Device& d) {
     return result;
 }
 
+// Removing a clsact filter whose hook tardy created deletes the clsact qdisc, and grafting an
+// ingress/clsact qdisc deactivates the device (qdisc_graft() -> dev_deactivate()), which
+// resets every qdisc on it: fq drops what it holds. So a device that drains keeps its
+// attachment (the program passes everything once the rules are gone) until fq is empty.
+Result<void> DeviceManager::detach(Device& d) {
+    if (!d.attachment) return ok();
+    auto r = d.attachment->kind() == TcAttachment::Kind::Tcx
+                 ? d.attachment->detach()
+                 : in_netns(d.nsfd.get(), [&] { return d.attachment->detach(); });
+    if (!r) {
+        log("detach from " + d.ifname + ": " + r.error().message);
+        return r;
+    }
+    if (d.attach_jid) (void)journal_.done(std::exchange(d.attach_jid, 0));
+    d.attachment.reset();
+    log("detached egress program from " + d.ifname);
+    return ok();
+}
+
 Result<void> DeviceManager::release(const DeviceKey& k, bool had_fq) {
     auto it = devices_.find(k);
     if (it == devices_.end()) return ok();
     Device& d = it->second;
     Result<void> result = ok();
     if (had_fq && --d.fq_refs == 0) {
-        if (auto r = restore_fq(d); !r) result = r;
+        if (auto r = restore_fq_when_drained(k, d); !r) result = r;
     }
-    if (d.refs > 0 && --d.refs == 0) {
-        if (d.attachment) {
-            auto r = d.attachment->kind() == TcAttachment::Kind::Tcx
-                         ? d.attachment->detach()
-                         : in_netns(d.nsfd.get(), [&] { return d.attachment->detach(); });
-            if (r && d.attach_jid) (void)journal_.done(d.attach_jid);
-            if (!r) {
-                log("detach from " + d.ifname + ": " + r.error().message);
-                result = r;
-            } else {
-                log("detached egress program from " + d.ifname);
-            }
-        }
-        if (d.unused()) devices_.erase(it);
+    if (d.refs > 0 && --d.refs == 0 && !d.drain_until_ns) {
+        if (auto r = detach(d); !r) result = r;
     }
+    if (d.unused()) devices_.erase(it);
     return result;
 }
 
 Result<void> DeviceManager::take_ifb(uint64_t netns, int nsfd) {
     Ifb& b = ifbs_[netns];
-    if (b.refs > 0) {
+    if (b.refs > 0 || b.drain_until_ns) {  // a draining ifb (drop_ifb()) serves again
         b.refs++;
+        b.drain_until_ns = 0;
+        b.nsfd = Fd();
         return ok();
     }
     // Journaled before it exists: a kill after a crash here finds it (or nothing) to delete.
@@ -170,22 +183,6 @@ Result<void> DeviceManager::take_ifb(uint64_t netns, int nsfd) {
     b.jid = *jid;
     b.refs = 1;
     return ok();
-}
-
-void DeviceManager::drop_ifb(uint64_t netns, int nsfd) {
-    auto it = ifbs_.find(netns);
-    if (it == ifbs_.end() || --it->second.refs > 0) return;
-    auto r = in_netns(nsfd, [&]() -> Result<void> {
-        auto d = delete_ifb();
-        return d ? ok() : Result<void>(d.error());
-    });
-    if (r) {
-        (void)journal_.done(it->second.jid);
-        log(std::string("deleted ") + TARDY_IFB_NAME);
-    } else {
-        log(std::string("delete ") + TARDY_IFB_NAME + ": " + r.error().message + " (left in the journal for kill)");
-    }
-    ifbs_.erase(it);
 }
 
 Result<void> DeviceManager::acquire_ingress(const DeviceKey& k, int nsfd, const std::string& ifname) {

@@ -103,10 +103,12 @@ void udp_pipelined(int fd, const ProbeArgs& a, ProbeResult& r) {
                 got_all++;
             }
         }
-        if (next == a.count && got_all == a.count) return;  // every echo answered
+        if (next == a.count && (got_all == a.count || now_ms() >= sent[a.count - 1] + a.timeout_ms)) {
+            r.sent_at_ms = sent;
+            return;
+        }
         now = now_ms();
         double until = next < a.count ? start + next * a.interval_ms : sent[a.count - 1] + a.timeout_ms;
-        if (next == a.count && now >= until) return;
         pollfd p{fd, POLLIN, 0};
         (void)poll(&p, 1, std::max(0, static_cast<int>(std::ceil(until - now))));
     }
@@ -251,7 +253,8 @@ int run_probe(const ProbeArgs& a) {
     nlohmann::json rtts = nlohmann::json::array();
     for (const auto& x : r->rtt_ms) rtts.push_back(x ? nlohmann::json(*x) : nlohmann::json(nullptr));
     std::printf("%s\n", nlohmann::json{{"sent", r->sent}, {"answered", r->answered()}, {"rtt_ms", rtts},
-                                       {"stream_mbps", r->stream_mbps}, {"duplicates", r->duplicates}}
+                                       {"sent_at_ms", r->sent_at_ms}, {"stream_mbps", r->stream_mbps},
+                                       {"duplicates", r->duplicates}}
                              .dump()
                              .c_str());
     return 0;

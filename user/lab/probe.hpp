@@ -41,6 +41,7 @@ struct EchoArgs {
 struct ProbeResult {
     int sent = 0;
     std::vector<std::optional<double>> rtt_ms;  // nullopt: no answer within the timeout
+    std::vector<double> sent_at_ms;             // udp-pipe: when each echo left (CLOCK_MONOTONIC, ms)
     double stream_mbps = 0;  // stream: goodput in Mbit/s
     int duplicates = 0;      // udp: answers to a probe already answered (the request arrived twice)
     int answered() const;

@@ -182,6 +182,7 @@ Result<ProbeResult> Sandbox::probe(Cohort c, const std::string& proto, bool ipv6
     pr.sent = j["sent"];
     for (const auto& x : j["rtt_ms"])
         pr.rtt_ms.push_back(x.is_null() ? std::nullopt : std::optional<double>(x.get<double>()));
+    pr.sent_at_ms = j.value("sent_at_ms", std::vector<double>{});
     pr.stream_mbps = j.value("stream_mbps", 0.0);
     pr.duplicates = j.value("duplicates", 0);
     return pr;

@@ -197,6 +197,18 @@ Result<QdiscSnapshot> root_qdisc(int ifindex) {
     return snapshot(nl, ifindex, *name);
 }
 
+Result<uint32_t> root_qdisc_qlen(int ifindex) {
+    auto name = ifname_of(ifindex);
+    if (!name) return name.error();
+    Rtnl nl;
+    TARDY_TRY(open_rtnl(nl, *name));
+    auto qs = dump_qdiscs(nl, ifindex, *name);
+    if (!qs) return qs.error();
+    for (const QdiscMsg& q : *qs)
+        if (q.parent == TC_H_ROOT) return q.qlen;
+    return 0u;
+}
+
 std::vector<uint8_t> fq_options_for_delay() {
     std::vector<uint8_t> out;
     auto put_u32 = [&](uint16_t type, uint32_t v) {

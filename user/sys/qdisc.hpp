@@ -35,6 +35,8 @@ struct QdiscSnapshot {
 // entry (down and never up: the kernel's built-in noop, which dumps hide) gives kind "noop".
 // Fails with err ENODEV when there is no such device.
 Result<QdiscSnapshot> root_qdisc(int ifindex);
+// Packets queued in the root qdisc now (its TCA_STATS_QUEUE qlen; 0 for a device with none).
+Result<uint32_t> root_qdisc_qlen(int ifindex);
 
 // Makes a new root qdisc of `kind` with kernel-default options and a kernel-chosen handle
 // (NLM_F_CREATE|NLM_F_REPLACE; a non-default root of the same kind is deleted first, as the

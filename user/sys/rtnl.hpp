@@ -176,6 +176,7 @@ struct QdiscMsg {
     std::vector<uint8_t> options;
     bool has_stab = false;      // dumped without its table, so it cannot be replayed
     bool has_rate_est = false;  // TCA_RATE is never dumped at all
+    uint32_t qlen = 0;          // packets queued in it and its children (TCA_STATS_QUEUE)
 };
 
 inline int tca_cb(const nlattr* a, void* data) {
@@ -185,8 +186,14 @@ inline int tca_cb(const nlattr* a, void* data) {
 }
 
 inline int stats2_cb(const nlattr* a, void* data) {
+    auto* q = static_cast<QdiscMsg*>(data);
     uint16_t t = mnl_attr_get_type(a);
-    if (t == TCA_STATS_RATE_EST || t == TCA_STATS_RATE_EST64) *static_cast<bool*>(data) = true;
+    if (t == TCA_STATS_RATE_EST || t == TCA_STATS_RATE_EST64) q->has_rate_est = true;
+    if (t == TCA_STATS_QUEUE && mnl_attr_get_payload_len(a) >= sizeof(gnet_stats_queue)) {
+        gnet_stats_queue sq;
+        std::memcpy(&sq, mnl_attr_get_payload(a), sizeof sq);
+        q->qlen = sq.qlen;
+    }
     return MNL_CB_OK;
 }
 
@@ -208,7 +215,7 @@ inline bool parse_qdisc(const nlmsghdr* nlh, QdiscMsg* q) {
     }
     q->has_stab = tb.count(TCA_STAB) != 0;
     if (auto it = tb.find(TCA_STATS2); it != tb.end())
-        mnl_attr_parse_nested(it->second, stats2_cb, &q->has_rate_est);
+        mnl_attr_parse_nested(it->second, stats2_cb, q);
     return !q->kind.empty();
 }
 
