@@ -2,7 +2,8 @@
 /* --reset: a share of the target's established TCP connections reset, as a crashed peer or a
  * middlebox does. The connection is chosen once, by a hash of its addresses and ports (so
  * every packet of it gets the same answer); the next segment the target sends on it with
- * data or a FIN (not a pure ACK: the handshake's last one is one) becomes two resets: one
+ * data or a FIN, or a pure ACK once data came in (not before: the handshake's last ACK is
+ * one), becomes two resets: one
  * to the peer (the segment itself, RST set, its sequence
  * number the one the peer expects next), and one to the target (a copy turned around:
  * addresses, ports, MACs and the sequence and acknowledgment numbers swapped, so its
@@ -46,6 +47,22 @@ static __always_inline bool tardy_reset_chosen(const struct tardy_rule *r, const
     return tardy_fmix(h) % TARDY_PPM < r->reset_ppm;
 }
 
+/* Whether the sending socket has received data (bytes_received: the handshake's SYN-ACK is
+ * not counted). No full TCP socket (a request or timewait socket, none at all): no. */
+static __always_inline bool tardy_has_received(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    struct bpf_tcp_sock *tp;
+
+    if (!sk)
+        return false;
+    sk = bpf_sk_fullsock(sk);
+    if (!sk)
+        return false;
+    tp = bpf_tcp_sock(sk);
+    return tp && tp->bytes_received > 0;
+}
+
 /* The reset fault of the rule in slot on a packet the target sends (a global function:
  * checked once by the verifier, whatever its caller). */
 __noinline int tardy_reset_fault(struct __sk_buff *skb, __u32 slot)
@@ -74,9 +91,11 @@ __noinline int tardy_reset_fault(struct __sk_buff *skb, __u32 slot)
     if (bpf_ntohs(flags_old) & (TARDY_TCP_SYN | TARDY_TCP_RST) || !(bpf_ntohs(flags_old) & TARDY_TCP_ACK))
         return TARDY_RESET_PASS; /* not (yet) an established connection's segment */
     hdr_len = l4 + (bpf_ntohs(flags_old) >> 12) * 4;
-    /* A pure ACK passes: the handshake's last one among them (resetting it would fail the
-     * connect(), not an established connection); data or a FIN is what gets reset. */
-    if (skb->len <= hdr_len && !(bpf_ntohs(flags_old) & TARDY_TCP_FIN))
+    /* A pure ACK passes while its socket has received no data: the handshake's last ACK is
+     * one (resetting it would fail the connect(), not an established connection). Once data
+     * came in, a pure ACK acknowledges it, and is reset like data or a FIN: so a connection
+     * on which the target only receives (a download, a subscription) is reset too. */
+    if (skb->len <= hdr_len && !(bpf_ntohs(flags_old) & TARDY_TCP_FIN) && !tardy_has_received(skb))
         return TARDY_RESET_PASS;
     if (!tardy_reset_chosen(r, addrs, words, ((__u32)th.sport << 16) | th.dport))
         return TARDY_RESET_PASS;

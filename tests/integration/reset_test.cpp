@@ -126,4 +126,52 @@ TEST_F(ResetLab, AnOpenConnectionIsResetAtItsNextSegment) {
     EXPECT_NE(out.find("reset by peer"), std::string::npos) << out;
 }
 
+// A subscriber sends nothing but acknowledgments once subscribed: it is reset at the next
+// one, the control cohort's subscriber beside it keeps its messages. redis-cli SUBSCRIBE in
+// each cohort, a publisher (control cohort) every 50 ms; once both have messages, --reset
+// 100% on redis's port. Before acknowledgments counted, the subscription went on untouched.
+TEST_F(ResetLab, ASubscriberThatOnlyReceivesIsResetAtItsNextAcknowledgment) {
+    std::filesystem::create_directories(run_dir_);  // the agent's; removed by TearDown
+    auto start = [&](Sandbox::Cohort c, const std::string& cmd, const std::string& out) {
+        std::string sh = "echo $$ > " + lab_->cgroup(c) + "/cgroup.procs && exec ip netns exec " +
+                         lab_->netns_a_name() + " " + cmd + " > " + out + " 2>&1";
+        pid_t p = fork();
+        if (p == 0) {
+            execlp("sh", "sh", "-c", sh.c_str(), static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        return p;
+    };
+    const std::string exp_out = run_dir_ + "/exp.out", ctl_out = run_dir_ + "/ctl.out";
+    const std::string sub = "stdbuf -oL redis-cli -h 198.18.0.2 -p 6391 subscribe news";
+    pid_t exp = start(kExp, sub, exp_out), ctl = start(kCtl, sub, ctl_out);
+    pid_t pub = start(kCtl, "redis-cli -h 198.18.0.2 -p 6391 -r 300 -i 0.05 publish news hello", "/dev/null");
+    ASSERT_GT(exp, 0);
+    ASSERT_GT(ctl, 0);
+    ASSERT_GT(pub, 0);
+    bool flowing = eventually(
+        [&] { return count(read_all(exp_out), "hello") >= 3 && count(read_all(ctl_out), "hello") >= 3; }, 10000, 50);
+    if (flowing) inject({"--reset", "100%", "--port", "6391"}, "subscribers");
+    double t0 = mono_ms();
+    int exp_at = count(read_all(exp_out), "hello");
+    bool ended = eventually([&] { return waitpid(exp, nullptr, WNOHANG) == exp; }, 5000, 20);
+    double took = mono_ms() - t0;
+    int ctl_then = count(read_all(ctl_out), "hello");
+    sleep_ms(1000);
+    int ctl_later = count(read_all(ctl_out), "hello");
+    for (pid_t p : {exp, ctl, pub}) {
+        kill(p, SIGKILL);
+        waitpid(p, nullptr, 0);
+    }
+    ASSERT_TRUE(flowing) << read_all(exp_out) << read_all(ctl_out);
+    auto out = read_all(exp_out);
+    std::printf("  experiment's subscriber: %d messages at the injection, %d in all, ended %.0f ms after it: %s\n",
+                exp_at, count(out, "hello"), took, out.substr(out.rfind("hello") + 6).c_str());
+    std::printf("  control's subscriber: %d messages then, %d a second later\n", ctl_then, ctl_later);
+    EXPECT_TRUE(ended) << "the subscription was not reset";
+    EXPECT_NE(out.find("reset by peer"), std::string::npos) << out;
+    EXPECT_GE(ctl_later, ctl_then + 10) << "the control cohort's subscriber stopped getting messages";
+    EXPECT_EQ(list_json()["injections"][0]["counters"]["resets"].get<uint64_t>(), 1u);
+}
+
 }  // namespace
