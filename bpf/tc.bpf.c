@@ -20,6 +20,7 @@
 #include "lib/dns.bpf.h"
 #include "lib/reset.bpf.h"
 #include "lib/corrupt.bpf.h"
+#include "lib/echo.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -254,8 +255,11 @@ static __always_inline bool tardy_walk_rules(struct __sk_buff *skb, struct tardy
         return false;
     w->len = tardy_wire_len(skb);
     w->scope = scope;
-    if (w->set->parse)
+    if (w->set->parse) {
         tardy_parse(skb, &w->flow, scope == TARDY_SCOPE_INGRESS);
+        if (w->flow.echo == TARDY_ECHO_REQUEST && scope == TARDY_SCOPE_EGRESS)
+            tardy_learn_echo(&w->flow, rule_cgid, c->generation);
+    }
     /* Most cgroups have one rule: it costs a call, not a loop (bpf_loop's setup measured
      * 100 ns a packet); the others go through bpf_loop. */
     if (tardy_rule_step(0, w) == 0 && w->set->n > 1)
@@ -351,8 +355,8 @@ static __always_inline struct cgroup *tardy_sock_cgroup(struct bpf_sock *sk)
 
 /* The rule cgroup of the socket that will receive a packet (its own cgroup or the nearest
  * ancestor with rules), found by a socket lookup in the receiving device's network namespace;
- * 0 for none. TCP and UDP only: a packet for no socket, or for a raw or ping socket, is not
- * delayed. A SYN finds its listener, the handshake's last ACK the listener too (the lookup
+ * 0 for none. TCP and UDP by their sockets; an ICMP echo reply by the request its target
+ * sent (lib/echo.bpf.h); any other packet, or one for no socket, is not delayed. A SYN finds its listener, the handshake's last ACK the listener too (the lookup
  * returns full sockets). Cached by cgroup id as at egress. */
 static __always_inline __u64 tardy_receiver_rule_cgid(struct __sk_buff *skb, const struct tardy_flow *f,
                                                       const struct tardy_control *c)
@@ -383,6 +387,8 @@ static __always_inline __u64 tardy_receiver_rule_cgid(struct __sk_buff *skb, con
         sk = bpf_sk_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
     else if (f->proto == TARDY_PROTO_UDP)
         sk = bpf_sk_lookup_udp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    else if (f->proto == TARDY_PROTO_ICMP)
+        return tardy_echo_rule_cgid(f, c->generation); /* lib/echo.bpf.h */
     else
         return 0;
     if (!sk)

@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(make clang llvm g++ libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev libcli11-dev nlohmann-json3-dev
       libgtest-dev libgmock-dev iproute2 qemu-system-x86 busybox-static cpio kmod
-      redis-server redis-tools iperf3 curl dnsmasq-base bind9-dnsutils python3
+      redis-server redis-tools iperf3 curl dnsmasq-base bind9-dnsutils python3 iputils-ping
       dpkg-dev lintian man-db
       libcpp-httplib-dev prometheus libyaml-cpp-dev libhowardhinnant-date-dev tzdata
       podman buildah runc)

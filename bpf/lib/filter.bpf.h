@@ -14,9 +14,14 @@ struct tardy_flow {
     __u32 remote_be[4]; /* IPv4 in [0] */
     __u32 local_be[4];
     __u16 remote_port;  /* host order; 0: none (ICMP, a later fragment) */
-    __u16 local_port;
-    __u32 syn;          /* a TCP segment with SYN set (connection setup) */
+    __u16 local_port;   /* an ICMP echo's identifier: a ping socket's "port" */
+    __u8 syn;           /* a TCP segment with SYN set (connection setup) */
+    __u8 echo;          /* TARDY_ECHO_REQUEST, TARDY_ECHO_REPLY, or 0 */
+    __u16 pad;
 };
+
+#define TARDY_ECHO_REQUEST 1
+#define TARDY_ECHO_REPLY 2
 
 /* The mask of a prefix's `bits` first bits within 32-bit word w, in network byte order. */
 static __always_inline __u32 tardy_word_mask(int bits, int w)
@@ -187,6 +192,19 @@ static __always_inline void tardy_parse(struct __sk_buff *skb, struct tardy_flow
         f->proto = TARDY_PROTO_UDP;
     else if (proto == 1 || proto == 58)
         f->proto = TARDY_PROTO_ICMP;
+    if (l4 && (proto == 1 || proto == 58)) {
+        __u8 icmp[6]; /* type, code, checksum, identifier */
+
+        if (bpf_skb_load_bytes_relative(skb, l4, icmp, sizeof(icmp), BPF_HDR_START_NET))
+            return;
+        if (icmp[0] == (proto == 1 ? 8 : 128))
+            f->echo = TARDY_ECHO_REQUEST;
+        else if (icmp[0] == (proto == 1 ? 0 : 129))
+            f->echo = TARDY_ECHO_REPLY;
+        if (f->echo)
+            f->local_port = (__u16)icmp[4] << 8 | icmp[5];
+        return;
+    }
     if (!l4 || (proto != 6 && proto != 17))
         return;
     if (bpf_skb_load_bytes_relative(skb, l4, &l4h, proto == 6 ? 14 : 4, BPF_HDR_START_NET))

@@ -14,6 +14,7 @@
 #define TARDY_CGROUP_CACHE 65536     /* cgroup id -> matching rule, LRU */
 #define TARDY_CGROUP_L1 1024         /* per CPU, direct-mapped, in front of it; a power of two */
 #define TARDY_MAX_CGROUP_LEVEL 32    /* ancestors walked on a cache miss */
+#define TARDY_ICMP_ECHOES 4096       /* echo requests of cgroups with ingress delay, LRU (bpf/lib/echo.bpf.h) */
 #define TARDY_PPM 1000000u           /* loss_ppm of 100% */
 #define TARDY_MAX_DELAY_NS 5000000000ull   /* delay + jitter accepted by the CLI (5 s) */
 #define TARDY_HORIZON_NS 8000000000ull     /* a departure further out is dropped (fq's is 10 s) */
@@ -182,6 +183,13 @@ struct tardy_cg_match {
     __u32 generation; /* tardy_control.generation when computed */
     __u32 pad;
     __u64 rule_cgid;  /* the cgroup id whose rule applies (itself or an ancestor), 0: none */
+};
+
+/* Key of the echo map (bpf/lib/echo.bpf.h): an ICMP echo request a target sent, by its peer
+ * and identifier; the value is a struct tardy_cg_match. */
+struct tardy_echo_key {
+    __u32 peer_be[4]; /* IPv4 in [0] */
+    __u32 family_id;  /* address family << 16 | echo identifier */
 };
 
 /* ---- Socket syscall faults (bpf/sock.bpf.c): cgroup sock_addr and sock_create hooks ---- */

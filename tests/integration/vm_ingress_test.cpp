@@ -108,6 +108,36 @@ TEST_F(VmIngressLab, StopLetsTheDelayedAnswersArrive) {
     EXPECT_EQ(ingress_filters().find("tardy_tc_ingres"), std::string::npos) << ingress_filters();
 }
 
+// ICMP echo replies have no socket lookup at TC ingress: the request the target sent names
+// them (bpf/lib/echo.bpf.h). Debian's ping in each cohort at once, IPv4 and IPv6: the
+// experiment's replies come 100 ms late, the control's do not.
+TEST_F(VmIngressLab, PingRepliesAreDelayedToo) {
+    ASSERT_EQ(access("/usr/bin/ping", X_OK), 0) << "ping missing (scripts/deps.sh installs iputils-ping)";
+    inject({"--delay", "100ms", "--direction", "ingress"}, "slow-in");
+    // "rtt min/avg/max/mdev = 0.041/0.052/0.069/0.009 ms": min and avg, or -1.
+    auto rtt = [](const std::string& out) {
+        auto at = out.find(" = ");
+        double mn = -1, avg = -1;
+        if (at == std::string::npos || std::sscanf(out.c_str() + at + 3, "%lf/%lf", &mn, &avg) != 2) return std::pair{-1.0, -1.0};
+        return std::pair{mn, avg};
+    };
+    for (const char* to : {"198.18.0.2", "fd00:7a7d::2"}) {
+        std::string cmd = std::string("ping -n -q -c 10 -i 0.1 -W 2 ") + to;
+        CmdResult ctl;
+        std::thread t([&] { ctl = in_cohort(kCtl, cmd); });
+        auto exp = in_cohort(kExp, cmd);
+        t.join();
+        auto [e_min, e_avg] = rtt(exp.out);
+        auto [c_min, c_avg] = rtt(ctl.out);
+        std::printf("  ping %s: experiment min %.2f avg %.2f ms, control min %.2f avg %.2f ms\n", to, e_min, e_avg,
+                    c_min, c_avg);
+        EXPECT_GE(e_min, 100) << exp.out << exp.err;
+        EXPECT_LE(e_avg, 105 + 2 * std::max(c_avg, base_)) << exp.out;
+        EXPECT_GE(c_min, 0) << ctl.out << ctl.err;
+        EXPECT_LT(c_avg, 5 + base_) << "the control cohort's pings were delayed: " << ctl.out;
+    }
+}
+
 // --direction both: each way takes the delay, so a round trip takes it twice.
 TEST_F(VmIngressLab, BothDirectionsAddUp) {
     inject({"--delay", "50ms", "--direction", "both"});

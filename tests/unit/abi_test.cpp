@@ -92,6 +92,7 @@ const StructLayout kLayouts[] = {
                  TARDY_M(tardy_counters, dns), TARDY_M(tardy_counters, resets), TARDY_M(tardy_counters, corrupted)),
     TARDY_LAYOUT(tardy_cg_match, TARDY_M(tardy_cg_match, generation), TARDY_M(tardy_cg_match, pad),
                  TARDY_M(tardy_cg_match, rule_cgid)),
+    TARDY_LAYOUT(tardy_echo_key, TARDY_M(tardy_echo_key, peer_be), TARDY_M(tardy_echo_key, family_id)),
     TARDY_LAYOUT(tardy_sock_fault, TARDY_M(tardy_sock_fault, op), TARDY_M(tardy_sock_fault, err),
                  TARDY_M(tardy_sock_fault, ppm), TARDY_M(tardy_sock_fault, pad)),
     TARDY_LAYOUT(tardy_peer, TARDY_M(tardy_peer, family), TARDY_M(tardy_peer, prefix_len),

@@ -60,7 +60,9 @@ Result<void> TcBackend::take_devices(Injection& inj) {
                                "has none (sch_fq missing; see `tardy doctor`); --loss works without it");
     }
     for (const auto& p : plan) {
-        if (inj.net.egress()) {
+        // An ingress delay needs the egress program too: it learns the ICMP echo requests
+        // the target sends, whose replies have no socket to find (bpf/lib/echo.bpf.h).
+        if (inj.net.egress() || inj.net.ingress_delay()) {
             std::string replaced;
             if (auto r = devices_.acquire(p.key, p.nsfd, p.ifname, need_fq, inj.force, &replaced); !r) {
                 release_devices(inj);
@@ -165,7 +167,11 @@ Result<void> TcBackend::add(Injection& inj) {
     if (r) r = env_.tc.put_slot_rule(rule);
     if (r) {
         sets_[inj.cg.id].push_back(
-            {inj.slot, rule.filtered || rule.flows_ppm || (rule.scope & TARDY_SCOPE_SETUP) || rule.dns_rcode,
+            // An ingress delay reads headers at egress too: the ICMP echo requests the target
+            // sends, whose replies it delays (bpf/lib/echo.bpf.h).
+            {inj.slot,
+             rule.filtered || rule.flows_ppm || (rule.scope & TARDY_SCOPE_SETUP) || rule.dns_rcode ||
+                 inj.net.ingress_delay(),
              inj.net.ingress()});
         cg_paths_[inj.cg.id] = inj.cg.path;
         r = write_set(inj.cg.id);
