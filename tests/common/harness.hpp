@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -75,10 +76,22 @@ inline int count_programs_named(const std::string& prefix) {
 // Programs of ours loaded in the kernel right now (by program name).
 inline int count_our_programs() { return count_programs_named("tardy_"); }
 
-// A file's whole text ("" when it cannot be read).
+// A file's whole text ("" when it cannot be read). read(2), not an ifstream: libstdc++'s
+// filebuf throws when a read fails half way, as /proc/PID/environ does with ESRCH when the
+// process exits meanwhile (a CI run's KillLab.KillRacingInjectsNeverLeavesAnInvisibleAgent).
 inline std::string read_all(const std::string& path) {
-    std::ifstream f(path);
-    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "";
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    return out;
 }
 
 class Lab : public ::testing::Test {

@@ -77,23 +77,32 @@ protected:
     // ms): a measurement outside the bounds is repeated, up to three in all, and the last is
     // judged. A fault that reached the control would put it 50 ms out in every one.
     void expect_delay(double lo, double hi) {
-        Cohorts m{};
-        double noise = 0;
+        // Each bound once: the value, its limit, whether it is a floor, and what it means.
+        struct Bound {
+            double value, limit;
+            bool floor;
+            const char* what;
+            bool holds() const { return floor ? value >= limit : value <= limit; }
+        };
+        auto bounds = [&](const Cohorts& m) {
+            double noise = std::max(m.ctl_udp, base_ctl_);
+            return std::vector<Bound>{
+                {m.exp_udp, lo, true, "experiment UDP median"},
+                {m.exp_udp, hi + noise, false, "experiment UDP median"},
+                {m.exp_tcp, lo, true, "experiment connect median"},
+                {m.exp_tcp, hi + std::max(m.ctl_tcp, noise), false, "experiment connect median"},
+                {m.ctl_udp, 5 + base_ctl_, false, "control UDP median (slowed beyond the emulator's noise)"},
+                {m.ctl_tcp, 5 + base_ctl_, false, "control connect median (slowed beyond the emulator's noise)"}};
+        };
+        std::vector<Bound> b;
         for (int attempt = 1; attempt <= 3; attempt++) {
-            m = measure_both();
-            noise = std::max(m.ctl_udp, base_ctl_);
-            bool in = m.exp_udp >= lo && m.exp_udp <= hi + noise && m.exp_tcp >= lo &&
-                      m.exp_tcp <= hi + std::max(m.ctl_tcp, noise) && m.ctl_udp < 5 + base_ctl_ &&
-                      m.ctl_tcp < 5 + base_ctl_;
-            if (in) break;
+            b = bounds(measure_both());
+            if (std::all_of(b.begin(), b.end(), [](const Bound& x) { return x.holds(); })) break;
             std::printf("  (attempt %d outside the bounds)\n", attempt);
         }
-        EXPECT_GE(m.exp_udp, lo);
-        EXPECT_LE(m.exp_udp, hi + noise);
-        EXPECT_GE(m.exp_tcp, lo);
-        EXPECT_LE(m.exp_tcp, hi + std::max(m.ctl_tcp, noise));
-        EXPECT_LT(m.ctl_udp, 5 + base_ctl_) << "the control cohort was slowed beyond the emulator's noise";
-        EXPECT_LT(m.ctl_tcp, 5 + base_ctl_) << "the control cohort was slowed beyond the emulator's noise";
+        for (const auto& x : b)
+            EXPECT_TRUE(x.holds()) << x.what << " " << x.value << " ms, " << (x.floor ? "at least " : "at most ")
+                                   << x.limit << " ms";
     }
     // The delays here are 50 ms; an emulated round trip on a busy host can take several ms,
     // so "gone" is judged against half the delay, far above that noise and far below it.
