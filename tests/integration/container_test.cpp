@@ -12,15 +12,22 @@
 // as on hybrid-cgroup hosts: it is used whenever it is installed): skipped without them, a
 // failure with CI=true. Traffic stays between the lab's namespaces. The image,
 // localhost/tardy-itest:<first 16 hex digits of the tardy binary's sha256>, is built on first
-// use and KEPT for later runs (building it takes seconds; older tags are removed when a new one
-// is built: `podman rmi` them by hand otherwise). Everything else (the containers, their
+// use and KEPT for later runs (building it takes seconds; older tags are removed), and written
+// beside the binary as an OCI archive, build/tardy-itest-<same digits>.oci.tar (which
+// scripts/run-tests.sh writes too, before the guests boot). Everything else (the containers, their
 // cgroups, the lab's namespaces and cgroups) is removed in TearDown, also after a failure.
+//
+// In the test VM (TARDY_VM=1: a stock kernel, pure cgroup v2) the same tests run with podman's
+// storage on a tmpfs of the guest's (/run/tardy-podman, through CONTAINERS_STORAGE_CONF: the
+// host's storage, seen through the guest's overlay root, cannot hold an overlay mount), and the
+// image is loaded from that archive when the host wrote one, else built in the guest.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 
 #include "../common/harness.hpp"
@@ -64,6 +71,7 @@ protected:
             if (in_ci()) FAIL() << tool << " is not installed, and CI=true (scripts/deps.sh must install it)";
             GTEST_SKIP() << tool << " is not installed (apt-get install podman buildah runc)";
         }
+        if (std::getenv("TARDY_VM")) use_guest_storage();
         Lab::SetUp();
         if (HasFatalFailure() || IsSkipped()) return;
         double t0 = mono_ms();
@@ -112,29 +120,56 @@ protected:
         Lab::TearDown();
     }
 
-    // The image for this tardy binary: reused when present, else built (and older tags of
-    // kImageRepo removed). "" after a failure.
+    // podman's (and buildah's) storage in the guest: a tmpfs of its own, for every process this
+    // test starts. Each boot starts with it empty.
+    static void use_guest_storage() {
+        const std::string dir = "/run/tardy-podman";
+        std::filesystem::create_directories(dir);
+        std::ofstream(dir + "/storage.conf") << "[storage]\ndriver = \"overlay\"\nrunroot = \"" << dir
+                                             << "/run\"\ngraphroot = \"" << dir << "/graph\"\n";
+        setenv("CONTAINERS_STORAGE_CONF", (dir + "/storage.conf").c_str(), 1);
+    }
+
+    // The image for this tardy binary: reused when present, loaded from its archive when one
+    // was written (the VM), else built; older tags of kImageRepo are removed. The archive is
+    // written whenever it is missing (older archives removed). "" after a failure.
     std::string ensure_image() {
         auto sum = cmd({"sha256sum", build_dir() + "/tardy"});
         EXPECT_EQ(sum.status, 0) << sum.err;
         if (sum.status != 0 || sum.out.size() < 16) return "";
-        std::string tag = std::string(kImageRepo) + ":" + sum.out.substr(0, 16);
+        std::string digits = sum.out.substr(0, 16), tag = std::string(kImageRepo) + ":" + digits;
+        std::string archive = build_dir() + "/tardy-itest-" + digits + ".oci.tar";
+        double t0 = mono_ms();
         if (cmd({"podman", "image", "exists", tag}).status == 0) {
             std::printf("  image %s (cached)\n", tag.c_str());
+        } else if (std::filesystem::exists(archive)) {
+            auto l = cmd({"podman", "load", "--quiet", "--input", archive});
+            EXPECT_EQ(l.status, 0) << "podman load " << archive << ": " << l.err;
+            if (l.status != 0 || cmd({"podman", "image", "exists", tag}).status != 0) return "";
+            std::printf("  image %s loaded from %s in %.0f ms\n", tag.c_str(), archive.c_str(), mono_ms() - t0);
             return tag;
+        } else {
+            std::string script = build_dir() + "/../scripts/build-image.sh";
+            EXPECT_TRUE(std::filesystem::exists(script)) << script << ": the build directory is not in the source tree";
+            auto b = cmd({script, "--binary", build_dir() + "/tardy", "--tag", tag});
+            EXPECT_EQ(b.status, 0) << b.err;
+            if (b.status != 0) return "";
+            std::printf("  image %s built in %.0f ms\n", tag.c_str(), mono_ms() - t0);
         }
-        std::string script = build_dir() + "/../scripts/build-image.sh";
-        EXPECT_TRUE(std::filesystem::exists(script)) << script << ": the build directory is not in the source tree";
-        double t0 = mono_ms();
-        auto b = cmd({script, "--binary", build_dir() + "/tardy", "--tag", tag});
-        EXPECT_EQ(b.status, 0) << b.err;
-        if (b.status != 0) return "";
-        std::printf("  image %s built in %.0f ms\n", tag.c_str(), mono_ms() - t0);
         auto old = cmd({"podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter",
                         std::string("reference=") + kImageRepo});
         std::stringstream lines(old.out);
         for (std::string l; std::getline(lines, l);)
             if (!l.empty() && l != tag) (void)cmd({"podman", "rmi", l});
+        if (!std::filesystem::exists(archive)) {
+            // Written aside and renamed, so that a guest never loads half an archive.
+            for (const auto& e : std::filesystem::directory_iterator(build_dir()))
+                if (e.path().filename().string().rfind("tardy-itest-", 0) == 0) std::filesystem::remove(e.path());
+            std::string part = archive + ".part";
+            auto s = cmd({"podman", "save", "--quiet", "--format", "oci-archive", "--output", part, tag});
+            EXPECT_EQ(s.status, 0) << "podman save " << tag << ": " << s.err;
+            if (s.status == 0) std::filesystem::rename(part, archive);
+        }
         return tag;
     }
 

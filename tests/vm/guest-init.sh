@@ -149,10 +149,19 @@ dbg "guest ready, starting command"
 
 GUEST_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+# `unshare -m sh -c "$IN_NEWROOT" sh "$NR" CMD...` runs CMD in the new root as the root of a
+# mount namespace of its own: the new root is moved onto / there, as switch_root does.
+# chroot(2) alone would leave that namespace's root on the initramfs, and a process that joins
+# the namespace later with setns(2) (`runc exec`, so `podman exec`; `nsenter -m`) would land
+# in the initramfs, where no program is. PID 1 stays in the first namespace, with its paths
+# under $NR.
+# shellcheck disable=SC2016
+IN_NEWROOT='cd "$1" && mount --move . / && shift && exec chroot . "$@"'
+
 if [ "$TVM_MODE" = shell ]; then
 	[ -n "$TVM_ROWS" ] && stty rows "$TVM_ROWS" cols "$TVM_COLS" 2>/dev/null
 	say "guest shell (kernel $(uname -r)). Leave with 'exit' or Ctrl-d (powers off) or Ctrl-a x (kills qemu)."
-	setsid cttyhack chroot "$NR" /usr/bin/env -i PATH="$GUEST_PATH" HOME=/root \
+	setsid cttyhack unshare -m sh -c "$IN_NEWROOT" sh "$NR" /usr/bin/env -i PATH="$GUEST_PATH" HOME=/root \
 		TERM="$TVM_TERM" /bin/sh /run/tardy-vm/run.sh
 	rc=$?
 else
@@ -168,7 +177,7 @@ else
 	done
 	[ "$OUTDEV" != /dev/console ] || say "virtio port tardy.out missing, using the console"
 	dmesg | wc -l >"$CTL/dmesg.start"
-	chroot "$NR" /usr/bin/env -i PATH="$GUEST_PATH" HOME=/root TERM=dumb \
+	unshare -m sh -c "$IN_NEWROOT" sh "$NR" /usr/bin/env -i PATH="$GUEST_PATH" HOME=/root TERM=dumb \
 		/bin/sh /run/tardy-vm/run.sh </dev/null >"$OUTDEV" 2>"$ERRDEV"
 	rc=$?
 fi
