@@ -9,7 +9,7 @@
 // it), so the machine's swings fall on all three: UDP 1-byte round trips, then one TCP stream.
 // Every thread runs on one CPU. Reported: the median of the rounds, its ratio to nothing
 // attached, the median and spread of the per-round ratios; then the program's runs and time
-// per run, from a last pass with BPF_ENABLE_STATS.
+// per run, from a last pass with BPF_ENABLE_STATS. `--rounds N` (default 15, about 8 s each).
 //
 // Traffic goes only between the two namespaces. The namespaces (and with them the veth), the
 // cgroups and the link go on every exit, Ctrl-C and SIGTERM included (after a SIGKILL the
@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/bench.hpp"
 #include "../common/self_cgroup.hpp"
 #include "loader/tc_object.hpp"
 #include "sys/cgroup.hpp"
@@ -54,7 +55,7 @@ using namespace tardy::test;
 
 namespace {
 
-constexpr int kRounds = 15;
+constexpr int kDefaultRounds = 15;  // --rounds N: more rounds, a tighter median
 constexpr int kUdpBlocks = 10;        // per round, the three cases in each, then
 constexpr int kTcpBlocks = 6;         // these, under one TCP stream per round
 constexpr int kTrips = 500;           // UDP round trips per case per block
@@ -74,11 +75,6 @@ uint64_t now_ns() {
     return t.tv_sec * 1'000'000'000ULL + t.tv_nsec;
 }
 
-double quantile(std::vector<double> v, double q) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[static_cast<size_t>(q * (v.size() - 1) + 0.5)];
-}
-double median(std::vector<double> v) { return quantile(std::move(v), 0.5); }
 
 bool fail(const char* what) {
     std::fprintf(stderr, "bystander_bench: %s: %s\n", what, g_stop ? "interrupted" : std::strerror(errno));
@@ -250,7 +246,9 @@ struct Case { const char* name; const TcObject* obj; /* null: no program attache
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    const int rounds = bench_rounds(argc, argv, "bystander_bench", kDefaultRounds);
+    if (rounds == 0) return 2;
     if (geteuid() != 0)
         return std::fprintf(stderr, "bystander_bench: needs root (namespaces, BPF): run `sudo make bench`\n"), 1;
     struct sigaction sa{};
@@ -319,7 +317,7 @@ int main() {
     constexpr size_t kCases = std::size(cases);
     std::vector<double> rtt[kCases], gbps[kCases];  // per round: the median trip, the bits per ns
     const uint64_t t_start = now_ns();
-    for (int r = 0; r < kRounds; r++) {
+    for (int r = 0; r < rounds; r++) {
         std::vector<double> trips[kCases];
         double bits[kCases] = {}, ns[kCases] = {};
         std::optional<Stream> st;  // started after the UDP blocks
@@ -345,13 +343,13 @@ int main() {
                 "veth pair\nbetween two namespaces, every thread on one CPU (median of %d rounds, %.0f s; in every "
                 "round the cases\nalternate in %d blocks of %d UDP 1-byte round trips after %d, then in %d blocks "
                 "of %.2f s of one TCP stream,\ncounted from %.2f s after the link changed; per case per round: the "
-                "median trip, the bits read over the time)\n", kRounds, secs, kUdpBlocks, kTrips, kWarm, kTcpBlocks,
+                "median trip, the bits read over the time)\n", rounds, secs, kUdpBlocks, kTrips, kWarm, kTcpBlocks,
                 kStreamS, kSettleS);
     std::printf("%-36s %7s %6s %6s %11s %7s %6s %6s %11s\n", "case", "RTT us", "x", "paired", "p25-p75",
                 "Gbit/s", "x", "paired", "p25-p75");
     for (size_t c = 0; c < kCases; c++) {
         std::vector<double> pr, pg;
-        for (int r = 0; r < kRounds; r++) {
+        for (int r = 0; r < rounds; r++) {
             pr.push_back(rtt[c][r] / rtt[0][r]);
             pg.push_back(gbps[c][r] / gbps[0][r]);
         }

@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/bench.hpp"
 #include "../common/packets.hpp"
 #include "../common/self_cgroup.hpp"
 #include "loader/metrics_object.hpp"
@@ -49,7 +50,7 @@ namespace {
 
 constexpr int kRepeat = 1'000'000;
 constexpr int kPacketRounds = 7;
-constexpr int kRounds = 21;
+constexpr int kDefaultRounds = 21;  // --rounds N: more rounds, a tighter median
 constexpr int kConns = 1000;   // per case per round
 constexpr int kTrips = 8000;   // round trips per case per round
 constexpr int kWarm = 200;     // connections or round trips before the clock starts
@@ -63,10 +64,6 @@ uint64_t now_ns() {
     return t.tv_sec * 1'000'000'000ULL + t.tv_nsec;
 }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
 
 double fail(const char* what) {
     std::fprintf(stderr, "metrics_bench: %s: %s\n", what, g_stop ? "interrupted" : std::strerror(errno));
@@ -297,7 +294,9 @@ struct Measure {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    const int rounds = bench_rounds(argc, argv, "metrics_bench", kDefaultRounds);
+    if (rounds == 0) return 2;
     if (geteuid() != 0) {
         std::fprintf(stderr, "metrics_bench: needs root (BPF programs, cgroup v2): run `sudo make bench`\n");
         return 1;
@@ -343,7 +342,7 @@ int main() {
         return v;
     };
     std::vector<double> us[kMeasures][kCases];
-    for (int r = 0; r < kRounds; r++)
+    for (int r = 0; r < rounds; r++)
         for (size_t m = 0; m < kMeasures; m++)
             for (size_t i = 0; i < kCases; i++) {
                 size_t c = (i + r) % kCases;  // each case goes first in some rounds
@@ -353,14 +352,15 @@ int main() {
             }
     std::printf("\nCohort metric programs end to end on 127.0.0.1 (median of %d rounds, the cases alternating "
                 "in every round;\n%d connections or %d round trips per case per round; the client in the "
-                "cohort, the server a thread)\n", kRounds, kConns, kTrips);
-    std::printf("%-46s %-34s %8s %8s %8s\n", "measurement", "case", "median", "ratio", "paired");
+                "cohort, the server a thread)\n", rounds, kConns, kTrips);
+    std::printf("%-46s %-34s %8s %8s %8s %11s\n", "measurement", "case", "median", "ratio", "paired", "p25-p75");
     for (size_t m = 0; m < kMeasures; m++)
         for (size_t c = 0; c < kCases; c++) {
             std::vector<double> paired;
-            for (int r = 0; r < kRounds; r++) paired.push_back(us[m][c][r] / us[m][0][r]);
-            std::printf("%-46s %-34s %8.2f %8.3f %8.3f\n", c == 0 ? measures[m].name : "", kCaseList[c].name,
-                        median(us[m][c]), median(us[m][c]) / median(us[m][0]), median(paired));
+            for (int r = 0; r < rounds; r++) paired.push_back(us[m][c][r] / us[m][0][r]);
+            std::printf("%-46s %-34s %8.2f %8.3f %8.3f %5.3f-%5.3f\n", c == 0 ? measures[m].name : "",
+                        kCaseList[c].name, median(us[m][c]), median(us[m][c]) / median(us[m][0]), median(paired),
+                        quantile(paired, 0.25), quantile(paired, 0.75));
         }
     // One more pass of the linked cases with the kernel timing each program run: how much of
     // what the programs add end to end is spent in them (the rest: the hooks around them).

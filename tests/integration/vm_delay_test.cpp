@@ -119,11 +119,11 @@ protected:
         double e = median(udp_rtts(kExp, 20, 5));
         EXPECT_LT(e, 25) << "the delay survived " << after;
     }
-    // Echoes every 5 ms under a 500 ms delay keep about 100 packets in fq when the delay is
+    // Echoes every 5 ms under a 1 s delay keep about 140 packets in fq when the delay is
     // stopped; then `kill` (after a SIGKILL of the agent when `sigkill`), and nothing of ours
     // may be left.
     void kill_while_draining(bool sigkill) {
-        inject({"--delay", "500ms"}, "slow");
+        inject({"--delay", "1000ms"}, "slow");
         std::thread client([&] { (void)probe(kExp, "udp-pipe", false, 300, 5, 1000); });
         sleep_ms(700);
         auto s = tardy({"stop", "slow"});

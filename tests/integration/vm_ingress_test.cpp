@@ -111,7 +111,7 @@ TEST_F(VmIngressLab, StopLetsTheDelayedAnswersArrive) {
 // The ifb that drains after the last ingress delay ended (above), ended there by a SIGKILL of
 // the agent and `tardy kill`: the journal still names the ifb and the filter, and both go.
 TEST_F(VmIngressLab, KillAfterTheAgentDiedDrainingRemovesTheIfb) {
-    inject({"--delay", "500ms", "--direction", "ingress"}, "slow-in");
+    inject({"--delay", "1000ms", "--direction", "ingress"}, "slow-in");
     std::thread client([&] { (void)probe(kExp, "udp-pipe", false, 300, 5, 1000); });
     sleep_ms(700);
     auto s = tardy({"stop", "slow-in"});
