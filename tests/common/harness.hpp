@@ -21,6 +21,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -244,6 +245,27 @@ protected:
                     r.rtt_ms.size(), r.sent_at_ms.empty() ? 0.0 : stopping - r.sent_at_ms[0], what,
                     stopped - stopping, x.late, x.late_after_stop, x.sent_after_stop, x.lost_before, x.lost_after);
         return x;
+    }
+
+    // An injection `name` with a 1 s delay stopped 700 ms into UDP echoes every 5 ms from the
+    // experiment cohort, so that about 140 packets wait in fq (or the ifb's) and the agent
+    // drains; `draining()` must say so. Then, after a SIGKILL of the agent when `sigkill`,
+    // `tardy kill`: it must exit 0 and say clean. The caller checks what is left.
+    void kill_while_draining(const std::string& name, bool sigkill, const std::function<bool()>& draining) {
+        std::thread client([&] { (void)probe(Sandbox::Cohort::Experiment, "udp-pipe", false, 300, 5, 1000); });
+        sleep_ms(700);
+        auto s = tardy({"stop", name});
+        EXPECT_EQ(s.status, 0) << s.err;
+        EXPECT_TRUE(draining()) << "the delay's queue was gone at once: no drain to interrupt";
+        if (sigkill) {
+            EXPECT_EQ(kill(agent_pid(), SIGKILL), 0);
+        }
+        auto k = tardy({"kill"});
+        client.join();
+        EXPECT_EQ(k.status, 0) << k.err;
+        std::printf("%s", k.out.c_str());
+        EXPECT_NE(k.out.find("clean"), std::string::npos) << k.out;
+        EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 2000)) << "a program of ours outlived kill";
     }
 
     // "The fault is gone within ms": single UDP echoes polled until one is answered.
