@@ -304,8 +304,13 @@ TEST_F(ContainerLab, TheImageRunsAsTheDaemonSetRunsIt) {
     ASSERT_TRUE(pod_container("ctl", {"--network=container:" + agent_name, "--entrypoint", "/usr/bin/sleep", image,
                                       "infinity"}));
     std::string ctl = names_.back();
-    ASSERT_TRUE(eventually([&] { return std::filesystem::exists(run_dir_ + "/agent.sock"); }, 10000))
-        << "the agent in its container did not listen within 10 s: " << cmd({"podman", "logs", agent_name}).err;
+    // 30 s under emulation (the CLI waits as long for an agent it starts); 10 s on the host.
+    const int listen_ms = std::getenv("TARDY_VM") ? 30000 : 10000;
+    double t0 = mono_ms();
+    ASSERT_TRUE(eventually([&] { return std::filesystem::exists(run_dir_ + "/agent.sock"); }, listen_ms))
+        << "the agent in its container did not listen within " << listen_ms / 1000
+        << " s: " << cmd({"podman", "logs", agent_name}).err;
+    std::printf("  the agent in its container listened after %.0f ms\n", mono_ms() - t0);
     auto in_ctl = [&](std::vector<std::string> args) {
         args.insert(args.begin(), {"podman", "exec", ctl, "/usr/bin/tardy"});
         return cmd(args);
