@@ -148,10 +148,55 @@ static __always_inline bool tardy_flow_chosen(const struct tardy_rule *r, const 
 #define TARDY_ETH_P_IP 0x0800
 #define TARDY_ETH_P_IPV6 0x86dd
 
+/* An ICMP error (destination unreachable, time exceeded, parameter problem; ICMPv6's packet
+ * too big as well) quotes the start of the packet that caused it, which its receiver sent: the
+ * error's flow is that packet's, seen from the receiver (remote = the quoted destination, the
+ * ports the quoted ones), so that an ingress delay finds the socket an error is for as it finds
+ * the socket of an answer, and a filter judges the flow the error is about. icmp_at: the ICMP
+ * header's offset from the network header. Returns 1 when f holds the quoted TCP or UDP flow,
+ * 0 (f unchanged) otherwise. A global function: its stack is its own, not its caller's. */
+__noinline int tardy_parse_icmp_error(struct __sk_buff *skb, struct tardy_flow *f, __u32 icmp_at, __u32 v6)
+{
+    __u32 in = icmp_at + 8, l4, proto;
+    __u16 ports[2];
+
+    if (!skb || !f)
+        return 0;
+    if (!v6) {
+        struct iphdr ip;
+
+        if (bpf_skb_load_bytes_relative(skb, in, &ip, sizeof(ip), BPF_HDR_START_NET) || ip.version != 4 ||
+            (ip.frag_off & bpf_htons(0x1fff)))
+            return 0;
+        proto = ip.protocol;
+        l4 = in + ip.ihl * 4;
+        if ((proto != 6 && proto != 17) ||
+            bpf_skb_load_bytes_relative(skb, l4, ports, sizeof(ports), BPF_HDR_START_NET))
+            return 0;
+        f->remote_be[0] = ip.daddr;
+        f->local_be[0] = ip.saddr;
+    } else {
+        struct ipv6hdr ip6;
+
+        if (bpf_skb_load_bytes_relative(skb, in, &ip6, sizeof(ip6), BPF_HDR_START_NET))
+            return 0;
+        proto = ip6.nexthdr;
+        if ((proto != 6 && proto != 17) ||
+            bpf_skb_load_bytes_relative(skb, in + sizeof(ip6), ports, sizeof(ports), BPF_HDR_START_NET))
+            return 0;
+        __builtin_memcpy(f->remote_be, &ip6.daddr, 16);
+        __builtin_memcpy(f->local_be, &ip6.saddr, 16);
+    }
+    f->proto = proto == 6 ? TARDY_PROTO_TCP : TARDY_PROTO_UDP;
+    f->local_port = bpf_ntohs(ports[0]);
+    f->remote_port = bpf_ntohs(ports[1]);
+    return 1;
+}
+
 /* The flow of a packet, read relative to its network header (so devices with and without a
  * link-layer header, and cgroup_skb programs, alike). The remote end is the destination of
- * a packet the target sends and the source of one it receives. Leaves family 0 for what is
- * not IPv4 or IPv6. */
+ * a packet the target sends and the source of one it receives; a received ICMP error is the
+ * flow it quotes (tardy_parse_icmp_error). Leaves family 0 for what is not IPv4 or IPv6. */
 static __always_inline void tardy_parse(struct __sk_buff *skb, struct tardy_flow *f, bool ingress)
 {
     __u32 l4 = 0, *dst = ingress ? f->local_be : f->remote_be, *src = ingress ? f->remote_be : f->local_be;
@@ -203,6 +248,8 @@ static __always_inline void tardy_parse(struct __sk_buff *skb, struct tardy_flow
             f->echo = TARDY_ECHO_REPLY;
         if (f->echo)
             f->local_port = (__u16)icmp[4] << 8 | icmp[5];
+        else if (ingress && (proto == 1 ? icmp[0] == 3 || icmp[0] == 11 || icmp[0] == 12 : icmp[0] >= 1 && icmp[0] <= 4))
+            tardy_parse_icmp_error(skb, f, l4, proto == 58);
         return;
     }
     if (!l4 || (proto != 6 && proto != 17))

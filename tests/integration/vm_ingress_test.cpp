@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstring>
 #include <thread>
 
 #include "../common/harness.hpp"
@@ -144,6 +145,36 @@ TEST_F(VmIngressLab, PingRepliesAreDelayedToo) {
         EXPECT_LE(e_avg, 105 + 2 * std::max(c_avg, base_)) << exp.out;
         EXPECT_GE(c_min, 0) << ctl.out << ctl.err;
         EXPECT_LT(c_avg, 5 + base_) << "the control cohort's pings were delayed: " << ctl.out;
+    }
+}
+
+// An ICMP error is part of what the target receives: on a slow path it comes late like an
+// answer would. A connected UDP socket in each cohort at once sends one datagram to a port
+// nothing listens on in -b, whose kernel answers "port unreachable"; Python's socket times
+// the wait for ECONNREFUSED. The error quotes the datagram, whose flow names the socket
+// (bpf/lib/filter.bpf.h, tardy_parse_icmp_error). IPv4 and IPv6; the best of 3 tries, as
+// the kernel rate-limits these errors after a burst.
+TEST_F(VmIngressLab, IcmpErrorsAreDelayedToo) {
+    inject({"--delay", "100ms", "--direction", "ingress"}, "slow-in");
+    for (const char* to : {"198.18.0.2", "fd00:7a7d::2"}) {
+        const bool v6 = std::strchr(to, ':') != nullptr;
+        std::string cmd = std::string("python3 -c \"import socket, time\nbest = 9e9\nfor _ in range(3):\n s = "
+                                      "socket.socket(socket.AF_INET") + (v6 ? "6" : "") +
+                          ", socket.SOCK_DGRAM)\n s.connect((\\\"" + to +
+                          "\\\", 9))\n s.settimeout(2)\n t = time.monotonic()\n s.send(b\\\"x\\\")\n try:\n  "
+                          "s.recv(16)\n except ConnectionRefusedError:\n  best = min(best, (time.monotonic() - t) * "
+                          "1000)\n except OSError:\n  pass\n s.close()\nprint(best)\"";
+        CmdResult ctl;
+        std::thread t([&] { ctl = in_cohort(kCtl, cmd); });
+        auto exp = in_cohort(kExp, cmd);
+        t.join();
+        double e = std::atof(exp.out.c_str()), k = std::atof(ctl.out.c_str());
+        std::printf("  ECONNREFUSED from %s after: experiment %.2f ms, control %.2f ms\n", to, e, k);
+        EXPECT_EQ(exp.status, 0) << exp.err;
+        EXPECT_EQ(ctl.status, 0) << ctl.err;
+        EXPECT_GE(e, 100) << "the experiment's error was not delayed (" << to << ")";
+        EXPECT_LT(e, 1000) << "the experiment got no error (" << to << "): " << exp.out;
+        EXPECT_LT(k, 50) << "the control's error was delayed, or never came (" << to << "): " << ctl.out;
     }
 }
 
