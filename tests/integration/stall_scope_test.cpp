@@ -72,21 +72,26 @@ TEST_F(StallScope, NamesStallRealGlibcPrograms) {
     struct Case {
         std::string stall;
         std::vector<std::string> argv;
+        double gain;  // at least this many ms more than in the control cohort
     };
     // Relative to the same program in the control cohort at the same moment: starting a
-    // process takes 10-35 ms on the host (this test is not in the VM filters, where it takes
-    // 200-800 ms). `stat` and `cat` make about 30 stat or open calls each (3.1 s at 100 ms a
-    // stall), `sleep` one nanosleep: each program gains at least 90 ms.
-    // EachNameCoversWhatGlibcCalls checks the control cohort call by call.
-    for (const auto& c : std::vector<Case>{{"stat=30ms", {"stat", "/"}},
-                                           {"nanosleep=100ms", {"sleep", "0.01"}},
-                                           {"open=30ms", {"cat", "/etc/hostname"}}}) {
+    // process takes 3-40 ms on the host under the suites' load (this test is not in the VM
+    // filters, where it takes 200-800 ms), so the control's time is the best of two runs and
+    // each bound leaves 90 ms or more for the start-up's noise. `stat` and `cat` make about 30
+    // stat or open calls each (about 0.9 s at 30 ms a stall); `sleep` one nanosleep, whose
+    // 10 ms run out during the stall (the restarted call keeps its end time): it gains 290 ms.
+    // (With 100 ms and a bound of 80 it failed once in CI: 103 ms in the experiment, 37 ms
+    // for the control's start-up.) EachNameCoversWhatGlibcCalls checks the control cohort
+    // call by call.
+    for (const auto& c : std::vector<Case>{{"stat=30ms", {"stat", "/"}, 300},
+                                           {"nanosleep=300ms", {"sleep", "0.01"}, 200},
+                                           {"open=30ms", {"cat", "/etc/hostname"}, 300}}) {
         run_ms(kCtl, c.argv);  // warm the page cache
         inject({"--stall", c.stall}, "names");
-        double e = run_ms(kExp, c.argv), k = run_ms(kCtl, c.argv);
+        double e = run_ms(kExp, c.argv), k = std::min(run_ms(kCtl, c.argv), run_ms(kCtl, c.argv));
         std::printf("  --stall %s: `%s` took %.0f ms in the experiment, %.0f ms in the control cohort\n",
                     c.stall.c_str(), c.argv[0].c_str(), e, k);
-        EXPECT_GE(e, k + 80) << c.stall << " did not stall " << c.argv[0];  // 20 ms for the host's noise
+        EXPECT_GE(e, k + c.gain) << c.stall << " did not stall " << c.argv[0];
         EXPECT_GE(list_json()["injections"][0]["counters"]["stalled"].get<int>(), 1);
         EXPECT_EQ(tardy({"stop", "names"}).status, 0);
     }
