@@ -75,7 +75,6 @@ uint64_t now_ns() {
     return t.tv_sec * 1'000'000'000ULL + t.tv_nsec;
 }
 
-
 bool fail(const char* what) {
     std::fprintf(stderr, "bystander_bench: %s: %s\n", what, g_stop ? "interrupted" : std::strerror(errno));
     return false;

@@ -64,7 +64,6 @@ uint64_t now_ns() {
     return t.tv_sec * 1'000'000'000ULL + t.tv_nsec;
 }
 
-
 double fail(const char* what) {
     std::fprintf(stderr, "metrics_bench: %s: %s\n", what, g_stop ? "interrupted" : std::strerror(errno));
     return -1;

@@ -17,11 +17,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <functional>
 #include <thread>
 #include <vector>
 

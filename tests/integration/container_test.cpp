@@ -12,10 +12,11 @@
 // as on hybrid-cgroup hosts: it is used whenever it is installed): skipped without them, a
 // failure with CI=true. Traffic stays between the lab's namespaces. The image,
 // localhost/tardy-itest:<first 16 hex digits of the tardy binary's sha256>, is built on first
-// use and KEPT for later runs (building it takes seconds; older tags are removed), and written
-// beside the binary as an OCI archive, build/tardy-itest-<same digits>.oci.tar (which
-// scripts/run-tests.sh writes too, before the guests boot). Everything else (the containers, their
-// cgroups, the lab's namespaces and cgroups) is removed in TearDown, also after a failure.
+// use and KEPT for later runs (building it takes seconds; older tags are removed).
+// scripts/run-tests.sh also writes it beside the binary as an OCI archive,
+// build/tardy-itest-<same digits>.oci.tar, before the guests boot. Everything else (the
+// containers, their cgroups, the lab's namespaces and cgroups) is removed in TearDown, also
+// after a failure.
 //
 // In the test VM (TARDY_VM=1: a stock kernel, pure cgroup v2) the same tests run with podman's
 // storage on a tmpfs of the guest's (/run/tardy-podman, through CONTAINERS_STORAGE_CONF: the
@@ -130,9 +131,9 @@ protected:
         setenv("CONTAINERS_STORAGE_CONF", (dir + "/storage.conf").c_str(), 1);
     }
 
-    // The image for this tardy binary: reused when present, loaded from its archive when one
-    // was written (the VM), else built; older tags of kImageRepo are removed. The archive is
-    // written whenever it is missing (older archives removed). "" after a failure.
+    // The image for this tardy binary: reused when present, loaded from the archive
+    // scripts/run-tests.sh wrote (the VM, whose storage starts empty), else built; older tags
+    // of kImageRepo are removed. "" after a failure.
     std::string ensure_image() {
         auto sum = cmd({"sha256sum", build_dir() + "/tardy"});
         EXPECT_EQ(sum.status, 0) << sum.err;
@@ -161,15 +162,6 @@ protected:
         std::stringstream lines(old.out);
         for (std::string l; std::getline(lines, l);)
             if (!l.empty() && l != tag) (void)cmd({"podman", "rmi", l});
-        if (!std::filesystem::exists(archive)) {
-            // Written aside and renamed, so that a guest never loads half an archive.
-            for (const auto& e : std::filesystem::directory_iterator(build_dir()))
-                if (e.path().filename().string().rfind("tardy-itest-", 0) == 0) std::filesystem::remove(e.path());
-            std::string part = archive + ".part";
-            auto s = cmd({"podman", "save", "--quiet", "--format", "oci-archive", "--output", part, tag});
-            EXPECT_EQ(s.status, 0) << "podman save " << tag << ": " << s.err;
-            if (s.status == 0) std::filesystem::rename(part, archive);
-        }
         return tag;
     }
 
