@@ -37,8 +37,8 @@ struct tardy_walk {
     __u32 lost;
     __u32 delayed;
     __u32 duplicate; /* send it twice */
-    __u32 dns_slot;  /* slot + 1 of the first rule with a DNS fault that a UDP packet to port 53 met */
-    __u32 reset_slot; /* slot + 1 of the first rule with --reset the packet met */
+    __u32 dns_rule;   /* index + 1 in the set of the first rule with a DNS fault that a UDP packet to port 53 met */
+    __u32 reset_rule; /* index + 1 in the set of the first rule with --reset the packet met */
     __u32 scope; /* TARDY_SCOPE_EGRESS or TARDY_SCOPE_INGRESS: where the packet is */
 };
 
@@ -136,28 +136,29 @@ __noinline int tardy_rule_filter(const struct tardy_filter *f, const struct tard
     return tardy_filter_matches(f, a);
 }
 
-/* set->slots[i] for i already checked: masked after a barrier, so that the compiler keeps
- * the mask (it knows i < TARDY_RULES_PER_CGROUP) and the verifier sees a bounded index. */
-static __always_inline __u32 tardy_slot_at(const struct tardy_rule_set *set, __u64 i)
+/* &set->rules[i] for i already checked: masked after a barrier, so that the compiler keeps
+ * the mask (it knows i < TARDY_RULES_PER_CGROUP) and the verifier sees a bounded offset. The
+ * rules are copies in the set's own value (include/tardy/abi.h): no lookup per rule. */
+static __always_inline const struct tardy_rule *tardy_rule_at(const struct tardy_rule_set *set, __u64 i)
 {
     asm volatile("" : "+r"(i));
-    return set->slots[i & (TARDY_RULES_PER_CGROUP - 1)];
+    return &set->rules[i & (TARDY_RULES_PER_CGROUP - 1)];
 }
 
-/* Rule i of the set: a callback, so the verifier checks one rule's path once instead of
- * every combination of TARDY_RULES_PER_CGROUP unrolled rules. Returns 1 to stop. */
-static long tardy_rule_step(__u32 i, void *ctx)
+/* Rule i of the set. Returns 1 to stop. Rule 0 is taken inline; the others through
+ * tardy_rule_step, a callback of bpf_loop, so the verifier checks one rule's path once
+ * instead of every combination of TARDY_RULES_PER_CGROUP unrolled rules. */
+static __always_inline long tardy_rule_step_inline(__u32 i, struct tardy_walk *w)
 {
-    struct tardy_walk *w = ctx;
     struct tardy_verdict v = {};
     const struct tardy_rule *r;
     __u32 slot;
 
     if (i >= TARDY_RULES_PER_CGROUP || i >= w->set->n)
         return 1;
-    slot = tardy_slot_at(w->set, i);
-    r = bpf_map_lookup_elem(&tardy_rule_of_slot, &slot);
-    if (!r || w->now >= r->expires_ns)
+    r = tardy_rule_at(w->set, i);
+    slot = r->slot;
+    if (w->now >= r->expires_ns)
         return 0;
     if (!((r->scope ? r->scope : TARDY_SCOPE_EGRESS) & w->scope))
         return 0;
@@ -167,10 +168,10 @@ static long tardy_rule_step(__u32 i, void *ctx)
         return 0;
     if (!tardy_flow_chosen(r, &w->flow))
         return 0;
-    if (r->dns_rcode && !w->dns_slot && w->flow.proto == TARDY_PROTO_UDP && w->flow.remote_port == TARDY_DNS_PORT)
-        w->dns_slot = slot + 1;
-    if (r->reset_ppm && !w->reset_slot)
-        w->reset_slot = slot + 1;
+    if (r->dns_rcode && !w->dns_rule && w->flow.proto == TARDY_PROTO_UDP && w->flow.remote_port == TARDY_DNS_PORT)
+        w->dns_rule = i + 1;
+    if (r->reset_ppm && !w->reset_rule)
+        w->reset_rule = i + 1;
     if (tardy_apply_rule(r, &v, w->now, w->len, w->scope)) {
         w->lost = 1;
         return 1;
@@ -188,10 +189,10 @@ static long tardy_rule_step(__u32 i, void *ctx)
     return 0;
 }
 
-/* Rules 1.. of the set, after rule 0 was taken inline. */
+/* Rules 1.. of the set, after rule 0 was taken inline: bpf_loop's callback. */
 static long tardy_rule_step_next(__u32 i, void *ctx)
 {
-    return tardy_rule_step(i + 1, ctx);
+    return tardy_rule_step_inline(i + 1, ctx);
 }
 
 /* The bytes a packet takes on the wire. A GSO packet (a TCP send on a veth or with TSO is
@@ -243,16 +244,21 @@ static __always_inline __u32 tardy_wire_len(struct __sk_buff *skb)
 static __always_inline bool tardy_walk_rules(struct __sk_buff *skb, struct tardy_walk *w, __u32 scope)
 {
     struct tardy_control *c = tardy_armed_control();
-    __u64 rule_cgid = 0;
+    struct tardy_rule_set *set;
+    __u64 rule_cgid = 0, now;
 
     if (!c)
         return false;
-    w->set = tardy_match_skb(skb, c, &rule_cgid);
-    if (!w->set)
+    set = tardy_match_skb(skb, c, &rule_cgid);
+    if (!set)
         return false;
-    w->now = bpf_ktime_get_ns();
-    if (!tardy_lease_valid(c, w->now))
+    now = bpf_ktime_get_ns();
+    if (!tardy_lease_valid(c, now))
         return false;
+    /* zeroed only now: a packet no rule set applies to (a bystander's) does not pay for it */
+    __builtin_memset(w, 0, sizeof(*w));
+    w->set = set;
+    w->now = now;
     w->len = tardy_wire_len(skb);
     w->scope = scope;
     if (w->set->parse) {
@@ -262,30 +268,30 @@ static __always_inline bool tardy_walk_rules(struct __sk_buff *skb, struct tardy
     }
     /* Most cgroups have one rule: it costs a call, not a loop (bpf_loop's setup measured
      * 100 ns a packet); the others go through bpf_loop. */
-    if (tardy_rule_step(0, w) == 0 && w->set->n > 1)
+    if (tardy_rule_step_inline(0, w) == 0 && w->set->n > 1)
         bpf_loop(TARDY_RULES_PER_CGROUP - 1, tardy_rule_step_next, w, 0);
     return true;
 }
 
 static __always_inline int tardy_egress(struct __sk_buff *skb, bool can_steal)
 {
-    struct tardy_walk w = {};
+    struct tardy_walk w; /* zeroed by tardy_walk_rules() once a rule set applies */
     __u64 t;
 
     if (!tardy_walk_rules(skb, &w, TARDY_SCOPE_EGRESS))
         return TARDY_TC_NEXT;
     if (w.lost)
         return tardy_lose(can_steal);
-    if (w.reset_slot) {
-        int d = tardy_reset_fault(skb, w.reset_slot - 1);
+    if (w.reset_rule) {
+        int d = tardy_reset_fault(skb, tardy_rule_at(w.set, w.reset_rule - 1));
 
         if (d == TARDY_RESET_SENT)
             return TARDY_TC_ACT_REDIRECT;
         if (d == TARDY_RESET_DROP)
             return tardy_lose(can_steal);
     }
-    if (w.dns_slot && w.scope == TARDY_SCOPE_EGRESS) {
-        int d = tardy_dns_fault(skb, w.dns_slot - 1);
+    if (w.dns_rule && w.scope == TARDY_SCOPE_EGRESS) {
+        int d = tardy_dns_fault(skb, tardy_rule_at(w.set, w.dns_rule - 1));
 
         if (d == TARDY_DNS_ANSWERED)
             return TARDY_TC_ACT_REDIRECT;
@@ -450,7 +456,7 @@ int tardy_tc_ingress(struct __sk_buff *skb)
         return TARDY_CLS_NO_MATCH;
     w.len = skb->len;
     w.scope = TARDY_SCOPE_INGRESS | TARDY_SCOPE_TC_INGRESS;
-    if (tardy_rule_step(0, &w) == 0 && w.set->n > 1)
+    if (tardy_rule_step_inline(0, &w) == 0 && w.set->n > 1)
         bpf_loop(TARDY_RULES_PER_CGROUP - 1, tardy_rule_step_next, &w, 0);
     if (!w.delay)
         return TARDY_CLS_NO_MATCH;
@@ -468,7 +474,7 @@ int tardy_tc_ingress(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int tardy_cg_ingress(struct __sk_buff *skb)
 {
-    struct tardy_walk w = {};
+    struct tardy_walk w; /* zeroed by tardy_walk_rules() once a rule set applies */
 
     if (!tardy_walk_rules(skb, &w, TARDY_SCOPE_INGRESS))
         return 1;

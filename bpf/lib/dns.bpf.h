@@ -146,11 +146,10 @@ static __always_inline bool tardy_dns_name_matches(struct __sk_buff *skb, __u32 
     return !c.differ;
 }
 
-/* The DNS fault of the rule in slot on a packet the target sends (a global function: checked
- * once by the verifier, whatever its caller). */
-__noinline int tardy_dns_fault(struct __sk_buff *skb, __u32 slot)
+/* The DNS fault of rule r on a packet the target sends (a global function: checked once by
+ * the verifier, whatever its caller). */
+__noinline int tardy_dns_fault(struct __sk_buff *skb, const struct tardy_rule *r)
 {
-    const struct tardy_rule *r = bpf_map_lookup_elem(&tardy_rule_of_slot, &slot);
     struct tardy_counters *cnt;
     struct tardy_dns_hdr h;
     struct tardy_l4_at at;

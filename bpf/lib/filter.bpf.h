@@ -142,7 +142,7 @@ static __always_inline bool tardy_flow_chosen(const struct tardy_rule *r, const 
     }
     h = tardy_mix(h, ((__u32)a->remote_port << 16) | a->local_port);
     h = tardy_mix(h, a->proto);
-    return tardy_fmix(h) % TARDY_PPM < r->flows_ppm;
+    return tardy_scale32(tardy_fmix(h), TARDY_PPM) < r->flows_ppm;
 }
 
 #define TARDY_ETH_P_IP 0x0800

@@ -13,16 +13,6 @@ struct {
     __type(value, struct tardy_rule_set);
 } tardy_rules SEC(".maps");
 
-/* The rules themselves, by counter slot (one per injection): looked up one by one, so each
- * is a pointer the verifier knows the bounds of. */
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, TARDY_MAX_RULES);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, __u32);
-    __type(value, struct tardy_rule);
-} tardy_rule_of_slot SEC(".maps");
-
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, TARDY_CGROUP_CACHE);

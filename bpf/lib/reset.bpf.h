@@ -44,7 +44,7 @@ static __always_inline bool tardy_reset_chosen(const struct tardy_rule *r, const
         if (i < words)
             h = tardy_mix(h, addrs[i]);
     h = tardy_mix(h, ports);
-    return tardy_fmix(h) % TARDY_PPM < r->reset_ppm;
+    return tardy_scale32(tardy_fmix(h), TARDY_PPM) < r->reset_ppm;
 }
 
 /* Whether the sending socket has received data (bytes_received: the handshake's SYN-ACK is
@@ -63,11 +63,10 @@ static __always_inline bool tardy_has_received(struct __sk_buff *skb)
     return tp && tp->bytes_received > 0;
 }
 
-/* The reset fault of the rule in slot on a packet the target sends (a global function:
- * checked once by the verifier, whatever its caller). */
-__noinline int tardy_reset_fault(struct __sk_buff *skb, __u32 slot)
+/* The reset fault of rule r on a packet the target sends (a global function: checked once
+ * by the verifier, whatever its caller). */
+__noinline int tardy_reset_fault(struct __sk_buff *skb, const struct tardy_rule *r)
 {
-    const struct tardy_rule *r = bpf_map_lookup_elem(&tardy_rule_of_slot, &slot);
     struct tardy_counters *cnt;
     struct tardy_tcp_head th;
     struct tardy_l4_at at;

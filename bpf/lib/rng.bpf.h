@@ -30,6 +30,13 @@ static __always_inline __u32 tardy_rand32(void)
     return (__u32)((x * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
+/* A 32-bit draw scaled to [0, n): a multiply and a shift, where `%` is a division (the
+ * slowest instruction on a packet's path); its bias is as small as the modulo's, n / 2^32. */
+static __always_inline __u32 tardy_scale32(__u32 x, __u32 n)
+{
+    return (__u32)(((__u64)x * n) >> 32);
+}
+
 /* true with probability ppm / 1e6 */
 static __always_inline bool tardy_chance_ppm(__u32 ppm)
 {
@@ -37,7 +44,7 @@ static __always_inline bool tardy_chance_ppm(__u32 ppm)
         return false;
     if (ppm >= TARDY_PPM)
         return true;
-    return tardy_rand32() % TARDY_PPM < ppm;
+    return tardy_scale32(tardy_rand32(), TARDY_PPM) < ppm;
 }
 
 /* uniform in [0, n) for n up to 2^63 */

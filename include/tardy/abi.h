@@ -162,6 +162,10 @@ struct tardy_rule_set {
     __u32 n;
     __u32 slots[TARDY_RULES_PER_CGROUP];
     __u32 parse; /* some rule filters or draws flows: read the packet's headers */
+    /* rules[i] is the rule of slots[i], copied in: one lookup gives a packet every rule it can
+     * meet, and a change to any of them replaces the set whole (a packet sees the old set or
+     * the new one, never half a rule). */
+    struct tardy_rule rules[TARDY_RULES_PER_CGROUP];
 };
 
 /* Per-CPU counters, indexed by tardy_rule.slot. */

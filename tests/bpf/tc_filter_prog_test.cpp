@@ -135,4 +135,30 @@ TEST_F(TcFilter, FlowsAreAStickyShare) {
     EXPECT_GT(differ, 100) << "two seeds hit the same flows";
 }
 
+// The rules are copies inside each set (include/tardy/abi.h): a rule written again by its
+// slot (`tardy update`) must reach every set that holds it, at once and whole, and a set may
+// not name a slot that has no rule.
+TEST_F(TcFilter, ARuleWrittenAgainReachesEverySetThatHoldsIt) {
+    put_set({rule(1, 0, 0, {{}, {}, {}, "5432", ""}), rule(2, 0, 0)});
+    tardy_rule_set other{};
+    other.n = 1;
+    other.slots[0] = 2;
+    ASSERT_TRUE(obj_->put_rules(parent_id_, other));  // the parent's set holds slot 2 as well
+    EXPECT_EQ(verdict(Family::V4, Proto::Udp, nullptr, 80), kNext);
+    tardy_rule lossy = rule(2, TARDY_PPM, 0);
+    lossy.expires_ns = ~0ULL;
+    ASSERT_TRUE(obj_->put_slot_rule(lossy));
+    EXPECT_EQ(verdict(Family::V4, Proto::Udp, nullptr, 80), kDrop) << "the leaf's copy of slot 2 was not rewritten";
+    ASSERT_TRUE(obj_->delete_rule(leaf_id_));  // now the parent's set applies to this process
+    EXPECT_EQ(verdict(Family::V4, Proto::Udp, nullptr, 80), kDrop) << "the parent's copy of slot 2 was not rewritten";
+    tardy_rule_set orphan{};
+    orphan.n = 1;
+    orphan.slots[0] = 7;
+    auto r = obj_->put_rules(leaf_id_, orphan);
+    ASSERT_FALSE(r) << "a set naming a slot without a rule was written";
+    EXPECT_NE(r.error().message.find("slot 7 has no rule"), std::string::npos) << r.error().message;
+    EXPECT_EQ(verdict(Family::V4, Proto::Udp, nullptr, 80), kDrop) << "the refused set changed what applies";
+    ASSERT_TRUE(obj_->delete_rule(parent_id_));
+}
+
 }  // namespace

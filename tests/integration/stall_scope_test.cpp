@@ -170,9 +170,15 @@ TEST_F(StallScope, CompatSyscallsAreNeverMatchedByNumber) {
     }
     close(p[1]);
     double t[2] = {-2, -2};
-    ASSERT_EQ(read(p[0], t, sizeof t), static_cast<ssize_t>(sizeof t));
+    ssize_t got = read(p[0], t, sizeof t);
     close(p[0]);
-    waitpid(child, nullptr, 0);
+    int status = 0;
+    waitpid(child, &status, 0);
+    // Some kernels have no int 0x80 entry at all (a firecracker guest seen here: SIGSEGV, with
+    // CONFIG_IA32_EMULATION=y); the 6.1 VM suite runs this test where it has one.
+    if (got == 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV)
+        GTEST_SKIP() << "int 0x80 kills the caller on this kernel: it runs no ia32 syscalls";
+    ASSERT_EQ(got, static_cast<ssize_t>(sizeof t));
     std::printf("  ia32 write (nr 4): %.2f ms; x86_64 stat (nr 4): %.2f ms\n", t[0], t[1]);
     if (t[0] == -1) GTEST_SKIP() << "this kernel runs no ia32 syscalls";
     EXPECT_LT(t[0], 100) << "a compat syscall was stalled by an x86_64 number";

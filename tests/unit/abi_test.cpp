@@ -85,7 +85,7 @@ const StructLayout kLayouts[] = {
                  TARDY_M(tardy_rule_state, last_corrupt), TARDY_M(tardy_rule_state, rate_next_ns),
                  TARDY_M(tardy_rule_state, gap_count), TARDY_M(tardy_rule_state, pad)),
     TARDY_LAYOUT(tardy_rule_set, TARDY_M(tardy_rule_set, n), TARDY_M(tardy_rule_set, slots),
-                 TARDY_M(tardy_rule_set, parse)),
+                 TARDY_M(tardy_rule_set, parse), TARDY_M(tardy_rule_set, rules)),
     TARDY_LAYOUT(tardy_counters, TARDY_M(tardy_counters, matched), TARDY_M(tardy_counters, delayed),
                  TARDY_M(tardy_counters, dropped), TARDY_M(tardy_counters, bytes),
                  TARDY_M(tardy_counters, duplicated), TARDY_M(tardy_counters, reordered), TARDY_M(tardy_counters, paced),

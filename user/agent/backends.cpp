@@ -161,8 +161,8 @@ Result<void> TcBackend::add(Injection& inj) {
     inj.flow_seed = static_cast<uint32_t>((env_.rng_seed ? env_.rng_seed : mono_ns()) * 0x9E3779B97F4A7C15ull >> 32) +
                     next_seed_++ * 0x85EBCA6Bu;
     tardy_rule rule = make_rule(inj, *filter);
-    // The rule by its slot first, then the set that names it: a packet never finds a slot
-    // without its rule.
+    // The rule by its slot first (TcObject keeps it), then the set that names the slot and
+    // carries a copy of it, in one update.
     auto r = env_.tc.reset_counters(inj.slot);
     if (r) r = env_.tc.put_slot_rule(rule);
     if (r) {
@@ -199,7 +199,7 @@ Result<void> TcBackend::update(const Injection& inj, const Injection& next) {
                            "starts with it); stop the injection and inject anew with --corrupt");
     auto filter = encode(inj.filter);
     if (!filter) return filter.error();
-    // Same slot: the hash map's update swaps the whole rule at once (RCU), counters untouched.
+    // Same slot: the rule sets that hold it are written again, each swapped whole (RCU); counters untouched.
     TARDY_TRY(env_.tc.put_slot_rule(make_rule(next, *filter)));
     // A DNS fault added live needs the packets' headers read: the set says so.
     if (next.net.dns_rcode && !inj.net.dns_rcode)

@@ -8,8 +8,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <iterator>
+#include <memory>
+#include <optional>
 #include <vector>
 
 #include "loader/percpu.hpp"
@@ -156,20 +160,54 @@ void TcObject::bump_generation() { __atomic_add_fetch(&control_->generation, 1, 
 
 Result<void> TcObject::put_slot_rule(const tardy_rule& r) {
     uint32_t slot = r.slot;
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_rule_of_slot), &slot, &r, BPF_ANY))
-        return Error::sys("write the rule of slot " + std::to_string(slot), errno);
+    std::vector<uint64_t> naming;  // the sets with a copy of the slot's rule
+    for (const auto& [cgid, head] : sets_)
+        if (std::find(head.slots, head.slots + head.n, slot) != head.slots + head.n) naming.push_back(cgid);
+    std::optional<tardy_rule> old;
+    if (auto it = slot_rules_.find(slot); it != slot_rules_.end()) old = it->second;
+    slot_rules_[slot] = r;
+    for (size_t i = 0; i < naming.size(); i++) {
+        if (auto w = write_set(naming[i], sets_[naming[i]]); !w) {
+            // the maps keep the rule before: the sets written already are written back with it
+            if (old) slot_rules_[slot] = *old;
+            else slot_rules_.erase(slot);
+            for (size_t j = 0; j < i; j++) (void)write_set(naming[j], sets_[naming[j]]);
+            return w;
+        }
+    }
     return ok();
 }
 
 Result<void> TcObject::delete_slot_rule(uint32_t slot) {
-    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_rule_of_slot), &slot) && errno != ENOENT)
-        return Error::sys("delete the rule of slot " + std::to_string(slot), errno);
+    slot_rules_.erase(slot);
     return ok();
 }
 
-Result<void> TcObject::put_rules(uint64_t cgid, const tardy_rule_set& set) {
+Result<void> TcObject::put_rules(uint64_t cgid, const tardy_rule_set& in) {
+    SetHead head;
+    head.n = std::min<uint32_t>(in.n, TARDY_RULES_PER_CGROUP);
+    std::copy(in.slots, in.slots + head.n, head.slots);
+    head.parse = in.parse;
+    TARDY_TRY(write_set(cgid, head));
+    sets_[cgid] = head;
+    return ok();
+}
+
+Result<void> TcObject::write_set(uint64_t cgid, const SetHead& head) {
+    auto set = std::make_unique<tardy_rule_set>();  // 3.7 KB: not on the stack
+    set->n = head.n;
+    set->parse = head.parse;
+    for (uint32_t i = 0; i < head.n; i++) {
+        auto it = slot_rules_.find(head.slots[i]);
+        if (it == slot_rules_.end())
+            return Error::sys("write rules for cgroup " + std::to_string(cgid) + ": slot " +
+                                  std::to_string(head.slots[i]) + " has no rule",
+                              ENOENT);
+        set->slots[i] = head.slots[i];
+        set->rules[i] = it->second;
+    }
     // One update replaces the whole set: a packet sees the old set or the new one.
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_rules), &cgid, &set, BPF_ANY))
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tardy_rules), &cgid, set.get(), BPF_ANY))
         return Error::sys("write rules for cgroup " + std::to_string(cgid), errno);
     bump_generation();
     return ok();
@@ -187,6 +225,7 @@ Result<void> TcObject::put_rule(uint64_t cgid, const tardy_rule& r) {
 Result<void> TcObject::delete_rule(uint64_t cgid) {
     if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.tardy_rules), &cgid) && errno != ENOENT)
         return Error::sys("delete rule for cgroup " + std::to_string(cgid), errno);
+    sets_.erase(cgid);
     bump_generation();
     return ok();
 }

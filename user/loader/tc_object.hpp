@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "loader/cgroup_link.hpp"
 #include "model/error.hpp"
@@ -50,10 +51,13 @@ public:
     // packets that the sockets of the cgroup and its descendants receive.
     Result<CgroupLink> attach_ingress(const std::string& cgroup_path) const;
 
-    // One injection's packet rule, by its slot: written before any set names the slot.
+    // One injection's packet rule, by its slot: written before any set names the slot. The
+    // sets hold copies of their rules (one lookup a packet): a set that names the slot already
+    // is written again with the new rule, whole, so a live rule changes at once.
     Result<void> put_slot_rule(const tardy_rule& r);
     Result<void> delete_slot_rule(uint32_t slot);
-    // The packet rules of a cgroup: the slots of every injection's on it.
+    // The packet rules of a cgroup: the slots of every injection's on it (set.rules is filled
+    // here, from the rules put by slot; a slot without one is an error).
     Result<void> put_rules(uint64_t cgid, const tardy_rule_set& set);
     Result<void> put_rule(uint64_t cgid, const tardy_rule& r);  // the rule and a set of one
     Result<void> delete_rule(uint64_t cgid);
@@ -73,6 +77,16 @@ private:
     bool lazy_ingress_ = false;
     uint64_t rng_seed_ = 0;
     volatile tardy_control* control_ = nullptr;
+    // What the maps hold, to write a set again when one of its rules changes: each slot's
+    // rule, and each cgroup's set without its rule copies.
+    struct SetHead {
+        uint32_t n = 0;
+        uint32_t slots[TARDY_RULES_PER_CGROUP] = {};
+        uint32_t parse = 0;
+    };
+    std::unordered_map<uint32_t, tardy_rule> slot_rules_;
+    std::unordered_map<uint64_t, SetHead> sets_;
+    Result<void> write_set(uint64_t cgid, const SetHead& head);  // the set with its rules' copies
 };
 
 // Attaches a TC program to one device in the calling thread's network namespace. TCX links

@@ -26,7 +26,8 @@ static_assert(offsetof(tardy_rule, corrupt_ppm) == 104 + TARDY_DNS_NAME_MAX + si
 static_assert(sizeof(tardy_dist_table) == 2 * TARDY_DIST_SIZE);
 static_assert(sizeof(tardy_rule_state) == 40);
 static_assert(offsetof(tardy_rule_set, slots) == 4);
-static_assert(sizeof(tardy_rule_set) == 8 + 4 * TARDY_RULES_PER_CGROUP);
+static_assert(offsetof(tardy_rule_set, rules) == 8 + 4 * TARDY_RULES_PER_CGROUP);
+static_assert(sizeof(tardy_rule_set) == 8 + 4 * TARDY_RULES_PER_CGROUP + TARDY_RULES_PER_CGROUP * sizeof(tardy_rule));
 static_assert(sizeof(tardy_counters) == 80);
 static_assert(offsetof(tardy_rule, reset_ppm) == 100);
 static_assert(sizeof(tardy_cg_match) == 16);
