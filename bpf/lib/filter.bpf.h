@@ -35,13 +35,23 @@ static __always_inline __u32 tardy_word_mask(int bits, int w)
     return bpf_htonl(~(0xffffffffu >> b));
 }
 
-/* Whole words compared under masks, without early exits: few paths for the verifier. An
- * IPv4 flow and prefix have zeros in words 1-3, which a /32 or shorter masks out anyway. */
+/* Whole words compared under masks, without early exits inside an address: few paths for
+ * the verifier. An IPv4 flow and prefix have zeros in words 1-3, which a /32 or shorter masks
+ * out anyway. In the scan by bpf_loop (checked once, whatever its branches) another family
+ * returns at once and an IPv4 address is one word: a quarter of the work for most peers. The
+ * unrolled scan (stalls) keeps one path per peer: the branches made the verifier check
+ * its eight peers' combinations (134,000 instructions on 6.18, against the 130,000 its test allows). */
 static __always_inline bool tardy_peer_matches(const struct tardy_peer *p, const struct tardy_flow *a)
 {
     int bits = p->prefix_len;
     __u32 diff = 0;
 
+#ifndef TARDY_FILTER_UNROLLED
+    if (p->family != a->family)
+        return false;
+    if (a->family == TARDY_AF_INET)
+        return ((a->remote_be[0] ^ p->addr_be[0]) & tardy_word_mask(bits, 0)) == 0;
+#endif
     for (int w = 0; w < 4; w++)
         diff |= (a->remote_be[w] ^ p->addr_be[w]) & tardy_word_mask(bits, w);
     return p->family == a->family && diff == 0;
