@@ -6,8 +6,10 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "../common/harness.hpp"
 #include "model/tardy_abi.hpp"
@@ -124,27 +126,31 @@ TEST_F(VmIngressLab, KillAfterTheAgentDiedDrainingRemovesTheIfb) {
 TEST_F(VmIngressLab, PingRepliesAreDelayedToo) {
     ASSERT_EQ(access("/usr/bin/ping", X_OK), 0) << "ping missing (scripts/deps.sh installs iputils-ping)";
     inject({"--delay", "100ms", "--direction", "ingress"}, "slow-in");
-    // "rtt min/avg/max/mdev = 0.041/0.052/0.069/0.009 ms": min and avg, or -1.
+    // Each reply's "time=101 ms": the least and the median, or -1. The median, not ping's
+    // average: under TCG one reply in ten sometimes waits for the emulator (289 ms once in a CI
+    // run of 6.1, the other nine 101-102 ms), and the average took that for a delay too long.
     auto rtt = [](const std::string& out) {
-        auto at = out.find(" = ");
-        double mn = -1, avg = -1;
-        if (at == std::string::npos || std::sscanf(out.c_str() + at + 3, "%lf/%lf", &mn, &avg) != 2) return std::pair{-1.0, -1.0};
-        return std::pair{mn, avg};
+        std::vector<double> t;
+        for (size_t at = out.find("time="); at != std::string::npos; at = out.find("time=", at + 5))
+            t.push_back(std::strtod(out.c_str() + at + 5, nullptr));
+        if (t.empty()) return std::pair{-1.0, -1.0};
+        std::sort(t.begin(), t.end());
+        return std::pair{t.front(), t[t.size() / 2]};
     };
     for (const char* to : {"198.18.0.2", "fd00:7a7d::2"}) {
-        std::string cmd = std::string("ping -n -q -c 10 -i 0.1 -W 2 ") + to;
+        std::string cmd = std::string("ping -n -c 10 -i 0.1 -W 2 ") + to;
         CmdResult ctl;
         std::thread t([&] { ctl = in_cohort(kCtl, cmd); });
         auto exp = in_cohort(kExp, cmd);
         t.join();
-        auto [e_min, e_avg] = rtt(exp.out);
-        auto [c_min, c_avg] = rtt(ctl.out);
-        std::printf("  ping %s: experiment min %.2f avg %.2f ms, control min %.2f avg %.2f ms\n", to, e_min, e_avg,
-                    c_min, c_avg);
+        auto [e_min, e_med] = rtt(exp.out);
+        auto [c_min, c_med] = rtt(ctl.out);
+        std::printf("  ping %s: experiment min %.2f median %.2f ms, control min %.2f median %.2f ms\n", to, e_min,
+                    e_med, c_min, c_med);
         EXPECT_GE(e_min, 100) << exp.out << exp.err;
-        EXPECT_LE(e_avg, 105 + 2 * std::max(c_avg, base_)) << exp.out;
+        EXPECT_LE(e_med, 105 + 2 * std::max(c_med, base_)) << exp.out;
         EXPECT_GE(c_min, 0) << ctl.out << ctl.err;
-        EXPECT_LT(c_avg, 5 + base_) << "the control cohort's pings were delayed: " << ctl.out;
+        EXPECT_LT(c_med, 5 + base_) << "the control cohort's pings were delayed: " << ctl.out;
     }
 }
 
