@@ -304,11 +304,9 @@ struct tardy_file_rule {
 };
 
 /* ---- Cohort metrics (bpf/metrics.bpf.c): what a cohort's TCP connections and packets did ----
- * Programs linked to the topmost cohort cgroups; every record is keyed by the cgroup id of the
- * socket, and user space adds up the cgroups below each cohort. */
-
-#define TARDY_COHORT_CGROUPS 16384 /* cgroups with records (cohorts and the cgroups below them) */
-#define TARDY_HIST_ENTRIES 262144  /* (cgroup, histogram, bucket) triples */
+ * Programs linked to every measured cohort cgroup; each link has its own record (struct
+ * tardy_cohort_record, per-CPU cgroup storage), which counts the sockets of that cgroup and of
+ * every cgroup below it. */
 
 /* Log-linear histograms of microseconds: values below 2^SUB_BITS have a bucket each; above,
  * every power of two is cut into 2^SUB_BITS buckets, so a bucket is at most 1/64 (1.6%) of its
@@ -323,13 +321,7 @@ enum tardy_hist_kind {
     TARDY_HIST_RTT = 1,     /* every RTT sample TCP takes (per ACK), us */
 };
 
-struct tardy_hist_key {
-    __u64 cgid;
-    __u32 kind;   /* enum tardy_hist_kind */
-    __u32 bucket; /* 0 .. TARDY_HIST_BUCKETS - 1 */
-};
-
-/* Per cgroup, per CPU (user space sums the CPUs). */
+/* Per linked cohort cgroup, per CPU (user space sums the CPUs). */
 struct tardy_cohort_counts {
     __u64 connects;        /* TCP active opens: a SYN about to leave (BPF_SOCK_OPS_TCP_CONNECT_CB) */
     __u64 established;     /* of those, established (ACTIVE_ESTABLISHED_CB) */
@@ -345,6 +337,17 @@ struct tardy_cohort_counts {
     __u64 bytes_out;
     __u64 packets_in;      /* IP packets delivered to the cohort's sockets */
     __u64 bytes_in;
+};
+
+#define TARDY_HIST_KINDS 2
+
+/* The value of the cgroup storage map tardy_cohort (key: the linked cgroup's id, __u64, so the
+ * sock_ops and cgroup_skb links of one cgroup share it): found by the program through its
+ * link, with no lookup. Per-CPU values of a cgroup storage are at most 32 KiB
+ * (PCPU_MIN_UNIT_SIZE); this is 27,760 bytes. */
+struct tardy_cohort_record {
+    struct tardy_cohort_counts counts;
+    __u64 hist[TARDY_HIST_KINDS][TARDY_HIST_BUCKETS]; /* [enum tardy_hist_kind][bucket] */
 };
 
 #endif /* TARDY_ABI_H */

@@ -167,6 +167,39 @@ TEST_F(CohortLab, ObserveMeasuresWithoutFaultAndLeavesNothing) {
     EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();
 }
 
+// Cohorts one inside the other: the lab's cgroup (holding exp and ctl) and exp itself. Each
+// counts every socket below it, the sockets of cgroups below it included, and only those: the
+// outer one both clients' connects, the inner one its own.
+TEST_F(CohortLab, NestedCohortsEachCountTheirWholeSubtree) {
+    const std::string exp = lab_->cgroup_rel(kExp), outer = exp.substr(0, exp.rfind('/'));
+    ASSERT_FALSE(outer.empty()) << exp;
+    int out = -1;
+    auto obs = spawn_cmd({build_dir() + "/tardy", "observe", "--cgroup", outer, "--cgroup", exp, "--for", "3s",
+                          "--json", "--name", "nested"},
+                         &out);
+    ASSERT_TRUE(obs) << obs.error().message;
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 20000));
+    auto e = connects(kExp, 1, 8, 1000), c = connects(kCtl, 1, 5, 1000);
+    EXPECT_EQ(std::count(e.begin(), e.end(), json(nullptr)) + std::count(c.begin(), c.end(), json(nullptr)), 0);
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = read(out, buf, sizeof buf)) > 0;) text.append(buf, n);
+    close(out);
+    int status = 0;
+    waitpid(*obs, &status, 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+    auto s = json::parse(text, nullptr, false);
+    ASSERT_FALSE(s.is_discarded()) << text;
+    ASSERT_EQ(s["cohorts"].size(), 2u) << text;
+    EXPECT_EQ(s["cohorts"][0]["cgroup"], outer);
+    EXPECT_EQ(tcp(s["cohorts"][0], "connects"), 13u) << text;
+    EXPECT_EQ(tcp(s["cohorts"][0], "established"), 13u) << text;
+    EXPECT_EQ(s["cohorts"][0]["tcp"]["connect_ms"]["count"], 13u) << text;
+    EXPECT_EQ(tcp(s["cohorts"][1], "connects"), 8u) << text;
+    EXPECT_EQ(s["cohorts"][1]["tcp"]["connect_ms"]["count"], 8u) << text;
+    EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();
+}
+
 // A real refusal (no listener: the peer's kernel answers the SYN with a RST) counts as
 // refused, and the RST as received, IPv4 and IPv6; a cohort-local measure, no fault.
 // An observation counts tardy's doing in its cohort for good: an injection's refusals stay in

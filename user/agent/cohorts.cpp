@@ -1,36 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/cohorts.hpp"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <filesystem>
 
 #include "agent/log.hpp"
 
 namespace tardy {
 
-std::set<uint64_t> Cohorts::subtree(const std::string& path, uint64_t id) {
-    std::set<uint64_t> ids{id};
-    std::error_code ec;
-    namespace fs = std::filesystem;
-    for (fs::recursive_directory_iterator it(path, fs::directory_options::skip_permission_denied, ec), end;
-         !ec && it != end; it.increment(ec)) {
-        if (!it->is_directory(ec) || it->is_symlink(ec)) continue;
-        struct stat st{};
-        if (lstat(it->path().c_str(), &st) == 0) ids.insert(static_cast<uint64_t>(st.st_ino));
-    }
-    return ids;
-}
-
 Result<std::vector<CohortMetrics>> Cohorts::readings(const std::vector<Injection::CohortRef>& cohorts) const {
     std::vector<CohortMetrics> out;
     for (const auto& c : cohorts) {
-        auto ids = subtree(c.cg.path, c.cg.id);
-        auto per = obj_->read(ids);
+        auto per = obj_->read({c.cg.id});  // its record counts the cgroups below it too
         if (!per) return per.error();
         CohortMetrics m;
-        for (const auto& [id, one] : *per) m.add(one);
+        if (auto it = per->find(c.cg.id); it != per->end()) m = std::move(it->second);
         if (add_tardy_) add_tardy_(c.cg, m);
         out.push_back(std::move(m));
     }
@@ -38,11 +21,11 @@ Result<std::vector<CohortMetrics>> Cohorts::readings(const std::vector<Injection
 }
 
 Result<void> Cohorts::relink() {
-    std::map<uint64_t, std::string> with;
+    // Every measured cgroup has links of its own (its record), nested ones too: a socket
+    // under two measured cgroups runs the programs once for each.
+    std::map<uint64_t, std::string> want;
     for (const auto& [n, o] : owners_)
-        for (const auto& c : o.cohorts) with[c.cg.id] = c.cg.path;
-    auto want = topmost_cgroups(with);
-    // New links first: a moment of a packet counted twice, never one of a cohort not measured.
+        for (const auto& c : o.cohorts) want[c.cg.id] = c.cg.path;
     for (const auto& [id, path] : want) {
         if (links_.contains(id)) continue;
         auto l = obj_->attach(path);
@@ -76,12 +59,7 @@ void Cohorts::forget(const std::string& owner) {
     if (owners_.empty()) {
         links_.clear();
         obj_.reset();  // the maps go with it
-        return;
     }
-    std::set<uint64_t> keep;
-    for (const auto& [n, o] : owners_)
-        for (const auto& c : o.cohorts) keep.merge(subtree(c.cg.path, c.cg.id));
-    obj_->prune(keep);
 }
 
 Result<CohortReport> Cohorts::report(const std::string& owner) const {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Cohort metrics in the agent: which cgroups are measured for which injection or
-// observation, the links of the metric programs (to the topmost measured cgroups only, so a
-// packet is counted once), and reports over each owner's life.
+// observation, the links of the metric programs (to each measured cgroup: the record a link
+// has counts that cgroup and the cgroups below it), and reports over each owner's life.
 #pragma once
 
 #include <functional>
@@ -30,9 +30,6 @@ public:
     Result<CohortReport> report(const std::string& owner) const;
     std::vector<CohortReport> reports() const;
 
-    // The ids of a cgroup and every cgroup below it.
-    static std::set<uint64_t> subtree(const std::string& path, uint64_t id);
-
 private:
     Result<void> relink();
     Result<std::vector<CohortMetrics>> readings(const std::vector<Injection::CohortRef>& cohorts) const;
@@ -44,7 +41,7 @@ private:
         uint64_t start_ns = 0;
     };
     std::map<std::string, Owner> owners_;
-    std::map<uint64_t, std::vector<CgroupLink>> links_;  // topmost measured cgroup -> its links
+    std::map<uint64_t, std::vector<CgroupLink>> links_;  // measured cgroup -> its links
 };
 
 }  // namespace tardy

@@ -36,38 +36,20 @@ Result<std::vector<CgroupLink>> MetricsObject::attach(const std::string& cgroup_
     return links;
 }
 
-namespace {
-
-int cpus() {
-    int n = libbpf_num_possible_cpus();
-    return n > 0 ? n : 1;
-}
-
-template <typename K, typename Fn>
-void for_each_key(int fd, Fn fn) {
-    K key{}, next{};
-    K* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        key = next;
-        prev = &key;
-        fn(key);
-    }
-}
-
-}  // namespace
-
 Result<std::map<uint64_t, CohortMetrics>> MetricsObject::read(const std::set<uint64_t>& cgids) const {
     std::map<uint64_t, CohortMetrics> out;
-    int n = cpus();
-    int cfd = bpf_map__fd(skel_->maps.tardy_cohort_counts);
-    std::vector<tardy_cohort_counts> per(n);
+    int n = libbpf_num_possible_cpus();
+    if (n <= 0) return Error::sys("count the possible CPUs", -n);
+    int fd = bpf_map__fd(skel_->maps.tardy_cohort);
+    std::vector<tardy_cohort_record> per(static_cast<size_t>(n));  // ~27 KiB a CPU
     for (uint64_t id : cgids) {
-        if (bpf_map_lookup_elem(cfd, &id, per.data())) {
-            if (errno == ENOENT) continue;
-            return Error::sys("read cohort counters", errno);
+        if (bpf_map_lookup_elem(fd, &id, per.data())) {
+            if (errno == ENOENT) continue;  // not linked: nothing measured there
+            return Error::sys("read a cohort's record", errno);
         }
         CohortMetrics& m = out[id];
-        for (const auto& c : per) {
+        for (const auto& r : per) {
+            const auto& c = r.counts;
             m.connects += c.connects;
             m.established += c.established;
             m.accepted += c.accepted;
@@ -82,33 +64,13 @@ Result<std::map<uint64_t, CohortMetrics>> MetricsObject::read(const std::set<uin
             m.bytes_out += c.bytes_out;
             m.packets_in += c.packets_in;
             m.bytes_in += c.bytes_in;
+            for (uint32_t b = 0; b < TARDY_HIST_BUCKETS; b++) {
+                if (uint64_t v = r.hist[TARDY_HIST_CONNECT][b]) m.connect_us.buckets[b] += v;
+                if (uint64_t v = r.hist[TARDY_HIST_RTT][b]) m.rtt_us.buckets[b] += v;
+            }
         }
     }
-    int hfd = bpf_map__fd(skel_->maps.tardy_cohort_hist);
-    std::vector<uint64_t> counts(n);
-    for_each_key<tardy_hist_key>(hfd, [&](const tardy_hist_key& k) {
-        if (!cgids.contains(k.cgid) || bpf_map_lookup_elem(hfd, &k, counts.data())) return;
-        uint64_t sum = 0;
-        for (uint64_t c : counts) sum += c;
-        if (!sum) return;
-        CohortMetrics& m = out[k.cgid];
-        (k.kind == TARDY_HIST_CONNECT ? m.connect_us : m.rtt_us).buckets[k.bucket] += sum;
-    });
     return out;
-}
-
-void MetricsObject::prune(const std::set<uint64_t>& keep) {
-    int cfd = bpf_map__fd(skel_->maps.tardy_cohort_counts), hfd = bpf_map__fd(skel_->maps.tardy_cohort_hist);
-    std::vector<uint64_t> gone;
-    for_each_key<uint64_t>(cfd, [&](uint64_t id) {
-        if (!keep.contains(id)) gone.push_back(id);
-    });
-    for (uint64_t id : gone) (void)bpf_map_delete_elem(cfd, &id);
-    std::vector<tardy_hist_key> hgone;
-    for_each_key<tardy_hist_key>(hfd, [&](const tardy_hist_key& k) {
-        if (!keep.contains(k.cgid)) hgone.push_back(k);
-    });
-    for (const auto& k : hgone) (void)bpf_map_delete_elem(hfd, &k);
 }
 
 }  // namespace tardy

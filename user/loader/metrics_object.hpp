@@ -25,13 +25,14 @@ public:
     MetricsObject(const MetricsObject&) = delete;
     MetricsObject& operator=(const MetricsObject&) = delete;
 
-    // Links the sock_ops and the two cgroup_skb programs to the cgroup directory.
+    // Links the sock_ops and the two cgroup_skb programs to the cgroup directory. The links
+    // get one record, zeroed, which counts the sockets of that cgroup and of every cgroup
+    // below it, and which goes with the last of them.
     Result<std::vector<CgroupLink>> attach(const std::string& cgroup_path);
-    // What the sockets of these cgroups did since the object was loaded, per cgroup id (the
-    // counters and histograms only: failed_tardy and tardy_* are the agent's to fill).
+    // What was counted in the records of these linked cgroups since they were linked, per
+    // cgroup id; a cgroup not linked has no entry (the counters and histograms only:
+    // failed_tardy and tardy_* are the agent's to fill).
     Result<std::map<uint64_t, CohortMetrics>> read(const std::set<uint64_t>& cgids) const;
-    // Forgets the records of cgroups that are not in `keep` (cgroups no cohort covers now).
-    void prune(const std::set<uint64_t>& keep);
 
 private:
     MetricsObject() = default;

@@ -37,7 +37,8 @@ static_assert(offsetof(tardy_sock_rule, faults) == 16);
 static_assert(sizeof(tardy_sock_rule) == 16 + 16 * TARDY_SOCK_MAX_FAULTS + sizeof(tardy_filter));
 static_assert(sizeof(tardy_sock_counters) == 24);
 static_assert(sizeof(tardy_cohort_counts) == 14 * 8);
-static_assert(sizeof(tardy_hist_key) == 16);
+static_assert(sizeof(tardy_cohort_record) == 14 * 8 + 8 * TARDY_HIST_KINDS * TARDY_HIST_BUCKETS);
+static_assert(sizeof(tardy_cohort_record) <= 32768);  // PCPU_MIN_UNIT_SIZE: a per-CPU cgroup storage's limit
 static_assert(sizeof(tardy_stall_entry) == 16);
 static_assert(offsetof(tardy_stall_rule, path_ino) == 16);
 static_assert(offsetof(tardy_stall_rule, stalls) == 32);
