@@ -46,6 +46,17 @@ protected:
         }
         return all;
     }
+    // What a command printed on `out` until it ended, and that it ended with 0.
+    static std::string output_of(pid_t pid, int out) {
+        std::string text;
+        char buf[4096];
+        for (ssize_t n; (n = read(out, buf, sizeof buf)) > 0;) text.append(buf, n);
+        close(out);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+        return text;
+    }
     json stats(const std::string& name) {
         auto r = tardy({"stats", name, "--json"});
         EXPECT_EQ(r.status, 0) << r.err;
@@ -144,13 +155,7 @@ TEST_F(CohortLab, ObserveMeasuresWithoutFaultAndLeavesNothing) {
     EXPECT_EQ(l["injections"][0]["name"], "base");
     EXPECT_EQ(l["injections"][0]["observe"], true);
     auto exp = connects(kExp, 2, 10, 1000), ctl = connects(kCtl, 1, 10, 1000);
-    std::string text;
-    char buf[4096];
-    for (ssize_t n; (n = read(out, buf, sizeof buf)) > 0;) text.append(buf, n);
-    close(out);
-    int status = 0;
-    waitpid(*obs, &status, 0);
-    EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+    std::string text = output_of(*obs, out);
     auto s = json::parse(text, nullptr, false);
     ASSERT_FALSE(s.is_discarded()) << text;
     EXPECT_EQ(s["name"], "base");
@@ -181,13 +186,7 @@ TEST_F(CohortLab, NestedCohortsEachCountTheirWholeSubtree) {
     ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 20000));
     auto e = connects(kExp, 1, 8, 1000), c = connects(kCtl, 1, 5, 1000);
     EXPECT_EQ(std::count(e.begin(), e.end(), json(nullptr)) + std::count(c.begin(), c.end(), json(nullptr)), 0);
-    std::string text;
-    char buf[4096];
-    for (ssize_t n; (n = read(out, buf, sizeof buf)) > 0;) text.append(buf, n);
-    close(out);
-    int status = 0;
-    waitpid(*obs, &status, 0);
-    EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+    std::string text = output_of(*obs, out);
     auto s = json::parse(text, nullptr, false);
     ASSERT_FALSE(s.is_discarded()) << text;
     ASSERT_EQ(s["cohorts"].size(), 2u) << text;
