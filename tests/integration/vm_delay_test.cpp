@@ -163,26 +163,36 @@ TEST_F(VmLab, JitterStaysInBoundsAndSpreads) {
     // trips (its 95th percentile) is what it can add to the experiment's, on top of the
     // 60 ms the stamp allows. The stamp's exact bounds are proven without an emulator in
     // bpf_tests (BpfProg.JitterStaysInsideTheWindow); here the point is the real path.
-    std::vector<double> ctl;
-    std::thread t([&] { ctl = udp_rtts(kCtl, 60, 10); });
-    auto v = udp_rtts(kExp, 60, 10);
-    t.join();
-    ASSERT_FALSE(v.empty());
-    ASSERT_FALSE(ctl.empty());
+    // The experiment's packets also wait for fq's timer, which the control's never do: a
+    // loaded emulator fires it late (a 6.1 CI run: median 57 ms, p95 76, control p95 3.5). So
+    // a sample over the upper bounds is taken once more: the emulator only ever adds, and a
+    // stamp out of bounds would be out of them in every sample.
     auto pct = [](std::vector<double> x, int p) {
         std::sort(x.begin(), x.end());
         return x[x.size() * p / 100];
     };
-    double p95 = pct(v, 95), ctl95 = pct(ctl, 95);
-    auto [mn, mx] = std::minmax_element(v.begin(), v.end());
-    std::printf("  jittered RTTs: min %.2f ms, median %.2f ms, p95 %.2f ms, max %.2f ms; control p95 %.2f ms\n",
-                *mn, median(v), p95, *mx, ctl95);
-    EXPECT_GE(*mn, 40.0);
-    double noise = std::max({base_exp_, ctl95, 1.0});
-    EXPECT_LE(p95, 60.0 + noise + 5.0);
-    EXPECT_LE(*mx, 85.0 + noise);
-    EXPECT_GT(*mx - *mn, 5.0) << "no spread: jitter is not applied";
-    EXPECT_LT(ctl95, 25.0) << "the control cohort was delayed";
+    for (int attempt = 1;; attempt++) {
+        std::vector<double> ctl;
+        std::thread t([&] { ctl = udp_rtts(kCtl, 60, 10); });
+        auto v = udp_rtts(kExp, 60, 10);
+        t.join();
+        ASSERT_FALSE(v.empty());
+        ASSERT_FALSE(ctl.empty());
+        double p95 = pct(v, 95), ctl95 = pct(ctl, 95);
+        auto [mn, mx] = std::minmax_element(v.begin(), v.end());
+        std::printf("  jittered RTTs (sample %d): min %.2f ms, median %.2f ms, p95 %.2f ms, max %.2f ms; control p95 "
+                    "%.2f ms\n",
+                    attempt, *mn, median(v), p95, *mx, ctl95);
+        double noise = std::max({base_exp_, ctl95, 1.0});
+        bool over = p95 > 60.0 + noise + 5.0 || *mx > 85.0 + noise;
+        if (over && attempt < 2) continue;
+        EXPECT_GE(*mn, 40.0);
+        EXPECT_LE(p95, 60.0 + noise + 5.0);
+        EXPECT_LE(*mx, 85.0 + noise);
+        EXPECT_GT(*mx - *mn, 5.0) << "no spread: jitter is not applied";
+        EXPECT_LT(ctl95, 25.0) << "the control cohort was delayed";
+        break;
+    }
 }
 
 TEST_F(VmLab, DelayAndLossTogether) {
@@ -335,11 +345,43 @@ TEST_F(VmLab, KillEndsTheDelayAndRestoresTheQdisc) {
     EXPECT_EQ(root_qdisc_a(), qdisc_before_);
 }
 
+// The lease, judged by the packets themselves: UDP echoes every 5 ms from 500 ms before the
+// SIGKILL to 2.5 s after it. The last delayed one must have left within the lease (1 s from the
+// agent's last renewal, before the kill) and none sent later may be delayed. (Polling with a
+// new probe process per echo judged the emulator's process start too: a 6.12 CI run failed
+// it at 1.2 s.)
 TEST_F(VmLab, SigkilledAgentsDelayEndsWithinASecondAndKillRestoresTheQdisc) {
     inject({"--delay", "50ms"});
     pid_t agent = agent_pid();
+    ProbeResult r;
+    std::thread client([&] { r = probe(kExp, "udp-pipe", false, 600, 5, 1000); });
+    sleep_ms(500);
+    const double killed = mono_ms();
     ASSERT_EQ(kill(agent, SIGKILL), 0);
-    EXPECT_TRUE(undelayed_within(1200)) << "the delay outlived the agent's lease (1 s)";
+    client.join();
+    ASSERT_EQ(r.sent_at_ms.size(), r.rtt_ms.size());
+    double last_late = -1e9;  // ms after the kill
+    int late_before = 0, after_lease = 0, late_after_lease = 0, lost = 0;
+    for (size_t i = 0; i < r.rtt_ms.size(); i++) {
+        double at = r.sent_at_ms[i] - killed;
+        if (!r.rtt_ms[i]) {
+            lost++;
+            continue;
+        }
+        bool late = *r.rtt_ms[i] >= 45;
+        if (late) last_late = std::max(last_late, at);
+        late_before += late && at < 0;
+        after_lease += at > 1050;
+        late_after_lease += late && at > 1050;
+    }
+    std::printf("  %zu echoes 5 ms apart: %d delayed before the SIGKILL, the last delayed one sent %.0f ms after "
+                "it; %d of %d sent more than 1050 ms after it delayed; %d lost\n",
+                r.rtt_ms.size(), late_before, last_late, late_after_lease, after_lease, lost);
+    EXPECT_GE(late_before, 50) << "the delay was not there before the SIGKILL";
+    EXPECT_LE(last_late, 1050) << "the delay outlived the agent's lease (1 s)";
+    EXPECT_GE(after_lease, 150) << "too few echoes after the lease to tell";
+    EXPECT_EQ(late_after_lease, 0) << "the delay outlived the agent's lease (1 s)";
+    EXPECT_EQ(lost, 0);
     expect_no_delay("a SIGKILLed agent (lease)");
     auto k = tardy({"kill"});
     EXPECT_EQ(k.status, 0) << k.err;
