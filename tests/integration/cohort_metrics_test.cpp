@@ -3,10 +3,13 @@
 // real TCP connects from both cohorts, and `tardy stats --json` / `tardy observe` compared with
 // what the clients themselves saw.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "../common/harness.hpp"
 #include "sys/process.hpp"
@@ -22,10 +25,13 @@ protected:
     // `procs` probe processes at once, each making `each` TCP connects to the echo server;
     // the outcomes of all of them (connect times in ms, null for a failure).
     std::vector<json> connects(Sandbox::Cohort c, int procs, int each, int timeout_ms) {
+        return connects(lab_->cgroup(c), procs, each, timeout_ms);
+    }
+    std::vector<json> connects(const std::string& cgroup, int procs, int each, int timeout_ms) {
         std::vector<std::pair<pid_t, int>> running;
         for (int i = 0; i < procs; i++) {
             int out = -1;
-            auto pid = spawn_cmd({build_dir() + "/tardy", "__probe", "--cgroup", lab_->cgroup(c), "--netns",
+            auto pid = spawn_cmd({build_dir() + "/tardy", "__probe", "--cgroup", cgroup, "--netns",
                                   lab_->netns_a(), "--proto", "tcp", "--to", "198.18.0.2", "--port", "7007", "--count",
                                   std::to_string(each), "--interval-ms", "1", "--timeout-ms", std::to_string(timeout_ms)},
                                  &out);
@@ -197,6 +203,34 @@ TEST_F(CohortLab, NestedCohortsEachCountTheirWholeSubtree) {
     EXPECT_EQ(tcp(s["cohorts"][1], "connects"), 8u) << text;
     EXPECT_EQ(s["cohorts"][1]["tcp"]["connect_ms"]["count"], 8u) << text;
     EXPECT_TRUE(eventually([] { return count_our_programs() == 0; }, 3000)) << count_our_programs();
+}
+
+// A cohort's cgroup removed while measured: the kernel frees its record with it (once its
+// last socket is closed), and what it had counted stays in the reading. A cgroup made for
+// the test beside exp; the observation's first cohort (exp) stays, so it does not end.
+TEST_F(CohortLab, ARemovedCohortKeepsWhatItCounted) {
+    const std::string exp = lab_->cgroup_rel(kExp), gone_rel = exp.substr(0, exp.rfind('/')) + "/gone";
+    const std::string gone = lab_->cgroup(kExp).substr(0, lab_->cgroup(kExp).rfind('/')) + "/gone";
+    ASSERT_EQ(mkdir(gone.c_str(), 0755), 0) << gone << ": " << std::strerror(errno);
+    int out = -1;
+    auto obs = spawn_cmd({build_dir() + "/tardy", "observe", "--cgroup", exp, "--cgroup", gone_rel, "--name", "watch"},
+                         &out);
+    ASSERT_TRUE(obs) << obs.error().message;
+    ASSERT_TRUE(eventually([&] { return list_json().value("injections", json::array()).size() == 1; }, 20000));
+    auto r = connects(gone, 1, 6, 1000);
+    EXPECT_EQ(std::count(r.begin(), r.end(), json(nullptr)), 0);
+    sleep_ms(1500);  // the agent reads every record once a second
+    ASSERT_TRUE(eventually([&] { return rmdir(gone.c_str()) == 0; }, 5000)) << std::strerror(errno);
+    sleep_ms(500);  // the kernel frees the record after the cgroup's last reference
+    auto s = stats("watch");
+    ASSERT_EQ(s.value("cohorts", json::array()).size(), 2u) << s.dump();
+    std::printf("  the removed cohort after its removal: %s connects, %s established\n",
+                s["cohorts"][1]["tcp"]["connects"].dump().c_str(), s["cohorts"][1]["tcp"]["established"].dump().c_str());
+    EXPECT_EQ(tcp(s["cohorts"][1], "connects"), 6u) << s.dump();
+    EXPECT_EQ(tcp(s["cohorts"][1], "established"), 6u) << s.dump();
+    EXPECT_EQ(s["cohorts"][1]["tcp"]["connect_ms"]["count"], 6u) << s.dump();
+    stop_process(*obs, 1000);
+    close(out);
 }
 
 // A real refusal (no listener: the peer's kernel answers the SYN with a RST) counts as

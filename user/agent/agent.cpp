@@ -338,6 +338,7 @@ void Agent::tick() {
         last_activity_ns = now;
     }
     devices_.tick(now);
+    cohorts_.refresh(now);
 }
 
 void Agent::end_all() {

@@ -7,13 +7,19 @@
 
 namespace tardy {
 
+Result<CohortMetrics> Cohorts::record(uint64_t id) const {
+    auto per = obj_->read({id});  // a record counts the cgroups below its own too
+    if (!per) return per.error();
+    if (auto it = per->find(id); it != per->end()) last_[id] = std::move(it->second);
+    return last_[id];  // zero if never read: linked a moment ago
+}
+
 Result<std::vector<CohortMetrics>> Cohorts::readings(const std::vector<Injection::CohortRef>& cohorts) const {
     std::vector<CohortMetrics> out;
     for (const auto& c : cohorts) {
-        auto per = obj_->read({c.cg.id});  // its record counts the cgroups below it too
-        if (!per) return per.error();
-        CohortMetrics m;
-        if (auto it = per->find(c.cg.id); it != per->end()) m = std::move(it->second);
+        auto r = record(c.cg.id);
+        if (!r) return r.error();
+        CohortMetrics m = std::move(*r);
         if (add_tardy_) add_tardy_(c.cg, m);
         out.push_back(std::move(m));
     }
@@ -33,7 +39,14 @@ Result<void> Cohorts::relink() {
         links_.emplace(id, std::move(*l));
     }
     std::erase_if(links_, [&](const auto& kv) { return !want.contains(kv.first); });
+    std::erase_if(last_, [&](const auto& kv) { return !want.contains(kv.first); });
     return ok();
+}
+
+void Cohorts::refresh(uint64_t now_ns) {
+    if (!obj_ || now_ns < next_refresh_ns_) return;
+    next_refresh_ns_ = now_ns + 1'000'000'000ULL;
+    for (const auto& [id, l] : links_) (void)record(id);
 }
 
 Result<void> Cohorts::measure(const std::string& owner, const std::vector<Injection::CohortRef>& cohorts) {

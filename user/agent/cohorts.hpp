@@ -29,9 +29,16 @@ public:
     void forget(const std::string& owner);
     Result<CohortReport> report(const std::string& owner) const;
     std::vector<CohortReport> reports() const;
+    // Reads every linked cgroup's record once a second (the agent's tick calls it): the
+    // kernel frees a record with its cgroup (once the cgroup is removed and its last socket
+    // closed), and what it had counted stays in the cohort's reading from the last read.
+    void refresh(uint64_t now_ns);
 
 private:
     Result<void> relink();
+    // A linked cgroup's record as the kernel has it now, or as it was last read if the
+    // kernel has freed it.
+    Result<CohortMetrics> record(uint64_t id) const;
     Result<std::vector<CohortMetrics>> readings(const std::vector<Injection::CohortRef>& cohorts) const;
     AddTardy add_tardy_;
     std::unique_ptr<MetricsObject> obj_;
@@ -42,6 +49,8 @@ private:
     };
     std::map<std::string, Owner> owners_;
     std::map<uint64_t, std::vector<CgroupLink>> links_;  // measured cgroup -> its links
+    mutable std::map<uint64_t, CohortMetrics> last_;      // measured cgroup -> its last reading
+    uint64_t next_refresh_ns_ = 0;
 };
 
 }  // namespace tardy
