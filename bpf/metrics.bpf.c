@@ -73,6 +73,7 @@ static __always_inline void tardy_hist_add(struct tardy_cohort_record *r, __u32 
     asm volatile("" : "+r"(b));
     if (b >= TARDY_HIST_BUCKETS)
         return;
+    _Static_assert(TARDY_HIST_KINDS == 2, "the mask below bounds the kind");
     r->hist[kind & 1][b]++;
 }
 
