@@ -183,12 +183,11 @@ TEST_F(VmLab, JitterStaysInBoundsAndSpreads) {
         std::printf("  jittered RTTs (sample %d): min %.2f ms, median %.2f ms, p95 %.2f ms, max %.2f ms; control p95 "
                     "%.2f ms\n",
                     attempt, *mn, median(v), p95, *mx, ctl95);
-        double noise = std::max({base_exp_, ctl95, 1.0});
-        bool over = p95 > 60.0 + noise + 5.0 || *mx > 85.0 + noise;
-        if (over && attempt < 2) continue;
+        const double noise = std::max({base_exp_, ctl95, 1.0}), p95_max = 60.0 + noise + 5.0, max_max = 85.0 + noise;
+        if ((p95 > p95_max || *mx > max_max) && attempt < 2) continue;
         EXPECT_GE(*mn, 40.0);
-        EXPECT_LE(p95, 60.0 + noise + 5.0);
-        EXPECT_LE(*mx, 85.0 + noise);
+        EXPECT_LE(p95, p95_max);
+        EXPECT_LE(*mx, max_max);
         EXPECT_GT(*mx - *mn, 5.0) << "no spread: jitter is not applied";
         EXPECT_LT(ctl95, 25.0) << "the control cohort was delayed";
         break;
@@ -362,7 +361,7 @@ TEST_F(VmLab, SigkilledAgentsDelayEndsWithinASecondAndKillRestoresTheQdisc) {
     client.join();
     ASSERT_EQ(r.sent_at_ms.size(), r.rtt_ms.size());
     double last_late = -1e9;  // ms after the kill
-    int late_before = 0, prompt_before = 0, after_lease = 0, late_after_lease = 0, lost = 0;
+    int late_before = 0, prompt_before = 0, after_lease = 0, lost = 0;
     for (size_t i = 0; i < r.rtt_ms.size(); i++) {
         double at = r.sent_at_ms[i] - killed;
         if (!r.rtt_ms[i]) {
@@ -374,16 +373,14 @@ TEST_F(VmLab, SigkilledAgentsDelayEndsWithinASecondAndKillRestoresTheQdisc) {
         late_before += late && at < 0;
         prompt_before += !late && at < 0;
         after_lease += at > 1050;
-        late_after_lease += late && at > 1050;
     }
     std::printf("  %zu echoes 5 ms apart: %d delayed and %d not before the SIGKILL, the last delayed one sent %.0f "
-                "ms after it; %d of %d sent more than 1050 ms after it delayed; %d lost\n",
-                r.rtt_ms.size(), late_before, prompt_before, last_late, late_after_lease, after_lease, lost);
+                "ms after it (%d sent later than 1050 ms); %d lost\n",
+                r.rtt_ms.size(), late_before, prompt_before, last_late, after_lease, lost);
     EXPECT_GE(late_before, 20) << "too few echoes before the SIGKILL to tell";
     EXPECT_EQ(prompt_before, 0) << "the delay was not there before the SIGKILL";
     EXPECT_LE(last_late, 1050) << "the delay outlived the agent's lease (1 s)";
     EXPECT_GE(after_lease, 150) << "too few echoes after the lease to tell";
-    EXPECT_EQ(late_after_lease, 0) << "the delay outlived the agent's lease (1 s)";
     EXPECT_EQ(lost, 0);
     expect_no_delay("a SIGKILLed agent (lease)");
     auto k = tardy({"kill"});
